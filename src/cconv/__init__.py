@@ -1,0 +1,35 @@
+"""cconv: a lightweight CPU engine for convolutional networks.
+
+Submodules load on first use so that `import cconv` stays fast.
+"""
+import importlib
+
+from ._threads import get_num_threads, set_num_threads, threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
+    "ops",
+]
+
+_LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins"}
+
+
+def openmp_enabled():
+    """True when the C kernels were built with OpenMP (else they run serial)."""
+    from . import _kernels
+
+    return _kernels.openmp_enabled()
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'cconv' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_SUBMODULES)

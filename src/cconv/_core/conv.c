@@ -1,0 +1,69 @@
+/* 2-D convolution (cross-correlation) forward and backward.
+ * The general path lowers each output-column tile to a GEMM through im2col
+ * (a cache-sized tile, never the whole unfolded image); depthwise convolution
+ * has a direct path because im2col would turn it into C tiny GEMMs. */
+#include <stdlib.h>
+#include <string.h>
+#include "cconv_core.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int cconv_conv2d_check(cconv_conv2d_params *p)
+{
+    if (p->n < 0 || p->c_in < 1 || p->h < 1 || p->w < 1 || p->c_out < 1 ||
+        p->kh < 1 || p->kw < 1 || p->stride_h < 1 || p->stride_w < 1 ||
+        p->dil_h < 1 || p->dil_w < 1 || p->groups < 1 ||
+        p->pad_top < 0 || p->pad_bottom < 0 || p->pad_left < 0 || p->pad_right < 0)
+        return CCONV_EINVAL;
+    if (p->c_in % p->groups || p->c_out % p->groups) return CCONV_EINVAL;
+    int64_t eff_h = p->dil_h * (p->kh - 1) + 1, eff_w = p->dil_w * (p->kw - 1) + 1;
+    int64_t span_h = p->h + p->pad_top + p->pad_bottom;
+    int64_t span_w = p->w + p->pad_left + p->pad_right;
+    if (eff_h > span_h || eff_w > span_w) return CCONV_EINVAL;
+    p->out_h = (span_h - eff_h) / p->stride_h + 1;
+    p->out_w = (span_w - eff_w) / p->stride_w + 1;
+    return CCONV_OK;
+}
+
+/* Columns per im2col tile: keep the tile (K x cols) near 256 KiB so it stays
+ * in L2 while the GEMM streams over it. */
+static int64_t tile_cols(int64_t K, int64_t P, size_t elem)
+{
+    int64_t cols = (int64_t)(262144 / (elem * (size_t)(K > 0 ? K : 1)));
+    if (cols < 32) cols = 32;
+    cols = (cols / 16) * 16;
+    if (cols >= P) return P;
+    /* even out the tiles so the last one is not a sliver */
+    int64_t ntiles = (P + cols - 1) / cols;
+    cols = (P + ntiles - 1) / ntiles;
+    return cols;
+}
+
+/* First and one-past-last q in [0, seg) with 0 <= iw0 + q*s < W. */
+static inline void valid_range(int64_t iw0, int64_t s, int64_t W, int64_t seg,
+                               int64_t *lo, int64_t *hi)
+{
+    int64_t a = iw0 >= 0 ? 0 : (-iw0 + s - 1) / s;
+    int64_t b = iw0 >= W ? 0 : (W - iw0 + s - 1) / s;
+    if (a > seg) a = seg;
+    if (b > seg) b = seg;
+    if (b < a) b = a;
+    *lo = a; *hi = b;
+}
+
+#define T float
+#define SFX(name) name##_f32
+#define GEMM cconv_gemm_f32
+#include "conv_impl.h"
+#undef T
+#undef SFX
+#undef GEMM
+
+#define T double
+#define SFX(name) name##_f64
+#define GEMM cconv_gemm_f64
+#include "conv_impl.h"
+#undef T
+#undef SFX
+#undef GEMM

@@ -1,0 +1,95 @@
+# Declarations of the C core for Cython code (cimport cconv._kernels).
+from libc.stdint cimport int64_t
+
+cdef extern from "cconv_core.h" nogil:
+    enum:
+        CCONV_OK
+        CCONV_ENOMEM
+        CCONV_EINVAL
+
+    int cconv_openmp_enabled()
+    int cconv_max_threads()
+
+    int cconv_gemm_f32(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                       float alpha, const float *A, int64_t lda,
+                       const float *B, int64_t ldb, float beta,
+                       float *C, int64_t ldc, int nthreads)
+    int cconv_gemm_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                       double alpha, const double *A, int64_t lda,
+                       const double *B, int64_t ldb, double beta,
+                       double *C, int64_t ldc, int nthreads)
+
+    ctypedef struct cconv_conv2d_params:
+        int64_t n, c_in, h, w
+        int64_t c_out, kh, kw
+        int64_t stride_h, stride_w
+        int64_t pad_top, pad_bottom, pad_left, pad_right
+        int64_t dil_h, dil_w
+        int64_t groups
+        int64_t out_h, out_w
+
+    int cconv_conv2d_check(cconv_conv2d_params *p)
+    int cconv_conv2d_forward_f32(const cconv_conv2d_params *p, const float *x,
+                                 const float *w, const float *bias, float *y, int nthreads)
+    int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
+                                 const double *w, const double *bias, double *y, int nthreads)
+    int cconv_conv2d_backward_input_f32(const cconv_conv2d_params *p, const float *dy,
+                                        const float *w, float *dx, int nthreads)
+    int cconv_conv2d_backward_input_f64(const cconv_conv2d_params *p, const double *dy,
+                                        const double *w, double *dx, int nthreads)
+    int cconv_conv2d_backward_weight_f32(const cconv_conv2d_params *p, const float *dy,
+                                         const float *x, float *dw, float *db, int nthreads)
+    int cconv_conv2d_backward_weight_f64(const cconv_conv2d_params *p, const double *dy,
+                                         const double *x, double *dw, double *db, int nthreads)
+
+    ctypedef struct cconv_pool2d_params:
+        int64_t n, c, h, w
+        int64_t kh, kw, stride_h, stride_w
+        int64_t pad_top, pad_bottom, pad_left, pad_right
+        int64_t dil_h, dil_w
+        int64_t out_h, out_w
+        int count_include_pad
+
+    int cconv_pool2d_check(const cconv_pool2d_params *p)
+    int cconv_max_pool2d_forward_f32(const cconv_pool2d_params *p, const float *x,
+                                     float *y, int64_t *indices, int nthreads)
+    int cconv_max_pool2d_forward_f64(const cconv_pool2d_params *p, const double *x,
+                                     double *y, int64_t *indices, int nthreads)
+    int cconv_max_pool2d_backward_f32(const cconv_pool2d_params *p, const float *dy,
+                                      const int64_t *indices, float *dx, int nthreads)
+    int cconv_max_pool2d_backward_f64(const cconv_pool2d_params *p, const double *dy,
+                                      const int64_t *indices, double *dx, int nthreads)
+    int cconv_avg_pool2d_forward_f32(const cconv_pool2d_params *p, const float *x,
+                                     float *y, int nthreads)
+    int cconv_avg_pool2d_forward_f64(const cconv_pool2d_params *p, const double *x,
+                                     double *y, int nthreads)
+    int cconv_avg_pool2d_backward_f32(const cconv_pool2d_params *p, const float *dy,
+                                      float *dx, int nthreads)
+    int cconv_avg_pool2d_backward_f64(const cconv_pool2d_params *p, const double *dy,
+                                      double *dx, int nthreads)
+
+ctypedef fused floating:
+    float
+    double
+
+# noexcept nogil entry points, fused over float/double, for other Cython code.
+cdef int conv2d_forward(const cconv_conv2d_params *p, const floating *x,
+                        const floating *w, const floating *bias, floating *y,
+                        int nthreads) noexcept nogil
+cdef int conv2d_backward_input(const cconv_conv2d_params *p, const floating *dy,
+                               const floating *w, floating *dx, int nthreads) noexcept nogil
+cdef int conv2d_backward_weight(const cconv_conv2d_params *p, const floating *dy,
+                                const floating *x, floating *dw, floating *db,
+                                int nthreads) noexcept nogil
+cdef int max_pool2d_forward(const cconv_pool2d_params *p, const floating *x,
+                            floating *y, int64_t *indices, int nthreads) noexcept nogil
+cdef int max_pool2d_backward(const cconv_pool2d_params *p, const floating *dy,
+                             const int64_t *indices, floating *dx, int nthreads) noexcept nogil
+cdef int avg_pool2d_forward(const cconv_pool2d_params *p, const floating *x,
+                            floating *y, int nthreads) noexcept nogil
+cdef int avg_pool2d_backward(const cconv_pool2d_params *p, const floating *dy,
+                             floating *dx, int nthreads) noexcept nogil
+cdef int gemm(int transa, int transb, int64_t M, int64_t N, int64_t K,
+              floating alpha, const floating *A, int64_t lda, const floating *B,
+              int64_t ldb, floating beta, floating *C, int64_t ldc,
+              int nthreads) noexcept nogil

@@ -1,0 +1,623 @@
+"""Functional API: convolution, pooling and GEMM on numpy arrays.
+
+Layouts are NCHW (NCL for 1-D). "conv" is cross-correlation, as in every deep
+learning framework; `convolve`/`correlate` are the textbook operators.
+
+Dtypes: float32 and float64 run natively and the result has the common float
+type of the inputs (float32 with float64 gives float64). Integer and bool
+inputs are converted to float64, float16 is computed in float32; complex,
+object and string arrays are refused with TypeError. Any memory layout
+(strided, negative strides, Fortran order, big-endian) is accepted and copied
+to a native C-contiguous array when needed.
+
+A batch of size 0 is allowed and gives an empty result; any other empty
+dimension is an error. Every bad argument raises ValueError or TypeError
+naming the argument and what was expected.
+"""
+import numbers
+
+import numpy as np
+
+from . import _kernels
+from ._threads import get_num_threads
+
+__all__ = [
+    "conv1d", "conv2d", "conv1d_backward", "conv2d_backward",
+    "max_pool1d", "max_pool2d", "max_pool1d_backward", "max_pool2d_backward",
+    "avg_pool1d", "avg_pool2d", "avg_pool1d_backward", "avg_pool2d_backward",
+    "global_avg_pool1d", "global_avg_pool2d",
+    "global_avg_pool1d_backward", "global_avg_pool2d_backward",
+    "gemm", "convolve", "correlate", "conv_output_size", "pool_output_size",
+]
+
+# Refuse arrays whose element count could not be indexed safely or would ask
+# for an absurd allocation (2**40 elements is 4 TiB in float32).
+_MAX_ELEMENTS = 2**40
+
+
+# ---------------------------------------------------------------- validation
+
+def _float_dtype(name, a):
+    kind = a.dtype.kind
+    if kind == "f":
+        return np.dtype(np.float32) if a.dtype.itemsize <= 4 else np.dtype(np.float64)
+    if kind in "iub":
+        return np.dtype(np.float64)
+    raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+
+
+def _as_array(name, a):
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be array-like, got {type(a).__name__}") from exc
+    if arr.dtype.kind in "OSUV":
+        raise TypeError(f"{name} must be a real numeric array, got {type(a).__name__} "
+                        f"with dtype {arr.dtype}")
+    return arr
+
+
+def _result_dtype(named_arrays):
+    dtypes = [_float_dtype(n, a) for n, a in named_arrays if a is not None]
+    return np.result_type(*dtypes)
+
+
+def _prepare(name, a, dtype):
+    """Native-endian, C-contiguous copy of a in dtype (no copy when it already is)."""
+    size = 1
+    for d in a.shape:
+        size *= int(d)
+    if size > _MAX_ELEMENTS:
+        raise ValueError(f"{name} has shape {a.shape} ({size} elements): more than "
+                         f"cconv handles ({_MAX_ELEMENTS})")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _check_ndim(name, a, ndim, layout):
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D {layout}, got shape {a.shape}")
+
+
+def _int_param(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _tuple_param(name, value, n, minimum):
+    """An int or a sequence of n ints, each >= minimum, as a tuple."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != n:
+            raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
+        return tuple(_int_param(name, v, minimum) for v in value)
+    return (_int_param(name, value, minimum),) * n
+
+
+def _check_size(what, shape):
+    size = 1
+    for d in shape:
+        size *= int(d)
+    if size > _MAX_ELEMENTS:
+        raise ValueError(f"{what} would have shape {tuple(shape)} ({size} elements): "
+                         f"more than cconv handles ({_MAX_ELEMENTS})")
+
+
+def _check_spatial(name, shape, first_spatial=2):
+    if any(int(d) == 0 for d in shape[1:]):
+        raise ValueError(f"{name} has an empty dimension in shape {tuple(shape)}: only "
+                         f"the batch dimension may be 0")
+
+
+# ---------------------------------------------------------------- conv sizes
+
+def conv_output_size(size, kernel, stride=1, pad_before=0, pad_after=0, dilation=1):
+    """Output length of a convolution along one axis (< 1 when it does not fit)."""
+    span = size + pad_before + pad_after - dilation * (kernel - 1) - 1
+    return span // stride + 1 if span >= 0 else 0
+
+
+def _same_padding(size, kernel, stride, dilation):
+    """TensorFlow's "same": out = ceil(size / stride), the odd pad after (as torch)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_padding(padding, spatial, kernel, stride, dilation, nd):
+    """Per-side pads ((before, after) per spatial axis) from the user's padding."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return ((0, 0),) * nd
+        if mode == "same":
+            return tuple(_same_padding(s, k, st, d)
+                         for s, k, st, d in zip(spatial, kernel, stride, dilation))
+        raise ValueError(f"padding must be an int, a tuple, 'valid' or 'same', "
+                         f"got {padding!r}")
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != nd:
+            raise ValueError(f"padding must be an int, {nd} ints or {nd} (before, after) "
+                             f"pairs, got {padding!r}")
+        pads = []
+        for p in padding:
+            if isinstance(p, (tuple, list)):
+                if len(p) != 2:
+                    raise ValueError(f"padding pairs must be (before, after), got {p!r}")
+                pads.append((_int_param("padding", p[0], 0), _int_param("padding", p[1], 0)))
+            else:
+                v = _int_param("padding", p, 0)
+                pads.append((v, v))
+        return tuple(pads)
+    v = _int_param("padding", padding, 0)
+    return ((v, v),) * nd
+
+
+def _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd):
+    """Validate a conv call; returns arrays as 4-D (N, C, H, W) and the params."""
+    x = _as_array("x", x)
+    w = _as_array("w", w)
+    bias = None if bias is None else _as_array("bias", bias)
+    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    wlayout = "(C_out, C_in/groups, K)" if nd == 1 else "(C_out, C_in/groups, KH, KW)"
+    _check_ndim("x", x, nd + 2, layout)
+    _check_ndim("w", w, nd + 2, wlayout)
+    _check_spatial("x", x.shape)
+    if any(int(d) == 0 for d in w.shape):
+        raise ValueError(f"w has an empty dimension in shape {w.shape}")
+    groups = _int_param("groups", groups, 1)
+    stride = _tuple_param("stride", stride, nd, 1)
+    dilation = _tuple_param("dilation", dilation, nd, 1)
+    n, c = x.shape[:2]
+    c_out, c_in_g = w.shape[:2]
+    if c % groups:
+        raise ValueError(f"groups={groups} must divide the input channels of x "
+                         f"(x.shape={x.shape})")
+    if c_out % groups:
+        raise ValueError(f"groups={groups} must divide the output channels of w "
+                         f"(w.shape={w.shape})")
+    if c_in_g * groups != c:
+        raise ValueError(f"channel mismatch: x has {c} channels but w expects "
+                         f"groups * w.shape[1] = {groups} * {c_in_g} = {groups * c_in_g} "
+                         f"(x.shape={x.shape}, w.shape={w.shape})")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},) to match w.shape={w.shape}, "
+                         f"got {bias.shape}")
+    spatial = tuple(int(s) for s in x.shape[2:])
+    kernel = tuple(int(k) for k in w.shape[2:])
+    pads = _conv_padding(padding, spatial, kernel, stride, dilation, nd)
+    out = tuple(conv_output_size(s, k, st, pb, pa, d)
+                for s, k, st, (pb, pa), d in zip(spatial, kernel, stride, pads, dilation))
+    if min(out) < 1:
+        raise ValueError(f"{fn}: kernel {kernel} with dilation {dilation} is larger than "
+                         f"the padded input {tuple(s + pb + pa for s, (pb, pa) in zip(spatial, pads))} "
+                         f"(x.shape={x.shape}, w.shape={w.shape}, padding={pads})")
+    _check_size(f"{fn} output", (n, c_out) + out)
+    if nd == 1:
+        shape_x = (n, c, 1, spatial[0])
+        shape_w = (c_out, c_in_g, 1, kernel[0])
+        stride4, dilation4 = (1, stride[0]), (1, dilation[0])
+        pads4 = (0, 0, pads[0][0], pads[0][1])
+    else:
+        shape_x, shape_w = tuple(x.shape), tuple(w.shape)
+        stride4, dilation4 = stride, dilation
+        pads4 = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
+    return dict(x=x, w=w, bias=bias, shape_x=shape_x, shape_w=shape_w, stride=stride4,
+                pads=pads4, dilation=dilation4, groups=groups, out=out)
+
+
+def _conv_forward(fn, x, w, bias, stride, padding, dilation, groups, nd):
+    s = _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd)
+    dtype = _result_dtype([("x", s["x"]), ("w", s["w"]), ("bias", s["bias"])])
+    xs = _prepare("x", s["x"], dtype).reshape(s["shape_x"])
+    ws = _prepare("w", s["w"], dtype).reshape(s["shape_w"])
+    has_bias = s["bias"] is not None
+    b = _prepare("bias", s["bias"], dtype) if has_bias else np.zeros(1, dtype)
+    n, c_out = s["shape_x"][0], s["shape_w"][0]
+    out4 = (n, c_out, 1, s["out"][0]) if nd == 1 else (n, c_out) + s["out"]
+    y = np.empty(out4, dtype)
+    if n:
+        _kernels.conv2d_forward_py(xs, ws, b, y, s["stride"], s["pads"], s["dilation"],
+                                   s["groups"], has_bias, get_num_threads())
+    return y.reshape((n, c_out) + s["out"])
+
+
+def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation of x (N, C, H, W) with w (C_out, C/groups, KH, KW).
+
+    padding: int | (ph, pw) | ((top, bottom), (left, right)) | "valid" | "same".
+    "same" gives an output of ceil(size / stride) with the odd pad at the
+    bottom/right (torch's choice at stride 1, TensorFlow's at any stride).
+    Returns (N, C_out, OH, OW).
+    """
+    return _conv_forward("conv2d", x, w, bias, stride, padding, dilation, groups, 2)
+
+
+def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation of x (N, C, L) with w (C_out, C/groups, K).
+
+    padding: int | (left, right) | "valid" | "same". Returns (N, C_out, OL).
+    """
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
+            not any(isinstance(p, (tuple, list)) for p in padding):
+        padding = (tuple(padding),)
+    return _conv_forward("conv1d", x, w, bias, stride, padding, dilation, groups, 1)
+
+
+def _conv_backward(fn, grad_out, x, w, stride, padding, dilation, groups, nd,
+                   need_input, need_weight, need_bias):
+    s = _conv_setup(fn, x, w, None, stride, padding, dilation, groups, nd)
+    grad_out = _as_array("grad_out", grad_out)
+    n, c_out = s["shape_x"][0], s["shape_w"][0]
+    expected = (n, c_out) + s["out"]
+    if tuple(grad_out.shape) != expected:
+        raise ValueError(f"grad_out must have the forward output's shape {expected}, "
+                         f"got {grad_out.shape}")
+    dtype = _result_dtype([("grad_out", grad_out), ("x", s["x"]), ("w", s["w"])])
+    out4 = (n, c_out, 1, s["out"][0]) if nd == 1 else expected
+    dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
+    threads = get_num_threads()
+    dx = dw = db = None
+    if need_input:
+        ws = _prepare("w", s["w"], dtype).reshape(s["shape_w"])
+        dx = np.zeros(s["shape_x"], dtype)
+        if n:
+            _kernels.conv2d_backward_input_py(dy, ws, dx, s["stride"], s["pads"],
+                                              s["dilation"], s["groups"], threads)
+        dx = dx.reshape(s["x"].shape)
+    if need_weight or need_bias:
+        xs = _prepare("x", s["x"], dtype).reshape(s["shape_x"])
+        dw = np.empty(s["shape_w"], dtype)
+        db = np.empty(c_out, dtype)
+        _kernels.conv2d_backward_weight_py(dy, xs, dw, db, s["stride"], s["pads"],
+                                           s["dilation"], s["groups"], bool(need_bias),
+                                           threads)
+        dw = dw.reshape(s["w"].shape) if need_weight else None
+        db = db if need_bias else None
+    return dx, dw, db
+
+
+def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
+                    need_input=True, need_weight=True, need_bias=True):
+    """Gradients of conv2d: (grad_x, grad_w, grad_bias); None for those not needed."""
+    return _conv_backward("conv2d_backward", grad_out, x, w, stride, padding, dilation,
+                          groups, 2, need_input, need_weight, need_bias)
+
+
+def conv1d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
+                    need_input=True, need_weight=True, need_bias=True):
+    """Gradients of conv1d: (grad_x, grad_w, grad_bias); None for those not needed."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
+            not any(isinstance(p, (tuple, list)) for p in padding):
+        padding = (tuple(padding),)
+    return _conv_backward("conv1d_backward", grad_out, x, w, stride, padding, dilation,
+                          groups, 1, need_input, need_weight, need_bias)
+
+
+# ---------------------------------------------------------------- pooling
+
+def pool_output_size(size, kernel, stride, padding=0, dilation=1, ceil_mode=False):
+    """Output length of a pooling window along one axis (torch's rule)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    # the last window must start inside the input or the left padding
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def _pool_setup(fn, x_shape, kernel_size, stride, padding, dilation, ceil_mode, nd):
+    layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
+    if len(x_shape) != nd + 2:
+        raise ValueError(f"x must be {nd + 2}-D {layout}, got shape {tuple(x_shape)}")
+    _check_spatial("x", x_shape)
+    kernel = _tuple_param("kernel_size", kernel_size, nd, 1)
+    stride = kernel if stride is None else _tuple_param("stride", stride, nd, 1)
+    padding = _tuple_param("padding", padding, nd, 0)
+    dilation = _tuple_param("dilation", dilation, nd, 1)
+    for k, p in zip(kernel, padding):
+        if p > k // 2:
+            raise ValueError(f"padding={padding} must be at most half of "
+                             f"kernel_size={kernel}")
+    spatial = tuple(int(s) for s in x_shape[2:])
+    out = tuple(pool_output_size(s, k, st, p, d, bool(ceil_mode))
+                for s, k, st, p, d in zip(spatial, kernel, stride, padding, dilation))
+    if min(out) < 1:
+        raise ValueError(f"{fn}: kernel_size={kernel} (dilation {dilation}) is larger "
+                         f"than the padded input {tuple(s + 2 * p for s, p in zip(spatial, padding))} "
+                         f"(x.shape={tuple(x_shape)})")
+    n, c = int(x_shape[0]), int(x_shape[1])
+    if nd == 1:
+        shape4 = (n, c, 1, spatial[0])
+        out4 = (n, c, 1, out[0])
+        params = ((1, kernel[0]), (1, stride[0]), (0, 0, padding[0], padding[0]),
+                  (1, dilation[0]))
+    else:
+        shape4 = (n, c) + spatial
+        out4 = (n, c) + out
+        params = (kernel, stride, (padding[0], padding[0], padding[1], padding[1]),
+                  dilation)
+    _check_size(f"{fn} output", out4)
+    return shape4, out4, (n, c) + out, params
+
+
+def _input_for_pool(x):
+    x = _as_array("x", x)
+    dtype = _float_dtype("x", x)
+    return x, dtype
+
+
+def _max_pool(fn, x, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd):
+    x, dtype = _input_for_pool(x)
+    shape4, out4, out_shape, (k, s, p, d) = _pool_setup(
+        fn, x.shape, kernel_size, stride, padding, dilation, ceil_mode, nd)
+    xs = _prepare("x", x, dtype).reshape(shape4)
+    y = np.empty(out4, dtype)
+    idx = np.empty(out4 if return_indices else (1, 1, 1, 1), np.int64)
+    if shape4[0]:
+        _kernels.max_pool2d_forward_py(xs, y, idx, k, s, p, d, bool(return_indices),
+                                       get_num_threads())
+    if return_indices:
+        # for 1-D the flat index in the (1, L) plane is already the position in L
+        return y.reshape(out_shape), idx.reshape(out_shape)
+    return y.reshape(out_shape)
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling of x (N, C, H, W); padding counts as -inf; NaN propagates.
+
+    With return_indices, also returns int64 indices (flat h * W + w in each
+    plane, like torch) for max_pool2d_backward.
+    """
+    return _max_pool("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices, 2)
+
+
+def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Max pooling of x (N, C, L); see max_pool2d."""
+    return _max_pool("max_pool1d", x, kernel_size, stride, padding, dilation, ceil_mode,
+                     return_indices, 1)
+
+
+def _max_pool_backward(fn, grad_out, x, kernel_size, stride, padding, dilation,
+                       ceil_mode, indices, nd):
+    x, dtype = _input_for_pool(x)
+    grad_out = _as_array("grad_out", grad_out)
+    shape4, out4, out_shape, (k, s, p, d) = _pool_setup(
+        fn, x.shape, kernel_size, stride, padding, dilation, ceil_mode, nd)
+    if tuple(grad_out.shape) != out_shape:
+        raise ValueError(f"grad_out must have the forward output's shape {out_shape}, "
+                         f"got {grad_out.shape}")
+    dtype = _result_dtype([("grad_out", grad_out), ("x", x)])
+    if indices is None:
+        xs = _prepare("x", x, dtype).reshape(shape4)
+        idx = np.empty(out4, np.int64)
+        if shape4[0]:
+            _kernels.max_pool2d_forward_py(xs, np.empty(out4, dtype), idx, k, s, p, d,
+                                           True, get_num_threads())
+    else:
+        indices = _as_array("indices", indices)
+        if tuple(indices.shape) != out_shape:
+            raise ValueError(f"indices must have the forward output's shape {out_shape}, "
+                             f"got {indices.shape}")
+        if indices.dtype.kind not in "iu":
+            raise TypeError(f"indices must be an integer array, got dtype {indices.dtype}")
+        idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(out4)
+    dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
+    dx = np.zeros(shape4, dtype)
+    if shape4[0]:
+        _kernels.max_pool2d_backward_py(dy, idx, dx, get_num_threads())
+    return dx.reshape(x.shape)
+
+
+def max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, indices=None):
+    """Gradient of max_pool2d w.r.t. x: grad_out routed to each window's maximum.
+
+    Pass the forward's indices to skip recomputing the argmax.
+    """
+    return _max_pool_backward("max_pool2d_backward", grad_out, x, kernel_size, stride,
+                              padding, dilation, ceil_mode, indices, 2)
+
+
+def max_pool1d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                        ceil_mode=False, indices=None):
+    """Gradient of max_pool1d w.r.t. x."""
+    return _max_pool_backward("max_pool1d_backward", grad_out, x, kernel_size, stride,
+                              padding, dilation, ceil_mode, indices, 1)
+
+
+def _avg_pool(fn, x, kernel_size, stride, padding, ceil_mode, count_include_pad, nd):
+    x, dtype = _input_for_pool(x)
+    shape4, out4, out_shape, (k, s, p, _) = _pool_setup(
+        fn, x.shape, kernel_size, stride, padding, 1, ceil_mode, nd)
+    xs = _prepare("x", x, dtype).reshape(shape4)
+    y = np.empty(out4, dtype)
+    if shape4[0]:
+        _kernels.avg_pool2d_forward_py(xs, y, k, s, p, bool(count_include_pad),
+                                       get_num_threads())
+    return y.reshape(out_shape)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Average pooling of x (N, C, H, W), torch's divisor rules."""
+    return _avg_pool("avg_pool2d", x, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, 2)
+
+
+def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Average pooling of x (N, C, L)."""
+    return _avg_pool("avg_pool1d", x, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, 1)
+
+
+def _shape_arg(name, shape):
+    try:
+        shape = tuple(int(d) for d in shape)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from exc
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{name} must not have negative sizes, got {shape}")
+    return shape
+
+
+def _avg_pool_backward(fn, grad_out, input_shape, kernel_size, stride, padding,
+                       ceil_mode, count_include_pad, nd):
+    input_shape = _shape_arg("input_shape", input_shape)
+    grad_out = _as_array("grad_out", grad_out)
+    shape4, out4, out_shape, (k, s, p, _) = _pool_setup(
+        fn, input_shape, kernel_size, stride, padding, 1, ceil_mode, nd)
+    if tuple(grad_out.shape) != out_shape:
+        raise ValueError(f"grad_out must have the forward output's shape {out_shape}, "
+                         f"got {grad_out.shape}")
+    dtype = _float_dtype("grad_out", grad_out)
+    dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
+    dx = np.zeros(shape4, dtype)
+    if shape4[0]:
+        _kernels.avg_pool2d_backward_py(dy, dx, k, s, p, bool(count_include_pad),
+                                        get_num_threads())
+    return dx.reshape(input_shape)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True):
+    """Gradient of avg_pool2d w.r.t. its input of shape input_shape."""
+    return _avg_pool_backward("avg_pool2d_backward", grad_out, input_shape, kernel_size,
+                              stride, padding, ceil_mode, count_include_pad, 2)
+
+
+def avg_pool1d_backward(grad_out, input_shape, kernel_size, stride=None, padding=0,
+                        ceil_mode=False, count_include_pad=True):
+    """Gradient of avg_pool1d w.r.t. its input of shape input_shape."""
+    return _avg_pool_backward("avg_pool1d_backward", grad_out, input_shape, kernel_size,
+                              stride, padding, ceil_mode, count_include_pad, 1)
+
+
+def global_avg_pool2d(x):
+    """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1)."""
+    x = _as_array("x", x)
+    _check_ndim("x", x, 4, "(N, C, H, W)")
+    return avg_pool2d(x, x.shape[2:])
+
+
+def global_avg_pool1d(x):
+    """Mean over L: (N, C, L) -> (N, C, 1)."""
+    x = _as_array("x", x)
+    _check_ndim("x", x, 3, "(N, C, L)")
+    return avg_pool1d(x, x.shape[2])
+
+
+def global_avg_pool2d_backward(grad_out, input_shape):
+    """Gradient of global_avg_pool2d: grad_out spread evenly over each plane."""
+    input_shape = _shape_arg("input_shape", input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(f"input_shape must be (N, C, H, W), got {input_shape}")
+    return avg_pool2d_backward(grad_out, input_shape, input_shape[2:])
+
+
+def global_avg_pool1d_backward(grad_out, input_shape):
+    """Gradient of global_avg_pool1d."""
+    input_shape = _shape_arg("input_shape", input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (N, C, L), got {input_shape}")
+    return avg_pool1d_backward(grad_out, input_shape, input_shape[2])
+
+
+# ---------------------------------------------------------------- GEMM
+
+def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
+    """alpha * op(a) @ op(b) + beta * c with cconv's own blocked GEMM."""
+    a = _as_array("a", a)
+    b = _as_array("b", b)
+    _check_ndim("a", a, 2, "matrix")
+    _check_ndim("b", b, 2, "matrix")
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != kb:
+        raise ValueError(f"inner dimensions differ: op(a) is {m}x{k} but op(b) is "
+                         f"{kb}x{n} (a.shape={a.shape}, b.shape={b.shape})")
+    named = [("a", a), ("b", b)]
+    if c is not None:
+        c = _as_array("c", c)
+        if tuple(c.shape) != (m, n):
+            raise ValueError(f"c must have shape {(m, n)}, got {c.shape}")
+        named.append(("c", c))
+    dtype = _result_dtype(named)
+    _check_size("gemm output", (m, n))
+    out = (np.array(c, dtype=dtype, order="C", copy=True) if c is not None
+           else np.zeros((m, n), dtype))
+    if c is None:
+        beta = 0.0
+    _kernels.gemm_py(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
+                     _prepare("b", b, dtype), beta, out, get_num_threads())
+    return out
+
+
+# ---------------------------------------------------------------- textbook operators
+
+def _textbook_setup(a, v, mode):
+    a = _as_array("a", a)
+    v = _as_array("v", v)
+    if mode not in ("full", "same", "valid"):
+        raise ValueError(f"mode must be 'full', 'same' or 'valid', got {mode!r}")
+    if a.ndim not in (1, 2):
+        raise ValueError(f"a must be 1-D or 2-D, got shape {a.shape}")
+    if v.ndim != a.ndim:
+        raise ValueError(f"v must have a's number of dimensions ({a.ndim}), got shape "
+                         f"{v.shape}")
+    if a.size == 0:
+        raise ValueError(f"a must not be empty, got shape {a.shape}")
+    if v.size == 0:
+        raise ValueError(f"v must not be empty, got shape {v.shape}")
+    dtype = _result_dtype([("a", a), ("v", v)])
+    return a, v, dtype
+
+
+def convolve(a, v, mode="full"):
+    """Textbook convolution (a * v)_t = sum_tau a_tau v_(t - tau), zero padding.
+
+    1-D or 2-D; modes and results as scipy.signal.convolve.
+    """
+    a, v, dtype = _textbook_setup(a, v, mode)
+    if mode == "valid":
+        if all(sa >= sv for sa, sv in zip(a.shape, v.shape)):
+            pass
+        elif all(sv >= sa for sa, sv in zip(a.shape, v.shape)):
+            a, v = v, a  # convolution commutes; scipy swaps the same way
+        else:
+            raise ValueError(f"mode 'valid' needs one input at least as large as the "
+                             f"other in every dimension, got a.shape={a.shape}, "
+                             f"v.shape={v.shape}")
+    nd = a.ndim
+    a2 = _prepare("a", a, dtype).reshape((1, 1) + (1,) * (2 - nd) + a.shape)
+    # flipping the kernel turns the framework's correlation into convolution
+    v_flipped = np.flip(_prepare("v", v, dtype), axis=tuple(range(nd)))
+    v2 = np.ascontiguousarray(v_flipped).reshape((1, 1) + (1,) * (2 - nd) + v.shape)
+    if mode == "valid":
+        pads = 0
+    else:
+        pads = tuple((k - 1, k - 1) for k in v2.shape[2:])
+    full = conv2d(a2, v2, padding=pads)[0, 0]
+    if nd == 1:
+        full = full[0]
+    if mode == "same":
+        starts = [(f - s) // 2 for f, s in zip(full.shape, a.shape)]
+        full = full[tuple(slice(st, st + s) for st, s in zip(starts, a.shape))]
+        full = np.ascontiguousarray(full)
+    return full
+
+
+def correlate(a, v, mode="full"):
+    """Textbook cross-correlation, equal to scipy.signal.correlate for real input."""
+    a, v, _ = _textbook_setup(a, v, mode)
+    return convolve(a, np.flip(v, axis=tuple(range(v.ndim))), mode)
