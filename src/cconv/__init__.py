@@ -10,10 +10,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
-    "ops",
+    "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict",
 ]
 
-_LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins"}
+_LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
+                    "graph", "io", "train"}
+# Top-level names served lazily from a submodule: name -> module.
+_LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
+               "fit": "train", "evaluate": "train", "predict": "train"}
 
 
 def openmp_enabled():
@@ -28,8 +32,12 @@ def __getattr__(name):
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
+    if name in _LAZY_ATTRS:
+        value = getattr(importlib.import_module(f".{_LAZY_ATTRS[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'cconv' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | _LAZY_SUBMODULES)
+    return sorted(set(globals()) | _LAZY_SUBMODULES | set(_LAZY_ATTRS))

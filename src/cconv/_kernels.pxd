@@ -73,23 +73,23 @@ ctypedef fused floating:
     double
 
 # noexcept nogil entry points, fused over float/double, for other Cython code.
-cdef int conv2d_forward(const cconv_conv2d_params *p, const floating *x,
+cdef int conv2d_forward_t(const cconv_conv2d_params *p, const floating *x,
                         const floating *w, const floating *bias, floating *y,
                         int nthreads) noexcept nogil
-cdef int conv2d_backward_input(const cconv_conv2d_params *p, const floating *dy,
+cdef int conv2d_backward_input_t(const cconv_conv2d_params *p, const floating *dy,
                                const floating *w, floating *dx, int nthreads) noexcept nogil
-cdef int conv2d_backward_weight(const cconv_conv2d_params *p, const floating *dy,
+cdef int conv2d_backward_weight_t(const cconv_conv2d_params *p, const floating *dy,
                                 const floating *x, floating *dw, floating *db,
                                 int nthreads) noexcept nogil
-cdef int max_pool2d_forward(const cconv_pool2d_params *p, const floating *x,
+cdef int max_pool2d_forward_t(const cconv_pool2d_params *p, const floating *x,
                             floating *y, int64_t *indices, int nthreads) noexcept nogil
-cdef int max_pool2d_backward(const cconv_pool2d_params *p, const floating *dy,
+cdef int max_pool2d_backward_t(const cconv_pool2d_params *p, const floating *dy,
                              const int64_t *indices, floating *dx, int nthreads) noexcept nogil
-cdef int avg_pool2d_forward(const cconv_pool2d_params *p, const floating *x,
+cdef int avg_pool2d_forward_t(const cconv_pool2d_params *p, const floating *x,
                             floating *y, int nthreads) noexcept nogil
-cdef int avg_pool2d_backward(const cconv_pool2d_params *p, const floating *dy,
+cdef int avg_pool2d_backward_t(const cconv_pool2d_params *p, const floating *dy,
                              floating *dx, int nthreads) noexcept nogil
-cdef int gemm(int transa, int transb, int64_t M, int64_t N, int64_t K,
+cdef int gemm_t(int transa, int transb, int64_t M, int64_t N, int64_t K,
               floating alpha, const floating *A, int64_t lda, const floating *B,
               int64_t ldb, floating beta, floating *C, int64_t ldc,
               int nthreads) noexcept nogil

@@ -14,6 +14,7 @@ A batch of size 0 is allowed and gives an empty result; any other empty
 dimension is an error. Every bad argument raises ValueError or TypeError
 naming the argument and what was expected.
 """
+import functools
 import numbers
 
 import numpy as np
@@ -157,73 +158,110 @@ def _conv_padding(padding, spatial, kernel, stride, dilation, nd):
     return ((v, v),) * nd
 
 
-def _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd):
-    """Validate a conv call; returns arrays as 4-D (N, C, H, W) and the params."""
-    x = _as_array("x", x)
-    w = _as_array("w", w)
-    bias = None if bias is None else _as_array("bias", bias)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+@functools.lru_cache(maxsize=512)
+def _conv_plan(fn, xshape, wshape, bshape, stride, padding, dilation, groups, nd):
+    """Everything about a conv call that depends only on shapes and arguments.
+
+    Cached: a network calls each layer with the same shapes again and again,
+    and this validation would otherwise cost more than a small convolution.
+    """
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     wlayout = "(C_out, C_in/groups, K)" if nd == 1 else "(C_out, C_in/groups, KH, KW)"
-    _check_ndim("x", x, nd + 2, layout)
-    _check_ndim("w", w, nd + 2, wlayout)
-    _check_spatial("x", x.shape)
-    if any(int(d) == 0 for d in w.shape):
-        raise ValueError(f"w has an empty dimension in shape {w.shape}")
+    if len(xshape) != nd + 2:
+        raise ValueError(f"x must be {nd + 2}-D {layout}, got shape {xshape}")
+    if len(wshape) != nd + 2:
+        raise ValueError(f"w must be {nd + 2}-D {wlayout}, got shape {wshape}")
+    _check_spatial("x", xshape)
+    if any(d == 0 for d in wshape):
+        raise ValueError(f"w has an empty dimension in shape {wshape}")
     groups = _int_param("groups", groups, 1)
     stride = _tuple_param("stride", stride, nd, 1)
     dilation = _tuple_param("dilation", dilation, nd, 1)
-    n, c = x.shape[:2]
-    c_out, c_in_g = w.shape[:2]
+    n, c = xshape[:2]
+    c_out, c_in_g = wshape[:2]
     if c % groups:
         raise ValueError(f"groups={groups} must divide the input channels of x "
-                         f"(x.shape={x.shape})")
+                         f"(x.shape={xshape})")
     if c_out % groups:
         raise ValueError(f"groups={groups} must divide the output channels of w "
-                         f"(w.shape={w.shape})")
+                         f"(w.shape={wshape})")
     if c_in_g * groups != c:
         raise ValueError(f"channel mismatch: x has {c} channels but w expects "
                          f"groups * w.shape[1] = {groups} * {c_in_g} = {groups * c_in_g} "
-                         f"(x.shape={x.shape}, w.shape={w.shape})")
-    if bias is not None and bias.shape != (c_out,):
-        raise ValueError(f"bias must have shape ({c_out},) to match w.shape={w.shape}, "
-                         f"got {bias.shape}")
-    spatial = tuple(int(s) for s in x.shape[2:])
-    kernel = tuple(int(k) for k in w.shape[2:])
+                         f"(x.shape={xshape}, w.shape={wshape})")
+    if bshape is not None and bshape != (c_out,):
+        raise ValueError(f"bias must have shape ({c_out},) to match w.shape={wshape}, "
+                         f"got {bshape}")
+    spatial, kernel = xshape[2:], wshape[2:]
     pads = _conv_padding(padding, spatial, kernel, stride, dilation, nd)
     out = tuple(conv_output_size(s, k, st, pb, pa, d)
                 for s, k, st, (pb, pa), d in zip(spatial, kernel, stride, pads, dilation))
     if min(out) < 1:
+        padded = tuple(s + pb + pa for s, (pb, pa) in zip(spatial, pads))
         raise ValueError(f"{fn}: kernel {kernel} with dilation {dilation} is larger than "
-                         f"the padded input {tuple(s + pb + pa for s, (pb, pa) in zip(spatial, pads))} "
-                         f"(x.shape={x.shape}, w.shape={w.shape}, padding={pads})")
+                         f"the padded input {padded} (x.shape={xshape}, w.shape={wshape}, "
+                         f"padding={pads})")
     _check_size(f"{fn} output", (n, c_out) + out)
     if nd == 1:
-        shape_x = (n, c, 1, spatial[0])
-        shape_w = (c_out, c_in_g, 1, kernel[0])
-        stride4, dilation4 = (1, stride[0]), (1, dilation[0])
-        pads4 = (0, 0, pads[0][0], pads[0][1])
-    else:
-        shape_x, shape_w = tuple(x.shape), tuple(w.shape)
-        stride4, dilation4 = stride, dilation
-        pads4 = (pads[0][0], pads[0][1], pads[1][0], pads[1][1])
-    return dict(x=x, w=w, bias=bias, shape_x=shape_x, shape_w=shape_w, stride=stride4,
-                pads=pads4, dilation=dilation4, groups=groups, out=out)
+        return _ConvPlan((n, c, 1, spatial[0]), (c_out, c_in_g, 1, kernel[0]),
+                         (1, stride[0]), (0, 0, pads[0][0], pads[0][1]), (1, dilation[0]),
+                         groups, (n, c_out) + out, (n, c_out, 1, out[0]))
+    return _ConvPlan(xshape, wshape, stride, pads[0] + pads[1], dilation, groups,
+                     (n, c_out) + out, (n, c_out) + out)
+
+
+class _ConvPlan(tuple):
+    """(shape_x, shape_w, stride, pads, dilation, groups, out_shape, out4), 4-D shapes."""
+    __slots__ = ()
+
+    def __new__(cls, *fields):
+        return tuple.__new__(cls, fields)
+
+
+def _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd):
+    x = _as_array("x", x)
+    w = _as_array("w", w)
+    bias = None if bias is None else _as_array("bias", bias)
+    key = (fn, x.shape, w.shape, None if bias is None else bias.shape, stride,
+           padding, dilation, groups, nd)
+    try:
+        plan = _conv_plan(*key)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        plan = _conv_plan(*(_hashable(k) for k in key))
+    return x, w, bias, plan
+
+
+def _conv_dtype(x, w, third, third_name="bias"):
+    """Common float dtype; the common case (all the same native float) is quick."""
+    dt = x.dtype
+    if dt in _FLOATS and w.dtype is dt and (third is None or third.dtype is dt):
+        return dt
+    return _result_dtype([("x", x), ("w", w), (third_name, third)])
 
 
 def _conv_forward(fn, x, w, bias, stride, padding, dilation, groups, nd):
-    s = _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd)
-    dtype = _result_dtype([("x", s["x"]), ("w", s["w"]), ("bias", s["bias"])])
-    xs = _prepare("x", s["x"], dtype).reshape(s["shape_x"])
-    ws = _prepare("w", s["w"], dtype).reshape(s["shape_w"])
-    has_bias = s["bias"] is not None
-    b = _prepare("bias", s["bias"], dtype) if has_bias else np.zeros(1, dtype)
-    n, c_out = s["shape_x"][0], s["shape_w"][0]
-    out4 = (n, c_out, 1, s["out"][0]) if nd == 1 else (n, c_out) + s["out"]
+    x, w, bias, plan = _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd)
+    shape_x, shape_w, stride4, pads4, dil4, groups, out_shape, out4 = plan
+    dtype = _conv_dtype(x, w, bias)
+    xs = _prepare("x", x, dtype).reshape(shape_x)
+    ws = _prepare("w", w, dtype).reshape(shape_w)
+    b = None if bias is None else _prepare("bias", bias, dtype)
     y = np.empty(out4, dtype)
-    if n:
-        _kernels.conv2d_forward_py(xs, ws, b, y, s["stride"], s["pads"], s["dilation"],
-                                   s["groups"], has_bias, get_num_threads())
-    return y.reshape((n, c_out) + s["out"])
+    _kernels.conv2d_forward(xs, ws, b, y, stride4, pads4, dil4, groups, get_num_threads())
+    return y.reshape(out_shape) if nd == 1 else y
 
 
 def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -250,34 +288,27 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 def _conv_backward(fn, grad_out, x, w, stride, padding, dilation, groups, nd,
                    need_input, need_weight, need_bias):
-    s = _conv_setup(fn, x, w, None, stride, padding, dilation, groups, nd)
+    x, w, _, plan = _conv_setup(fn, x, w, None, stride, padding, dilation, groups, nd)
+    shape_x, shape_w, stride4, pads4, dil4, groups, out_shape, out4 = plan
     grad_out = _as_array("grad_out", grad_out)
-    n, c_out = s["shape_x"][0], s["shape_w"][0]
-    expected = (n, c_out) + s["out"]
-    if tuple(grad_out.shape) != expected:
-        raise ValueError(f"grad_out must have the forward output's shape {expected}, "
+    if grad_out.shape != out_shape:
+        raise ValueError(f"grad_out must have the forward output's shape {out_shape}, "
                          f"got {grad_out.shape}")
-    dtype = _result_dtype([("grad_out", grad_out), ("x", s["x"]), ("w", s["w"])])
-    out4 = (n, c_out, 1, s["out"][0]) if nd == 1 else expected
+    dtype = _conv_dtype(x, w, grad_out, "grad_out")
     dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
     threads = get_num_threads()
     dx = dw = db = None
     if need_input:
-        ws = _prepare("w", s["w"], dtype).reshape(s["shape_w"])
-        dx = np.zeros(s["shape_x"], dtype)
-        if n:
-            _kernels.conv2d_backward_input_py(dy, ws, dx, s["stride"], s["pads"],
-                                              s["dilation"], s["groups"], threads)
-        dx = dx.reshape(s["x"].shape)
+        dx = np.empty(shape_x, dtype)
+        _kernels.conv2d_backward_input(dy, _prepare("w", w, dtype).reshape(shape_w), dx,
+                                       stride4, pads4, dil4, groups, threads)
+        dx = dx.reshape(x.shape)
     if need_weight or need_bias:
-        xs = _prepare("x", s["x"], dtype).reshape(s["shape_x"])
-        dw = np.empty(s["shape_w"], dtype)
-        db = np.empty(c_out, dtype)
-        _kernels.conv2d_backward_weight_py(dy, xs, dw, db, s["stride"], s["pads"],
-                                           s["dilation"], s["groups"], bool(need_bias),
-                                           threads)
-        dw = dw.reshape(s["w"].shape) if need_weight else None
-        db = db if need_bias else None
+        dw = np.empty(shape_w, dtype)
+        db = np.empty(shape_w[0], dtype) if need_bias else None
+        _kernels.conv2d_backward_weight(dy, _prepare("x", x, dtype).reshape(shape_x), dw,
+                                        db, stride4, pads4, dil4, groups, threads)
+        dw = dw.reshape(w.shape) if need_weight else None
     return dx, dw, db
 
 
@@ -313,6 +344,17 @@ def pool_output_size(size, kernel, stride, padding=0, dilation=1, ceil_mode=Fals
 
 
 def _pool_setup(fn, x_shape, kernel_size, stride, padding, dilation, ceil_mode, nd):
+    key = (fn, tuple(x_shape), kernel_size, stride, padding, dilation, bool(ceil_mode), nd)
+    try:
+        return _pool_plan(*key)
+    except TypeError as exc:
+        if "unhashable" not in str(exc):
+            raise
+        return _pool_plan(*(_hashable(k) for k in key))
+
+
+@functools.lru_cache(maxsize=512)
+def _pool_plan(fn, x_shape, kernel_size, stride, padding, dilation, ceil_mode, nd):
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     if len(x_shape) != nd + 2:
         raise ValueError(f"x must be {nd + 2}-D {layout}, got shape {tuple(x_shape)}")
@@ -359,10 +401,8 @@ def _max_pool(fn, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
         fn, x.shape, kernel_size, stride, padding, dilation, ceil_mode, nd)
     xs = _prepare("x", x, dtype).reshape(shape4)
     y = np.empty(out4, dtype)
-    idx = np.empty(out4 if return_indices else (1, 1, 1, 1), np.int64)
-    if shape4[0]:
-        _kernels.max_pool2d_forward_py(xs, y, idx, k, s, p, d, bool(return_indices),
-                                       get_num_threads())
+    idx = np.empty(out4, np.int64) if return_indices else None
+    _kernels.max_pool2d_forward(xs, y, idx, k, s, p, d, get_num_threads())
     if return_indices:
         # for 1-D the flat index in the (1, L) plane is already the position in L
         return y.reshape(out_shape), idx.reshape(out_shape)
@@ -400,9 +440,8 @@ def _max_pool_backward(fn, grad_out, x, kernel_size, stride, padding, dilation,
     if indices is None:
         xs = _prepare("x", x, dtype).reshape(shape4)
         idx = np.empty(out4, np.int64)
-        if shape4[0]:
-            _kernels.max_pool2d_forward_py(xs, np.empty(out4, dtype), idx, k, s, p, d,
-                                           True, get_num_threads())
+        _kernels.max_pool2d_forward(xs, np.empty(out4, dtype), idx, k, s, p, d,
+                                    get_num_threads())
     else:
         indices = _as_array("indices", indices)
         if tuple(indices.shape) != out_shape:
@@ -412,9 +451,8 @@ def _max_pool_backward(fn, grad_out, x, kernel_size, stride, padding, dilation,
             raise TypeError(f"indices must be an integer array, got dtype {indices.dtype}")
         idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(out4)
     dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
-    dx = np.zeros(shape4, dtype)
-    if shape4[0]:
-        _kernels.max_pool2d_backward_py(dy, idx, dx, get_num_threads())
+    dx = np.empty(shape4, dtype)
+    _kernels.max_pool2d_backward(dy, idx, dx, get_num_threads())
     return dx.reshape(x.shape)
 
 
@@ -441,9 +479,7 @@ def _avg_pool(fn, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
         fn, x.shape, kernel_size, stride, padding, 1, ceil_mode, nd)
     xs = _prepare("x", x, dtype).reshape(shape4)
     y = np.empty(out4, dtype)
-    if shape4[0]:
-        _kernels.avg_pool2d_forward_py(xs, y, k, s, p, bool(count_include_pad),
-                                       get_num_threads())
+    _kernels.avg_pool2d_forward(xs, y, k, s, p, bool(count_include_pad), get_num_threads())
     return y.reshape(out_shape)
 
 
@@ -482,10 +518,8 @@ def _avg_pool_backward(fn, grad_out, input_shape, kernel_size, stride, padding,
                          f"got {grad_out.shape}")
     dtype = _float_dtype("grad_out", grad_out)
     dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
-    dx = np.zeros(shape4, dtype)
-    if shape4[0]:
-        _kernels.avg_pool2d_backward_py(dy, dx, k, s, p, bool(count_include_pad),
-                                        get_num_threads())
+    dx = np.empty(shape4, dtype)
+    _kernels.avg_pool2d_backward(dy, dx, k, s, p, bool(count_include_pad), get_num_threads())
     return dx.reshape(input_shape)
 
 
@@ -558,7 +592,7 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
            else np.zeros((m, n), dtype))
     if c is None:
         beta = 0.0
-    _kernels.gemm_py(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
+    _kernels.gemm(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
                      _prepare("b", b, dtype), beta, out, get_num_threads())
     return out
 

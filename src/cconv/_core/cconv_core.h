@@ -13,6 +13,16 @@
 extern "C" {
 #endif
 
+/* Hot loops are compiled twice, for x86-64-v3 (AVX2 + FMA) and the baseline,
+ * and the loader picks one for the CPU (GCC function multiversioning): a
+ * wheel built anywhere runs everywhere and still uses 256-bit vectors. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__linux__) && !defined(CCONV_NO_CLONES)
+#define CCONV_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CCONV_CLONES
+#endif
+
 enum {
     CCONV_OK = 0,
     CCONV_ENOMEM = 1,   /* a work buffer could not be allocated */

@@ -1,7 +1,7 @@
 /* Type-generic body of conv.c, included once per dtype with T, SFX, GEMM set. */
 
 /* Unfold columns [p0, p0 + pt) of one group of one image into col (K x pt). */
-static void SFX(im2col)(const cconv_conv2d_params *p, const T *x, int64_t cin_g,
+CCONV_CLONES static void SFX(im2col)(const cconv_conv2d_params *p, const T *x, int64_t cin_g,
                         int64_t p0, int64_t pt, T *col)
 {
     const int64_t H = p->h, W = p->w, OW = p->out_w, kh = p->kh, kw = p->kw;
@@ -38,7 +38,7 @@ static void SFX(im2col)(const cconv_conv2d_params *p, const T *x, int64_t cin_g,
 }
 
 /* Add the rows [r0, r1) of col (K x pt, columns [p0, p0 + pt)) back into x. */
-static void SFX(col2im)(const cconv_conv2d_params *p, const T *col, int64_t r0,
+CCONV_CLONES static void SFX(col2im)(const cconv_conv2d_params *p, const T *col, int64_t r0,
                         int64_t r1, int64_t p0, int64_t pt, T *x)
 {
     const int64_t H = p->h, W = p->w, OW = p->out_w, kh = p->kh, kw = p->kw;
@@ -84,30 +84,49 @@ static int SFX(is_depthwise)(const cconv_conv2d_params *p)
 
 /* ---------------- depthwise (one input channel per group) ---------------- */
 
-/* y_plane (OH x OW) = correlation of one input plane with one kernel. */
-static void SFX(dw_plane_forward)(const cconv_conv2d_params *p, const T *xp,
-                                  const T *wk, T bias, T *yp)
+/* Copy one input plane into a zero-bordered buffer so the tap loops below
+ * need no bounds checks. */
+CCONV_CLONES static void SFX(pad_plane)(const cconv_conv2d_params *p, const T *xp, T *buf,
+                                        int64_t Hp, int64_t Wp)
 {
-    const int64_t H = p->h, W = p->w, OH = p->out_h, OW = p->out_w;
-    const int64_t sh = p->stride_h, sw = p->stride_w;
-    for (int64_t t = 0; t < OH * OW; ++t) yp[t] = bias;
-    for (int64_t i = 0; i < p->kh; ++i) {
-        for (int64_t oh = 0; oh < OH; ++oh) {
-            const int64_t ih = oh * sh - p->pad_top + i * p->dil_h;
-            if (ih < 0 || ih >= H) continue;
-            const T *xrow = xp + ih * W;
-            T *yrow = yp + oh * OW;
+    memset(buf, 0, (size_t)(Hp * Wp) * sizeof(T));
+    for (int64_t ih = 0; ih < p->h; ++ih)
+        memcpy(buf + (ih + p->pad_top) * Wp + p->pad_left, xp + ih * p->w,
+               (size_t)p->w * sizeof(T));
+}
+
+/* 3x3, stride 1, no dilation: all nine taps of an output in registers. */
+CCONV_CLONES static void SFX(dw3x3_s1)(const T *xp, int64_t Wp, const T *k, T b, T *y,
+                                       int64_t OH, int64_t OW)
+{
+    const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
+    const T k6 = k[6], k7 = k[7], k8 = k[8];
+    for (int64_t oh = 0; oh < OH; ++oh) {
+        const T *r0 = xp + oh * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp;
+        T *yr = y + oh * OW;
+        for (int64_t ow = 0; ow < OW; ++ow)
+            yr[ow] = b + k0 * r0[ow] + k1 * r0[ow + 1] + k2 * r0[ow + 2]
+                       + k3 * r1[ow] + k4 * r1[ow + 1] + k5 * r1[ow + 2]
+                       + k6 * r2[ow] + k7 * r2[ow + 1] + k8 * r2[ow + 2];
+    }
+}
+
+/* Any kernel on a padded plane: one tap at a time over a whole output row. */
+CCONV_CLONES static void SFX(dw_padded)(const cconv_conv2d_params *p, const T *xp,
+                                        int64_t Wp, const T *wk, T b, T *y)
+{
+    const int64_t OH = p->out_h, OW = p->out_w, sw = p->stride_w;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+        T *yr = y + oh * OW;
+        for (int64_t q = 0; q < OW; ++q) yr[q] = b;
+        for (int64_t i = 0; i < p->kh; ++i) {
             for (int64_t j = 0; j < p->kw; ++j) {
                 const T wv = wk[i * p->kw + j];
-                const int64_t iw0 = -p->pad_left + j * p->dil_w;
-                int64_t lo, hi;
-                valid_range(iw0, sw, W, OW, &lo, &hi);
-                if (sw == 1) {
-                    const T *xr = xrow + iw0;
-                    for (int64_t q = lo; q < hi; ++q) yrow[q] += wv * xr[q];
-                } else {
-                    for (int64_t q = lo; q < hi; ++q) yrow[q] += wv * xrow[iw0 + q * sw];
-                }
+                const T *xr = xp + (oh * p->stride_h + i * p->dil_h) * Wp + j * p->dil_w;
+                if (sw == 1)
+                    for (int64_t q = 0; q < OW; ++q) yr[q] += wv * xr[q];
+                else
+                    for (int64_t q = 0; q < OW; ++q) yr[q] += wv * xr[q * sw];
             }
         }
     }
@@ -118,26 +137,91 @@ static int SFX(dw_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
 {
     const int64_t mult = p->c_out / p->c_in, HW = p->h * p->w;
     const int64_t OHW = p->out_h * p->out_w, planes = p->n * p->c_out;
+    const int64_t Hp = p->h + p->pad_top + p->pad_bottom;
+    const int64_t Wp = p->w + p->pad_left + p->pad_right;
+    const int padded = Hp != p->h || Wp != p->w;
+    const int fast3x3 = p->kh == 3 && p->kw == 3 && p->stride_h == 1 &&
+                        p->stride_w == 1 && p->dil_h == 1 && p->dil_w == 1;
     const int nt = cconv_threads_for(nthreads, (double)planes * OHW * p->kh * p->kw);
-    int64_t t;
+    int status = CCONV_OK;
 #ifdef _OPENMP
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
-    for (t = 0; t < planes; ++t) {
-        const int64_t n = t / p->c_out, co = t % p->c_out, ci = co / mult;
-        SFX(dw_plane_forward)(p, x + (n * p->c_in + ci) * HW, w + co * p->kh * p->kw,
-                              bias ? bias[co] : (T)0, y + t * OHW);
+    {
+        T *buf = padded ? (T *)malloc((size_t)(Hp * Wp) * sizeof(T)) : NULL;
+        int64_t filled = -1;   /* which input plane buf holds */
+        if (padded && !buf) {
+#ifdef _OPENMP
+            #pragma omp atomic write
+#endif
+            status = CCONV_ENOMEM;
+        }
+        int64_t t;
+#ifdef _OPENMP
+        #pragma omp for schedule(static)
+#endif
+        for (t = 0; t < planes; ++t) {
+            if (padded && !buf) continue;
+            const int64_t n = t / p->c_out, co = t % p->c_out, ci = co / mult;
+            const int64_t plane = n * p->c_in + ci;
+            const T *src = x + plane * HW;
+            if (padded) {
+                if (filled != plane) { SFX(pad_plane)(p, src, buf, Hp, Wp); filled = plane; }
+                src = buf;
+            }
+            const T *wk = w + co * p->kh * p->kw;
+            const T b = bias ? bias[co] : (T)0;
+            if (fast3x3)
+                SFX(dw3x3_s1)(src, Wp, wk, b, y + t * OHW, p->out_h, p->out_w);
+            else
+                SFX(dw_padded)(p, src, Wp, wk, b, y + t * OHW);
+        }
+        free(buf);
     }
     (void)nt;
-    return CCONV_OK;
+    return status;
+}
+
+/* dx of one input plane: every output channel fed by it scatters its taps. */
+CCONV_CLONES static void SFX(dw_plane_backward_input)(const cconv_conv2d_params *p,
+                                                      const T *dy_n, const T *w,
+                                                      int64_t ci, T *dxp)
+{
+    const int64_t mult = p->c_out / p->c_in, H = p->h, W = p->w;
+    const int64_t OH = p->out_h, OW = p->out_w, OHW = OH * OW;
+    const int64_t sh = p->stride_h, sw = p->stride_w;
+    memset(dxp, 0, (size_t)(H * W) * sizeof(T));
+    for (int64_t m = 0; m < mult; ++m) {
+        const int64_t co = ci * mult + m;
+        const T *dyp = dy_n + co * OHW;
+        const T *wk = w + co * p->kh * p->kw;
+        for (int64_t i = 0; i < p->kh; ++i) {
+            for (int64_t oh = 0; oh < OH; ++oh) {
+                const int64_t ih = oh * sh - p->pad_top + i * p->dil_h;
+                if (ih < 0 || ih >= H) continue;
+                T *dxrow = dxp + ih * W;
+                const T *dyrow = dyp + oh * OW;
+                for (int64_t j = 0; j < p->kw; ++j) {
+                    const T wv = wk[i * p->kw + j];
+                    const int64_t iw0 = -p->pad_left + j * p->dil_w;
+                    int64_t lo, hi;
+                    valid_range(iw0, sw, W, OW, &lo, &hi);
+                    if (sw == 1) {
+                        T *dr = dxrow + iw0;
+                        for (int64_t q = lo; q < hi; ++q) dr[q] += wv * dyrow[q];
+                    } else {
+                        for (int64_t q = lo; q < hi; ++q) dxrow[iw0 + q * sw] += wv * dyrow[q];
+                    }
+                }
+            }
+        }
+    }
 }
 
 static int SFX(dw_backward_input)(const cconv_conv2d_params *p, const T *dy,
                                   const T *w, T *dx, int nthreads)
 {
-    const int64_t mult = p->c_out / p->c_in, H = p->h, W = p->w, HW = H * W;
-    const int64_t OH = p->out_h, OW = p->out_w, OHW = OH * OW;
-    const int64_t sh = p->stride_h, sw = p->stride_w, planes = p->n * p->c_in;
+    const int64_t HW = p->h * p->w, OHW = p->out_h * p->out_w, planes = p->n * p->c_in;
     const int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * OHW * p->kh * p->kw);
     int64_t t;
 #ifdef _OPENMP
@@ -145,82 +229,71 @@ static int SFX(dw_backward_input)(const cconv_conv2d_params *p, const T *dy,
 #endif
     for (t = 0; t < planes; ++t) {
         const int64_t n = t / p->c_in, ci = t % p->c_in;
-        T *dxp = dx + t * HW;
-        memset(dxp, 0, (size_t)HW * sizeof(T));
-        for (int64_t m = 0; m < mult; ++m) {
-            const int64_t co = ci * mult + m;
-            const T *dyp = dy + (n * p->c_out + co) * OHW;
-            const T *wk = w + co * p->kh * p->kw;
-            for (int64_t i = 0; i < p->kh; ++i) {
-                for (int64_t oh = 0; oh < OH; ++oh) {
-                    const int64_t ih = oh * sh - p->pad_top + i * p->dil_h;
-                    if (ih < 0 || ih >= H) continue;
-                    T *dxrow = dxp + ih * W;
-                    const T *dyrow = dyp + oh * OW;
-                    for (int64_t j = 0; j < p->kw; ++j) {
-                        const T wv = wk[i * p->kw + j];
-                        const int64_t iw0 = -p->pad_left + j * p->dil_w;
-                        int64_t lo, hi;
-                        valid_range(iw0, sw, W, OW, &lo, &hi);
-                        if (sw == 1) {
-                            T *dr = dxrow + iw0;
-                            for (int64_t q = lo; q < hi; ++q) dr[q] += wv * dyrow[q];
-                        } else {
-                            for (int64_t q = lo; q < hi; ++q) dxrow[iw0 + q * sw] += wv * dyrow[q];
-                        }
-                    }
-                }
-            }
-        }
+        SFX(dw_plane_backward_input)(p, dy + n * p->c_out * OHW, w, ci, dx + t * HW);
     }
     (void)nt;
     return CCONV_OK;
 }
 
-static int SFX(dw_backward_weight)(const cconv_conv2d_params *p, const T *dy,
-                                   const T *x, T *dw, T *db, int nthreads)
+/* Products are summed lane-wise in a row buffer (the compiler may not
+ * reorder a scalar float sum, so that would not vectorise), then reduced. */
+#define DW_CHUNK 256
+
+/* dw (and the bias sum) of one output channel over the whole batch. */
+CCONV_CLONES static void SFX(dw_channel_backward_weight)(const cconv_conv2d_params *p,
+                                                         const T *dy, const T *x,
+                                                         int64_t co, T *dwk, T *bsum)
 {
     const int64_t mult = p->c_out / p->c_in, H = p->h, W = p->w, HW = H * W;
     const int64_t OH = p->out_h, OW = p->out_w, OHW = OH * OW;
     const int64_t sh = p->stride_h, sw = p->stride_w, KK = p->kh * p->kw;
+    const int64_t ci = co / mult;
+    T lanes[DW_CHUNK];
+    for (int64_t k = 0; k < KK; ++k) dwk[k] = 0;
+    T bs = 0;
+    for (int64_t n = 0; n < p->n; ++n) {
+        const T *dyp = dy + (n * p->c_out + co) * OHW;
+        const T *xp = x + (n * p->c_in + ci) * HW;
+        if (bsum) for (int64_t q = 0; q < OHW; ++q) bs += dyp[q];
+        for (int64_t i = 0; i < p->kh; ++i) {
+            for (int64_t j = 0; j < p->kw; ++j) {
+                const int64_t iw0 = -p->pad_left + j * p->dil_w;
+                int64_t lo, hi;
+                valid_range(iw0, sw, W, OW, &lo, &hi);
+                T acc = 0;
+                for (int64_t c0 = lo; c0 < hi; c0 += DW_CHUNK) {
+                    const int64_t c1 = c0 + DW_CHUNK < hi ? c0 + DW_CHUNK : hi;
+                    for (int64_t q = 0; q < c1 - c0; ++q) lanes[q] = 0;
+                    for (int64_t oh = 0; oh < OH; ++oh) {
+                        const int64_t ih = oh * sh - p->pad_top + i * p->dil_h;
+                        if (ih < 0 || ih >= H) continue;
+                        const T *xrow = xp + ih * W + iw0;
+                        const T *dyrow = dyp + oh * OW;
+                        if (sw == 1)
+                            for (int64_t q = c0; q < c1; ++q) lanes[q - c0] += dyrow[q] * xrow[q];
+                        else
+                            for (int64_t q = c0; q < c1; ++q) lanes[q - c0] += dyrow[q] * xrow[q * sw];
+                    }
+                    for (int64_t q = 0; q < c1 - c0; ++q) acc += lanes[q];
+                }
+                dwk[i * p->kw + j] += acc;
+            }
+        }
+    }
+    if (bsum) *bsum = bs;
+}
+
+static int SFX(dw_backward_weight)(const cconv_conv2d_params *p, const T *dy,
+                                   const T *x, T *dw, T *db, int nthreads)
+{
+    const int64_t OHW = p->out_h * p->out_w, KK = p->kh * p->kw;
     const int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * OHW * KK);
     int64_t co;
 #ifdef _OPENMP
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
 #endif
-    for (co = 0; co < p->c_out; ++co) {
-        const int64_t ci = co / mult;
-        T *dwk = dw + co * KK;
-        for (int64_t k = 0; k < KK; ++k) dwk[k] = 0;
-        T bsum = 0;
-        for (int64_t n = 0; n < p->n; ++n) {
-            const T *dyp = dy + (n * p->c_out + co) * OHW;
-            const T *xp = x + (n * p->c_in + ci) * HW;
-            if (db) for (int64_t q = 0; q < OHW; ++q) bsum += dyp[q];
-            for (int64_t i = 0; i < p->kh; ++i) {
-                for (int64_t j = 0; j < p->kw; ++j) {
-                    const int64_t iw0 = -p->pad_left + j * p->dil_w;
-                    int64_t lo, hi;
-                    valid_range(iw0, sw, W, OW, &lo, &hi);
-                    T acc = 0;
-                    for (int64_t oh = 0; oh < OH; ++oh) {
-                        const int64_t ih = oh * sh - p->pad_top + i * p->dil_h;
-                        if (ih < 0 || ih >= H) continue;
-                        const T *xrow = xp + ih * W;
-                        const T *dyrow = dyp + oh * OW;
-                        if (sw == 1) {
-                            const T *xr = xrow + iw0;
-                            for (int64_t q = lo; q < hi; ++q) acc += dyrow[q] * xr[q];
-                        } else {
-                            for (int64_t q = lo; q < hi; ++q) acc += dyrow[q] * xrow[iw0 + q * sw];
-                        }
-                    }
-                    dwk[i * p->kw + j] += acc;
-                }
-            }
-        }
-        if (db) db[co] = bsum;
-    }
+    for (co = 0; co < p->c_out; ++co)
+        SFX(dw_channel_backward_weight)(p, dy, x, co, dw + co * KK, db ? db + co : NULL);
     (void)nt;
     return CCONV_OK;
 }

@@ -2,7 +2,7 @@
 
 /* The 2x2 stride-2 window without padding is by far the most common; its own
  * loop lets the compiler vectorise. */
-static void SFX(max2x2_plane)(const cconv_pool2d_params *p, const T *xp, T *yp)
+CCONV_CLONES static void SFX(max2x2_plane)(const cconv_pool2d_params *p, const T *xp, T *yp)
 {
     const int64_t W = p->w, OH = p->out_h, OW = p->out_w;
     for (int64_t oh = 0; oh < OH; ++oh) {
@@ -18,7 +18,7 @@ static void SFX(max2x2_plane)(const cconv_pool2d_params *p, const T *xp, T *yp)
     }
 }
 
-static void SFX(max_plane)(const cconv_pool2d_params *p, const T *xp, T *yp,
+CCONV_CLONES static void SFX(max_plane)(const cconv_pool2d_params *p, const T *xp, T *yp,
                            int64_t *ip)
 {
     const int64_t H = p->h, W = p->w, OH = p->out_h, OW = p->out_w;

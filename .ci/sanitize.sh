@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Build the C core and the Cython layer with AddressSanitizer and
+# UndefinedBehaviorSanitizer in a separate directory, then run the kernel
+# tests against that build and the C GEMM test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=$(mktemp -d /tmp/cconv-asan.XXXXXX)
+trap 'rm -rf "$build"' EXIT
+
+flags="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+# C-level GEMM test (all transposes, odd sizes, both kernels, 1 and 2 threads)
+gcc -O1 -g $flags -fopenmp -Isrc/cconv/_core src/cconv/_core/gemm.c \
+    src/cconv/_core/threads.c src/cconv/_core/tests/test_gemm.c -o "$build/test_gemm" -lm
+"$build/test_gemm"
+
+# The extension, built out of tree with the sanitizers
+cp -r setup.py pyproject.toml README.md src "$build/"
+(cd "$build" && CCONV_EXTRA_CFLAGS="$flags -O1 -g" python setup.py -q build_ext --inplace 2>&1 | tail -n 3)
+asan_lib=$(gcc -print-file-name=libasan.so)
+ubsan_lib=$(gcc -print-file-name=libubsan.so)
+# Python itself is not instrumented: leaks at interpreter exit are not ours.
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
+    python -m pytest -q -p no:cacheprovider -m "not slow" \
+        tests/test_conv.py tests/test_pool.py tests/test_gemm.py tests/test_convolve.py \
+        tests/test_bad_input.py
+echo "sanitizers: clean"

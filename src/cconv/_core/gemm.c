@@ -1,0 +1,899 @@
+/* Row-major GEMM, single and double precision:
+ *     C[M,N] = alpha * op(A) op(B) + beta * C
+ * Self-contained C99 + OpenMP (no BLAS). Goto/BLIS structure:
+ *
+ *   for jc in N by NC:                      (B panel  KC x NC  -> L3)
+ *     for pc in K by KC:  pack op(B) panel into NR-column slivers
+ *       for ic in M by MC:  pack op(A) block into MR-row slivers (-> L2)
+ *         for jr in NC by NR:               (B sliver KC x NR  -> L1)
+ *           for ir in MC by MR:  micro-kernel, an MR x NR register tile
+ *
+ * Micro-kernels: AVX2+FMA (6x16 floats / 6x8 doubles, 12 ymm accumulators)
+ * chosen at run time with __builtin_cpu_supports, else a portable C kernel of
+ * the same shape (so both share the packing code). All AVX2 code sits in
+ * functions with target attributes: the file is compiled for the baseline ISA.
+ * CCONV_GEMM_PORTABLE=1 in the environment forces the portable kernels.
+ *
+ * Tiny problems (few multiply-adds, or M == 1 / N == 1) run a direct loop
+ * without packing or allocation. With nthreads > 1 and enough work the C
+ * matrix is cut into a grid of row x column blocks, one per thread, each
+ * thread packing its own operands into its own buffers (allocated up front, so
+ * an allocation failure returns CCONV_ENOMEM before anything is written).
+ *
+ * The generic part is written once and instantiated for float and double by
+ * including this file into itself (GEMM_T defined).
+ */
+#ifndef GEMM_T
+
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include "cconv_core.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && \
+    (defined(__x86_64__) || defined(__i386__))
+#define GEMM_X86 1
+#include <immintrin.h>
+#define GEMM_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define GEMM_X86 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GEMM_INLINE static inline __attribute__((always_inline))
+#define GEMM_NOINLINE __attribute__((noinline))
+#else
+#define GEMM_INLINE static inline
+#define GEMM_NOINLINE
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define GEMM_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+#else
+#define GEMM_PREFETCH(p) ((void)0)
+#endif
+
+#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
+#define GEMM_RESTRICT __restrict
+#else
+#define GEMM_RESTRICT
+#endif
+
+/* Below this many multiply-adds the direct loop beats packing. */
+#define GEMM_DIRECT_WORK 32768.0
+/* Multiply-adds per thread below which an extra thread is not worth waking. */
+#define GEMM_WORK_PER_THREAD 1.0e6
+/* Extra elements at the end of every packing buffer: the vector packers
+ * may store a few lanes past the end of the last sliver. */
+#define GEMM_PAD 64
+/* Bytes of a packed B panel meant to stay in L2 (see small_m_nc). */
+#define GEMM_L2_PANEL (192 * 1024)
+
+/* ---- run-time kernel selection ---- */
+enum { GEMM_ISA_PORTABLE = 0, GEMM_ISA_AVX2 = 1 };
+static int gemm_isa_cached = -1;
+
+static int gemm_isa_detect(void)
+{
+    const char *e = getenv("CCONV_GEMM_PORTABLE");
+    if (e && e[0] && !(e[0] == '0' && e[1] == '\0')) return GEMM_ISA_PORTABLE;
+#if GEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return GEMM_ISA_AVX2;
+#endif
+    return GEMM_ISA_PORTABLE;
+}
+
+static int gemm_isa(void)
+{
+    /* Benign race: every thread computes the same value. */
+#if defined(__GNUC__) || defined(__clang__)
+    int v = __atomic_load_n(&gemm_isa_cached, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = gemm_isa_detect();
+        __atomic_store_n(&gemm_isa_cached, v, __ATOMIC_RELAXED);
+    }
+#else
+    int v = gemm_isa_cached;
+    if (v < 0) gemm_isa_cached = v = gemm_isa_detect();
+#endif
+    return v;
+}
+
+/* Internal test hook (not in the public header): forget the cached kernel
+ * choice so that the next call reads CCONV_GEMM_PORTABLE again. Returns the
+ * kernel set that would now be used (0 portable, 1 AVX2). */
+int cconv_gemm_redispatch_(void);
+int cconv_gemm_redispatch_(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(&gemm_isa_cached, -1, __ATOMIC_RELAXED);
+#else
+    gemm_isa_cached = -1;
+#endif
+    return gemm_isa();
+}
+
+/* ---- 64-byte aligned allocation on top of malloc ---- */
+static void *gemm_amalloc(size_t bytes)
+{
+    void *raw = malloc(bytes + 64 + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
+    ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+static void gemm_afree(void *p)
+{
+    if (p) free(((void **)p)[-1]);
+}
+
+static int64_t gemm_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t gemm_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Split `total` into near-equal parts of at most `cap`, each a multiple of
+ * `mult` (except possibly the last one). */
+static int64_t gemm_even_block(int64_t total, int64_t cap, int64_t mult)
+{
+    if (total <= cap) return total;
+    int64_t nb = gemm_cdiv(total, cap);
+    int64_t b = gemm_cdiv(gemm_cdiv(total, nb), mult) * mult;
+    return b > cap ? cap : b;
+}
+
+/* Thread grid: tm row blocks x tn column blocks (tm * tn <= nt) minimising
+ * the time of the slowest thread: its multiply-adds (tiles rounded up to the
+ * register block) plus its packing work. */
+static void gemm_grid(int nt, int64_t M, int64_t N, int64_t K, int mr, int nr,
+                      int *ptm, int *ptn, int64_t *pmch, int64_t *pnch)
+{
+    int64_t mb = gemm_cdiv(M, mr), nb = gemm_cdiv(N, nr);
+    double best = -1.0;
+    int btm = 1, btn = 1;
+    for (int tm = 1; tm <= nt && tm <= mb; tm++) {
+        for (int tn = 1; tm * tn <= nt && tn <= nb; tn++) {
+            double mch = (double)(gemm_cdiv(mb, tm) * mr);
+            double nch = (double)(gemm_cdiv(nb, tn) * nr);
+            double cost = mch * nch * (double)K + 3.0 * (double)K * (mch + nch)
+                          + 2000.0 * (double)(tm * tn);   /* waking a thread */
+            if (best < 0 || cost < best) { best = cost; btm = tm; btn = tn; }
+        }
+    }
+    *ptm = btm; *ptn = btn;
+    *pmch = gemm_cdiv(mb, btm) * mr;
+    *pnch = gemm_cdiv(nb, btn) * nr;
+}
+
+/* ============================ AVX2 kernels ============================ */
+#if GEMM_X86
+
+/* 6x16 float tile: c[6][16] (row stride ldc) = alpha * a^T b + beta * c,
+ * a: kc x 6 (packed, 6 per k), b: kc x 16 (k stride ldbk). beta == 0: c is
+ * only written. */
+GEMM_AVX2 static void kern_avx2_f32(int64_t kc, const float *GEMM_RESTRICT a,
+                                    const float *GEMM_RESTRICT b, int64_t ldbk,
+                                    float *GEMM_RESTRICT c, int64_t ldc,
+                                    float alpha, float beta)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0),
+                                _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
+#define GEMM_K32_STEP(A, B)                                                   \
+    {                                                                         \
+        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps((B) + 8), av;    \
+        av = _mm256_broadcast_ss((A) + 0);                                    \
+        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
+        av = _mm256_broadcast_ss((A) + 1);                                    \
+        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
+        av = _mm256_broadcast_ss((A) + 2);                                    \
+        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
+        av = _mm256_broadcast_ss((A) + 3);                                    \
+        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
+        av = _mm256_broadcast_ss((A) + 4);                                    \
+        c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
+        av = _mm256_broadcast_ss((A) + 5);                                    \
+        c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
+    }
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        GEMM_K32_STEP(a, b);
+        GEMM_K32_STEP(a + 6, b + ldbk);
+        GEMM_K32_STEP(a + 12, b + 2 * ldbk);
+        GEMM_K32_STEP(a + 18, b + 3 * ldbk);
+        a += 24; b += 4 * ldbk;
+    }
+    for (; k < kc; k++) {
+        GEMM_K32_STEP(a, b);
+        a += 6; b += ldbk;
+    }
+#undef GEMM_K32_STEP
+    const __m256 va = _mm256_set1_ps(alpha);
+    if (beta == 0.0f) {
+#define GEMM_ST32(r, x0, x1)                                                  \
+        _mm256_storeu_ps(c + (r) * ldc, _mm256_mul_ps(va, x0));               \
+        _mm256_storeu_ps(c + (r) * ldc + 8, _mm256_mul_ps(va, x1));
+        GEMM_ST32(0, c00, c01) GEMM_ST32(1, c10, c11) GEMM_ST32(2, c20, c21)
+        GEMM_ST32(3, c30, c31) GEMM_ST32(4, c40, c41) GEMM_ST32(5, c50, c51)
+#undef GEMM_ST32
+    } else {
+        const __m256 vb = _mm256_set1_ps(beta);
+#define GEMM_UP32(r, x0, x1)                                                  \
+        _mm256_storeu_ps(c + (r) * ldc, _mm256_fmadd_ps(va, x0,               \
+                         _mm256_mul_ps(vb, _mm256_loadu_ps(c + (r) * ldc))));  \
+        _mm256_storeu_ps(c + (r) * ldc + 8, _mm256_fmadd_ps(va, x1,           \
+                         _mm256_mul_ps(vb, _mm256_loadu_ps(c + (r) * ldc + 8))));
+        GEMM_UP32(0, c00, c01) GEMM_UP32(1, c10, c11) GEMM_UP32(2, c20, c21)
+        GEMM_UP32(3, c30, c31) GEMM_UP32(4, c40, c41) GEMM_UP32(5, c50, c51)
+#undef GEMM_UP32
+    }
+}
+
+/* 6x8 double tile, same contract as kern_avx2_f32. */
+GEMM_AVX2 static void kern_avx2_f64(int64_t kc, const double *GEMM_RESTRICT a,
+                                    const double *GEMM_RESTRICT b, int64_t ldbk,
+                                    double *GEMM_RESTRICT c, int64_t ldc,
+                                    double alpha, double beta)
+{
+    __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
+    __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
+    __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
+    __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
+    __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
+    __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
+    for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0),
+                                _mm_prefetch((const char *)(c + i * ldc + 7), _MM_HINT_T0);
+#define GEMM_K64_STEP(A, B)                                                   \
+    {                                                                         \
+        __m256d b0 = _mm256_loadu_pd(B), b1 = _mm256_loadu_pd((B) + 4), av;   \
+        av = _mm256_broadcast_sd((A) + 0);                                    \
+        c00 = _mm256_fmadd_pd(av, b0, c00); c01 = _mm256_fmadd_pd(av, b1, c01); \
+        av = _mm256_broadcast_sd((A) + 1);                                    \
+        c10 = _mm256_fmadd_pd(av, b0, c10); c11 = _mm256_fmadd_pd(av, b1, c11); \
+        av = _mm256_broadcast_sd((A) + 2);                                    \
+        c20 = _mm256_fmadd_pd(av, b0, c20); c21 = _mm256_fmadd_pd(av, b1, c21); \
+        av = _mm256_broadcast_sd((A) + 3);                                    \
+        c30 = _mm256_fmadd_pd(av, b0, c30); c31 = _mm256_fmadd_pd(av, b1, c31); \
+        av = _mm256_broadcast_sd((A) + 4);                                    \
+        c40 = _mm256_fmadd_pd(av, b0, c40); c41 = _mm256_fmadd_pd(av, b1, c41); \
+        av = _mm256_broadcast_sd((A) + 5);                                    \
+        c50 = _mm256_fmadd_pd(av, b0, c50); c51 = _mm256_fmadd_pd(av, b1, c51); \
+    }
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        GEMM_K64_STEP(a, b);
+        GEMM_K64_STEP(a + 6, b + ldbk);
+        GEMM_K64_STEP(a + 12, b + 2 * ldbk);
+        GEMM_K64_STEP(a + 18, b + 3 * ldbk);
+        a += 24; b += 4 * ldbk;
+    }
+    for (; k < kc; k++) {
+        GEMM_K64_STEP(a, b);
+        a += 6; b += ldbk;
+    }
+#undef GEMM_K64_STEP
+    const __m256d va = _mm256_set1_pd(alpha);
+    if (beta == 0.0) {
+#define GEMM_ST64(r, x0, x1)                                                  \
+        _mm256_storeu_pd(c + (r) * ldc, _mm256_mul_pd(va, x0));               \
+        _mm256_storeu_pd(c + (r) * ldc + 4, _mm256_mul_pd(va, x1));
+        GEMM_ST64(0, c00, c01) GEMM_ST64(1, c10, c11) GEMM_ST64(2, c20, c21)
+        GEMM_ST64(3, c30, c31) GEMM_ST64(4, c40, c41) GEMM_ST64(5, c50, c51)
+#undef GEMM_ST64
+    } else {
+        const __m256d vb = _mm256_set1_pd(beta);
+#define GEMM_UP64(r, x0, x1)                                                  \
+        _mm256_storeu_pd(c + (r) * ldc, _mm256_fmadd_pd(va, x0,               \
+                         _mm256_mul_pd(vb, _mm256_loadu_pd(c + (r) * ldc))));  \
+        _mm256_storeu_pd(c + (r) * ldc + 4, _mm256_fmadd_pd(va, x1,           \
+                         _mm256_mul_pd(vb, _mm256_loadu_pd(c + (r) * ldc + 4))));
+        GEMM_UP64(0, c00, c01) GEMM_UP64(1, c10, c11) GEMM_UP64(2, c20, c21)
+        GEMM_UP64(3, c30, c31) GEMM_UP64(4, c40, c41) GEMM_UP64(5, c50, c51)
+#undef GEMM_UP64
+    }
+}
+
+/* In-register 8x8 float transpose. */
+#define GEMM_TRANSPOSE8_PS(r0, r1, r2, r3, r4, r5, r6, r7)                    \
+    {                                                                         \
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1); \
+        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3); \
+        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5); \
+        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7); \
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE); \
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE); \
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE); \
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE); \
+        r0 = _mm256_permute2f128_ps(u0, u4, 0x20);                            \
+        r1 = _mm256_permute2f128_ps(u1, u5, 0x20);                            \
+        r2 = _mm256_permute2f128_ps(u2, u6, 0x20);                            \
+        r3 = _mm256_permute2f128_ps(u3, u7, 0x20);                            \
+        r4 = _mm256_permute2f128_ps(u0, u4, 0x31);                            \
+        r5 = _mm256_permute2f128_ps(u1, u5, 0x31);                            \
+        r6 = _mm256_permute2f128_ps(u2, u6, 0x31);                            \
+        r7 = _mm256_permute2f128_ps(u3, u7, 0x31);                            \
+    }
+
+/* In-register 4x4 double transpose. */
+#define GEMM_TRANSPOSE4_PD(r0, r1, r2, r3)                                    \
+    {                                                                         \
+        __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1); \
+        __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3); \
+        r0 = _mm256_permute2f128_pd(t0, t2, 0x20);                            \
+        r1 = _mm256_permute2f128_pd(t1, t3, 0x20);                            \
+        r2 = _mm256_permute2f128_pd(t0, t2, 0x31);                            \
+        r3 = _mm256_permute2f128_pd(t1, t3, 0x31);                            \
+    }
+
+/* Full 6-row sliver of a row-major (transa == 0) A: src row i at src + i*lda,
+ * dst[k*6 + i]. Writes up to 2 floats past dst + 6*kc (buffers are padded;
+ * the next sliver overwrites them). */
+GEMM_AVX2 static void packa_rows_avx2_f32(int64_t kc, const float *src,
+                                          int64_t lda, float *dst)
+{
+    int64_t k = 0;
+    const __m256 z = _mm256_setzero_ps();
+    for (; k + 8 <= kc; k += 8) {
+        __m256 r0 = _mm256_loadu_ps(src + k), r1 = _mm256_loadu_ps(src + lda + k);
+        __m256 r2 = _mm256_loadu_ps(src + 2 * lda + k);
+        __m256 r3 = _mm256_loadu_ps(src + 3 * lda + k);
+        __m256 r4 = _mm256_loadu_ps(src + 4 * lda + k);
+        __m256 r5 = _mm256_loadu_ps(src + 5 * lda + k);
+        __m256 r6 = z, r7 = z;
+        GEMM_TRANSPOSE8_PS(r0, r1, r2, r3, r4, r5, r6, r7);
+        float *d = dst + k * 6;
+        _mm256_storeu_ps(d, r0);      _mm256_storeu_ps(d + 6, r1);
+        _mm256_storeu_ps(d + 12, r2); _mm256_storeu_ps(d + 18, r3);
+        _mm256_storeu_ps(d + 24, r4); _mm256_storeu_ps(d + 30, r5);
+        _mm256_storeu_ps(d + 36, r6); _mm256_storeu_ps(d + 42, r7);
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < 6; i++) dst[k * 6 + i] = src[i * lda + k];
+}
+
+/* Full 16-column sliver of a transposed B (transb == 1, stored N x K): src
+ * row j at src + j*ldb, dst[k*16 + j]. */
+GEMM_AVX2 static void packb_cols_avx2_f32(int64_t kc, const float *src,
+                                          int64_t ldb, float *dst)
+{
+    int64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        for (int h = 0; h < 2; h++) {
+            const float *s = src + 8 * h * ldb + k;
+            __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * ldb), r3 = _mm256_loadu_ps(s + 3 * ldb);
+            __m256 r4 = _mm256_loadu_ps(s + 4 * ldb), r5 = _mm256_loadu_ps(s + 5 * ldb);
+            __m256 r6 = _mm256_loadu_ps(s + 6 * ldb), r7 = _mm256_loadu_ps(s + 7 * ldb);
+            GEMM_TRANSPOSE8_PS(r0, r1, r2, r3, r4, r5, r6, r7);
+            float *d = dst + k * 16 + 8 * h;
+            _mm256_storeu_ps(d, r0);       _mm256_storeu_ps(d + 16, r1);
+            _mm256_storeu_ps(d + 32, r2);  _mm256_storeu_ps(d + 48, r3);
+            _mm256_storeu_ps(d + 64, r4);  _mm256_storeu_ps(d + 80, r5);
+            _mm256_storeu_ps(d + 96, r6);  _mm256_storeu_ps(d + 112, r7);
+        }
+    }
+    for (; k < kc; k++)
+        for (int j = 0; j < 16; j++) dst[k * 16 + j] = src[j * ldb + k];
+}
+
+/* Full 6-row sliver of a row-major A, doubles: dst[k*6 + i]. */
+GEMM_AVX2 static void packa_rows_avx2_f64(int64_t kc, const double *src,
+                                          int64_t lda, double *dst)
+{
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        __m256d r0 = _mm256_loadu_pd(src + k), r1 = _mm256_loadu_pd(src + lda + k);
+        __m256d r2 = _mm256_loadu_pd(src + 2 * lda + k);
+        __m256d r3 = _mm256_loadu_pd(src + 3 * lda + k);
+        __m256d r4 = _mm256_loadu_pd(src + 4 * lda + k);
+        __m256d r5 = _mm256_loadu_pd(src + 5 * lda + k);
+        GEMM_TRANSPOSE4_PD(r0, r1, r2, r3);
+        __m256d lo = _mm256_unpacklo_pd(r4, r5);   /* k0 k0 | k2 k2 */
+        __m256d hi = _mm256_unpackhi_pd(r4, r5);   /* k1 k1 | k3 k3 */
+        double *d = dst + k * 6;
+        _mm256_storeu_pd(d, r0);
+        _mm_storeu_pd(d + 4, _mm256_castpd256_pd128(lo));
+        _mm256_storeu_pd(d + 6, r1);
+        _mm_storeu_pd(d + 10, _mm256_castpd256_pd128(hi));
+        _mm256_storeu_pd(d + 12, r2);
+        _mm_storeu_pd(d + 16, _mm256_extractf128_pd(lo, 1));
+        _mm256_storeu_pd(d + 18, r3);
+        _mm_storeu_pd(d + 22, _mm256_extractf128_pd(hi, 1));
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < 6; i++) dst[k * 6 + i] = src[i * lda + k];
+}
+
+/* Full 8-column sliver of a transposed B, doubles: dst[k*8 + j]. */
+GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
+                                          int64_t ldb, double *dst)
+{
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+        for (int h = 0; h < 2; h++) {
+            const double *s = src + 4 * h * ldb + k;
+            __m256d r0 = _mm256_loadu_pd(s), r1 = _mm256_loadu_pd(s + ldb);
+            __m256d r2 = _mm256_loadu_pd(s + 2 * ldb), r3 = _mm256_loadu_pd(s + 3 * ldb);
+            GEMM_TRANSPOSE4_PD(r0, r1, r2, r3);
+            double *d = dst + k * 8 + 4 * h;
+            _mm256_storeu_pd(d, r0);      _mm256_storeu_pd(d + 8, r1);
+            _mm256_storeu_pd(d + 16, r2); _mm256_storeu_pd(d + 24, r3);
+        }
+    }
+    for (; k < kc; k++)
+        for (int j = 0; j < 8; j++) dst[k * 8 + j] = src[j * ldb + k];
+}
+
+#endif /* GEMM_X86 */
+
+/* ====================== generic part, per precision ====================== */
+#define GEMM_T float
+#define GEMM_S(name) name##_f32
+#define GEMM_MR 6
+#define GEMM_NR 16
+#define GEMM_MC 144
+#define GEMM_KC 256
+#define GEMM_NC 4080
+#include "gemm.c"
+#undef GEMM_T
+#undef GEMM_S
+#undef GEMM_MR
+#undef GEMM_NR
+#undef GEMM_MC
+#undef GEMM_KC
+#undef GEMM_NC
+
+#define GEMM_T double
+#define GEMM_S(name) name##_f64
+#define GEMM_MR 6
+#define GEMM_NR 8
+#define GEMM_MC 72
+#define GEMM_KC 256
+#define GEMM_NC 2040
+#include "gemm.c"
+#undef GEMM_T
+#undef GEMM_S
+#undef GEMM_MR
+#undef GEMM_NR
+#undef GEMM_MC
+#undef GEMM_KC
+#undef GEMM_NC
+
+#else /* GEMM_T defined: the per-precision template ==================== */
+
+#define T GEMM_T
+#define S GEMM_S
+#define MR GEMM_MR
+#define NR GEMM_NR
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    T alpha, beta;
+    const T *A; int64_t lda;
+    const T *B; int64_t ldb;
+    T *C; int64_t ldc;
+    int isa;
+} S(gemm_job);
+
+/* ---- portable micro-kernel, same contract as the AVX2 ones ---- */
+static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a,
+                      const T *GEMM_RESTRICT b, int64_t ldbk,
+                      T *GEMM_RESTRICT c, int64_t ldc, T alpha, T beta)
+{
+    T acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = 0;
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < MR; i++) {
+            const T ai = a[i];
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[j];
+        }
+        a += MR; b += ldbk;
+    }
+    if (beta == 0) {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) c[i * ldc + j] = alpha * acc[i][j];
+    } else {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++)
+                c[i * ldc + j] = alpha * acc[i][j] + beta * c[i * ldc + j];
+    }
+}
+
+GEMM_INLINE void S(kern)(int isa, int64_t kc, const T *a, const T *b,
+                         int64_t ldbk, T *c, int64_t ldc, T alpha, T beta)
+{
+#if GEMM_X86
+    if (isa == GEMM_ISA_AVX2) {
+        S(kern_avx2)(kc, a, b, ldbk, c, ldc, alpha, beta);
+        return;
+    }
+#else
+    (void)isa;
+#endif
+    S(kern_c)(kc, a, b, ldbk, c, ldc, alpha, beta);
+}
+
+/* ---- packing ----
+ * A block: rows [i0, i0+mc) x k [p0, p0+kc) of op(A) into ceil(mc/MR)
+ * slivers of kc*MR, element (i, k) of a sliver at k*MR + i; rows past mc are
+ * zero. B panel: k [p0, p0+kc) x columns [j0, j0+nc) of op(B) into
+ * ceil(nc/NR) slivers of kc*NR, element (k, j) of a sliver at k*NR + j;
+ * columns past nc are zero.
+ *
+ * "copy" packers: the operand is stored with the sliver's short side
+ * contiguous (op(A) with transa == 1, op(B) with transb == 0): kc rows of n
+ * contiguous elements, row stride ld. They walk 8 rows at a time across all
+ * slivers so that the reads stream, and prefetch the next 8 rows. */
+GEMM_INLINE void S(pack_copy_body)(const int W, const T *GEMM_RESTRICT src,
+                                   int64_t ld, int64_t kc, int64_t n,
+                                   T *GEMM_RESTRICT dst)
+{
+    const int64_t nfull = n / W * W;
+    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+        const int64_t ke = gemm_min(k0 + 8, kc);
+        for (int64_t j = 0; j < nfull; j += W) {
+            const T *s = src + j;
+            T *d = dst + j * kc;
+            for (int64_t k = k0; k < ke; k++) {
+                GEMM_PREFETCH(s + (k + 8) * ld);
+                GEMM_PREFETCH(s + (k + 8) * ld + W - 1);
+                for (int i = 0; i < W; i++) d[k * W + i] = s[k * ld + i];
+            }
+        }
+        if (nfull < n) {
+            const int64_t w = n - nfull;
+            const T *s = src + nfull;
+            T *d = dst + nfull * kc;
+            for (int64_t k = k0; k < ke; k++) {
+                int64_t i = 0;
+                for (; i < w; i++) d[k * W + i] = s[k * ld + i];
+                for (; i < W; i++) d[k * W + i] = 0;
+            }
+        }
+    }
+}
+
+/* "transpose" packers: the sliver's long side (k) is contiguous: n rows of
+ * kc contiguous elements, row stride ld (op(A) with transa == 0, op(B) with
+ * transb == 1). Portable version; the AVX2 full-sliver ones are above. */
+GEMM_INLINE void S(pack_trans_body)(const int W, const T *GEMM_RESTRICT src,
+                                    int64_t ld, int64_t kc, int64_t n,
+                                    T *GEMM_RESTRICT dst)
+{
+    for (int64_t j = 0; j < n; j += W, dst += W * kc) {
+        const int64_t w = gemm_min(W, n - j);
+        const T *s = src + j * ld;
+        if (w == W) {
+            for (int64_t k = 0; k < kc; k++)
+                for (int i = 0; i < W; i++) dst[k * W + i] = s[i * ld + k];
+        } else {
+            for (int64_t k = 0; k < kc; k++) {
+                int64_t i = 0;
+                for (; i < w; i++) dst[k * W + i] = s[i * ld + k];
+                for (; i < W; i++) dst[k * W + i] = 0;
+            }
+        }
+    }
+}
+
+static void S(pack_copy_a_c)(const T *src, int64_t ld, int64_t kc, int64_t n, T *dst)
+{ S(pack_copy_body)(MR, src, ld, kc, n, dst); }
+static void S(pack_copy_b_c)(const T *src, int64_t ld, int64_t kc, int64_t n, T *dst)
+{ S(pack_copy_body)(NR, src, ld, kc, n, dst); }
+static void S(pack_trans_a_c)(const T *src, int64_t ld, int64_t kc, int64_t n, T *dst)
+{ S(pack_trans_body)(MR, src, ld, kc, n, dst); }
+static void S(pack_trans_b_c)(const T *src, int64_t ld, int64_t kc, int64_t n, T *dst)
+{ S(pack_trans_body)(NR, src, ld, kc, n, dst); }
+
+#if GEMM_X86
+GEMM_AVX2 static void S(pack_copy_a_avx2)(const T *src, int64_t ld, int64_t kc,
+                                          int64_t n, T *dst)
+{ S(pack_copy_body)(MR, src, ld, kc, n, dst); }
+GEMM_AVX2 static void S(pack_copy_b_avx2)(const T *src, int64_t ld, int64_t kc,
+                                          int64_t n, T *dst)
+{ S(pack_copy_body)(NR, src, ld, kc, n, dst); }
+/* full slivers through the in-register transposes, the edge one portable */
+GEMM_AVX2 static void S(pack_trans_a_avx2)(const T *src, int64_t ld, int64_t kc,
+                                           int64_t n, T *dst)
+{
+    int64_t j = 0;
+    for (; j + MR <= n; j += MR, dst += MR * kc) {
+        if (j + MR < n) GEMM_PREFETCH(src + (j + MR) * ld);
+        S(packa_rows_avx2)(kc, src + j * ld, ld, dst);
+    }
+    if (j < n) S(pack_trans_body)(MR, src + j * ld, ld, kc, n - j, dst);
+}
+GEMM_AVX2 static void S(pack_trans_b_avx2)(const T *src, int64_t ld, int64_t kc,
+                                           int64_t n, T *dst)
+{
+    int64_t j = 0;
+    for (; j + NR <= n; j += NR, dst += NR * kc)
+        S(packb_cols_avx2)(kc, src + j * ld, ld, dst);
+    if (j < n) S(pack_trans_body)(NR, src + j * ld, ld, kc, n - j, dst);
+}
+#endif
+
+static void S(pack_a)(const S(gemm_job) *x, int64_t i0, int64_t mc, int64_t p0,
+                      int64_t kc, T *dst)
+{
+    const int avx2 = x->isa == GEMM_ISA_AVX2;
+    (void)avx2;
+    if (!x->ta) {        /* op(A)(i, k) = A[i*lda + k] */
+        const T *src = x->A + i0 * x->lda + p0;
+#if GEMM_X86
+        if (avx2) { S(pack_trans_a_avx2)(src, x->lda, kc, mc, dst); return; }
+#endif
+        S(pack_trans_a_c)(src, x->lda, kc, mc, dst);
+    } else {             /* op(A)(i, k) = A[k*lda + i] */
+        const T *src = x->A + p0 * x->lda + i0;
+#if GEMM_X86
+        if (avx2) { S(pack_copy_a_avx2)(src, x->lda, kc, mc, dst); return; }
+#endif
+        S(pack_copy_a_c)(src, x->lda, kc, mc, dst);
+    }
+}
+
+static void S(pack_b)(const S(gemm_job) *x, int64_t p0, int64_t kc, int64_t j0,
+                      int64_t nc, T *dst)
+{
+    const int avx2 = x->isa == GEMM_ISA_AVX2;
+    (void)avx2;
+    if (!x->tb) {        /* op(B)(k, j) = B[k*ldb + j] */
+        const T *src = x->B + p0 * x->ldb + j0;
+#if GEMM_X86
+        if (avx2) { S(pack_copy_b_avx2)(src, x->ldb, kc, nc, dst); return; }
+#endif
+        S(pack_copy_b_c)(src, x->ldb, kc, nc, dst);
+    } else {             /* op(B)(k, j) = B[j*ldb + k] */
+        const T *src = x->B + j0 * x->ldb + p0;
+#if GEMM_X86
+        if (avx2) { S(pack_trans_b_avx2)(src, x->ldb, kc, nc, dst); return; }
+#endif
+        S(pack_trans_b_c)(src, x->ldb, kc, nc, dst);
+    }
+}
+
+/* ---- macro-kernel: packed mc x kc block times packed kc x nc panel ---- */
+static void S(macro)(int isa, int64_t mc, int64_t nc, int64_t kc,
+                     const T *ap, const T *bp, T *c, int64_t ldc, T alpha, T beta)
+{
+    T tmp[MR * NR];
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+        const int64_t nr = gemm_min(NR, nc - jr);
+        const T *b = bp + jr * kc;
+        for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = gemm_min(MR, mc - ir);
+            const T *a = ap + ir * kc;
+            T *cc = c + ir * ldc + jr;
+            if (mr == MR && nr == NR) {
+                S(kern)(isa, kc, a, b, NR, cc, ldc, alpha, beta);
+            } else {
+                S(kern)(isa, kc, a, b, NR, tmp, NR, (T)1, (T)0);
+                for (int64_t i = 0; i < mr; i++) {
+                    T *ci = cc + i * ldc;
+                    const T *ti = tmp + i * NR;
+                    if (beta == 0)
+                        for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+                    else
+                        for (int64_t j = 0; j < nr; j++)
+                            ci[j] = alpha * ti[j] + beta * ci[j];
+                }
+            }
+        }
+    }
+}
+
+/* Columns of a B panel when A is packed once per k block (few rows): the
+ * panel (kc x nc) is sized to stay in L2 next to the packed A block. */
+static int64_t S(small_m_nc)(int64_t kc)
+{
+    int64_t nc = (int64_t)(GEMM_L2_PANEL / sizeof(T)) / (kc > 0 ? kc : 1);
+    nc = nc / NR * NR;
+    return nc < 4 * NR ? 4 * NR : nc;
+}
+
+/* Packing buffer sizes (elements) for a sub-problem of at most mch x nch. */
+static void S(buf_sizes)(int64_t mch, int64_t nch, int64_t K,
+                         size_t *asz, size_t *bsz)
+{
+    int64_t kc = gemm_even_block(K, GEMM_KC, 1);
+    /* every row block is at most min(MC, rows); round up for the padding */
+    int64_t mc = gemm_cdiv(gemm_min(GEMM_MC, mch), MR) * MR;
+    int64_t nc = GEMM_NC;
+    if (nc < S(small_m_nc)(kc)) nc = S(small_m_nc)(kc);
+    nc = gemm_cdiv(gemm_min(nc, nch), NR) * NR;
+    *asz = (size_t)(mc * kc) + GEMM_PAD;
+    *bsz = (size_t)(kc * nc) + GEMM_PAD;
+}
+
+/* Rows [m0, m1) x columns [n0, n1) of C, on the calling thread. */
+static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
+                       int64_t n0, int64_t n1, T *abuf, T *bbuf)
+{
+    const int64_t K = x->K, ldc = x->ldc;
+    const int64_t kcb = gemm_even_block(K, GEMM_KC, 1);
+    const int64_t mcb = gemm_even_block(m1 - m0, GEMM_MC, MR);
+    if (mcb >= m1 - m0) {
+        /* One block of rows: pack it once per k block, then stream B through
+         * L2-sized panels (each packed B panel is used right away). */
+        const int64_t mc = m1 - m0;
+        const int64_t ncb = gemm_even_block(n1 - n0, S(small_m_nc)(kcb), NR);
+        for (int64_t pc = 0; pc < K; pc += kcb) {
+            const int64_t kc = gemm_min(kcb, K - pc);
+            const T beta = pc == 0 ? x->beta : (T)1;
+            S(pack_a)(x, m0, mc, pc, kc, abuf);
+            for (int64_t jc = n0; jc < n1; jc += ncb) {
+                const int64_t nc = gemm_min(ncb, n1 - jc);
+                S(pack_b)(x, pc, kc, jc, nc, bbuf);
+                S(macro)(x->isa, mc, nc, kc, abuf, bbuf, x->C + m0 * ldc + jc,
+                         ldc, x->alpha, beta);
+            }
+        }
+        return;
+    }
+    /* Goto/BLIS order: a large B panel (L3) shared by every block of rows. */
+    const int64_t ncb = gemm_even_block(n1 - n0, GEMM_NC, NR);
+    for (int64_t jc = n0; jc < n1; jc += ncb) {
+        const int64_t nc = gemm_min(ncb, n1 - jc);
+        for (int64_t pc = 0; pc < K; pc += kcb) {
+            const int64_t kc = gemm_min(kcb, K - pc);
+            const T beta = pc == 0 ? x->beta : (T)1;
+            S(pack_b)(x, pc, kc, jc, nc, bbuf);
+            for (int64_t ic = m0; ic < m1; ic += mcb) {
+                const int64_t mc = gemm_min(mcb, m1 - ic);
+                S(pack_a)(x, ic, mc, pc, kc, abuf);
+                S(macro)(x->isa, mc, nc, kc, abuf, bbuf, x->C + ic * ldc + jc,
+                         ldc, x->alpha, beta);
+            }
+        }
+    }
+}
+
+/* ---- direct loops for tiny problems (no packing, no allocation) ---- */
+GEMM_INLINE T S(dot)(int64_t n, const T *GEMM_RESTRICT x, const T *GEMM_RESTRICT y)
+{
+    T s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) s[l] += x[k + l] * y[k + l];
+    for (int l = 0; k < n; k++, l++) s[l] += x[k] * y[k];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+GEMM_INLINE void S(direct_body)(const S(gemm_job) *x)
+{
+    const int64_t M = x->M, N = x->N, K = x->K;
+    const int64_t lda = x->lda, ldb = x->ldb, ldc = x->ldc;
+    const T alpha = x->alpha, beta = x->beta;
+    const T *A = x->A, *B = x->B;
+    if (!x->tb) {
+        /* C row i = beta * C row i + sum_k (alpha * op(A)(i,k)) * B row k */
+        for (int64_t i = 0; i < M; i++) {
+            T *GEMM_RESTRICT c = x->C + i * ldc;
+            if (beta == 0) for (int64_t j = 0; j < N; j++) c[j] = 0;
+            else if (beta != 1) for (int64_t j = 0; j < N; j++) c[j] *= beta;
+            for (int64_t k = 0; k < K; k++) {
+                const T a = alpha * (x->ta ? A[k * lda + i] : A[i * lda + k]);
+                const T *GEMM_RESTRICT b = B + k * ldb;
+                for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+            }
+        }
+    } else {
+        /* C(i,j) = alpha * dot(op(A) row i, B row j) + beta * C(i,j) */
+        T col[256];
+        for (int64_t i = 0; i < M; i++) {
+            T *c = x->C + i * ldc;
+            if (beta == 0) for (int64_t j = 0; j < N; j++) c[j] = 0;
+            else if (beta != 1) for (int64_t j = 0; j < N; j++) c[j] *= beta;
+            for (int64_t k0 = 0; k0 < K; k0 += 256) {
+                const int64_t kn = gemm_min(256, K - k0);
+                const T *arow;
+                if (x->ta) {
+                    for (int64_t k = 0; k < kn; k++) col[k] = A[(k0 + k) * lda + i];
+                    arow = col;
+                } else {
+                    arow = A + i * lda + k0;
+                }
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += alpha * S(dot)(kn, arow, B + j * ldb + k0);
+            }
+        }
+    }
+}
+
+static void S(direct_c)(const S(gemm_job) *x) { S(direct_body)(x); }
+#if GEMM_X86
+GEMM_AVX2 static void S(direct_avx2)(const S(gemm_job) *x) { S(direct_body)(x); }
+#endif
+
+/* ---- entry point ---- */
+int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                  T alpha, const T *A, int64_t lda, const T *B, int64_t ldb,
+                  T beta, T *C, int64_t ldc, int nthreads)
+{
+    if (M <= 0 || N <= 0) return CCONV_OK;
+    if (K <= 0) {
+        for (int64_t i = 0; i < M; i++) {
+            T *c = C + i * ldc;
+            if (beta == 0) for (int64_t j = 0; j < N; j++) c[j] = 0;
+            else if (beta != 1) for (int64_t j = 0; j < N; j++) c[j] *= beta;
+        }
+        return CCONV_OK;
+    }
+    S(gemm_job) x;
+    x.ta = transa != 0; x.tb = transb != 0;
+    x.M = M; x.N = N; x.K = K;
+    x.alpha = alpha; x.beta = beta;
+    x.A = A; x.lda = lda; x.B = B; x.ldb = ldb; x.C = C; x.ldc = ldc;
+    x.isa = gemm_isa();
+
+    const double work = (double)M * (double)N * (double)K;
+    if (work < GEMM_DIRECT_WORK || M == 1 || N == 1) {
+#if GEMM_X86
+        if (x.isa == GEMM_ISA_AVX2) { S(direct_avx2)(&x); return CCONV_OK; }
+#endif
+        S(direct_c)(&x);
+        return CCONV_OK;
+    }
+
+    int nt = 1;
+#ifdef _OPENMP
+    if (nthreads > 1) {
+        double useful = work / GEMM_WORK_PER_THREAD;
+        nt = useful < (double)nthreads ? (int)useful : nthreads;
+        if (nt < 1) nt = 1;
+    }
+#else
+    (void)nthreads;
+#endif
+    int tm = 1, tn = 1;
+    int64_t mch = M, nch = N;
+    if (nt > 1) gemm_grid(nt, M, N, K, MR, NR, &tm, &tn, &mch, &nch);
+    nt = tm * tn;
+
+    size_t asz, bsz;
+    S(buf_sizes)(mch, nch, K, &asz, &bsz);
+    T *buf = (T *)gemm_amalloc((asz + bsz) * (size_t)nt * sizeof(T));
+    if (!buf) return CCONV_ENOMEM;
+
+    if (nt == 1) {
+        S(blocked)(&x, 0, M, 0, N, buf, buf + asz);
+    } else {
+#ifdef _OPENMP
+        #pragma omp parallel num_threads(nt)
+        {
+            const int tid = omp_get_thread_num();
+            const int team = omp_get_num_threads();
+            T *abuf = buf + (size_t)tid * (asz + bsz);
+            T *bbuf = abuf + asz;
+            for (int blk = tid; blk < nt; blk += team) {
+                const int64_t m0 = (int64_t)(blk / tn) * mch;
+                const int64_t n0 = (int64_t)(blk % tn) * nch;
+                const int64_t m1 = gemm_min(M, m0 + mch);
+                const int64_t n1 = gemm_min(N, n0 + nch);
+                if (m0 < m1 && n0 < n1) S(blocked)(&x, m0, m1, n0, n1, abuf, bbuf);
+            }
+        }
+#endif
+    }
+    gemm_afree(buf);
+    return CCONV_OK;
+}
+
+#undef T
+#undef S
+#undef MR
+#undef NR
+
+#endif /* GEMM_T */

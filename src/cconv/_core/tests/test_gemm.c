@@ -1,0 +1,205 @@
+/* Standalone test of cconv_gemm_f32 / cconv_gemm_f64 against a naive triple
+ * loop in double. Build and run from the repository root:
+ *   gcc -O2 -fopenmp -Isrc/cconv/_core src/cconv/_core/gemm.c \
+ *       src/cconv/_core/tests/test_gemm.c -o /tmp/test_gemm -lm && /tmp/test_gemm
+ * (or `make -C src/cconv/_core/tests`). Every case runs with the dispatched
+ * kernels (AVX2 where the CPU has it) and with the portable ones, with 1 and
+ * 2 threads. `test_gemm -q` runs a shorter random sweep. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "cconv_core.h"
+
+int cconv_gemm_redispatch_(void);   /* internal hook in gemm.c */
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static double urand(void)           /* uniform in [-1, 1) */
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+static int64_t irand(int64_t lo, int64_t hi) { return lo + (int64_t)((urand() + 1.0) * 0.5 * (double)(hi - lo + 1)) % (hi - lo + 1); }
+
+static long n_cases = 0, n_fail = 0;
+
+/* Reference: C = alpha * op(A) op(B) + beta * C, in double (beta == 0: C not read). */
+static void ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alpha,
+                     const double *A, int64_t lda, const double *B, int64_t ldb,
+                     double beta, double *C, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double a = ta ? A[k * lda + i] : A[i * lda + k];
+                double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                s += a * b;
+            }
+            C[i * ldc + j] = beta == 0 ? alpha * s : alpha * s + beta * C[i * ldc + j];
+        }
+}
+
+#define DEFINE_CHECK(T, SFX, GEMM, EPS)                                            \
+static int check_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K,            \
+                       int64_t pa, int64_t pb, int64_t pc, double alpha,           \
+                       double beta, int nthreads, int special)                     \
+{                                                                                  \
+    int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;    \
+    int64_t lda = ac + pa, ldb = bc + pb, ldc = N + pc;                            \
+    size_t na = (size_t)(ar * lda) + 1, nb = (size_t)(br * ldb) + 1;               \
+    size_t nc = (size_t)(M * ldc) + 1;                                             \
+    T *A = malloc(na * sizeof(T)), *B = malloc(nb * sizeof(T));                    \
+    T *C = malloc(nc * sizeof(T));                                                 \
+    double *Ad = malloc(na * sizeof(double)), *Bd = malloc(nb * sizeof(double));   \
+    double *Cd = malloc(nc * sizeof(double));                                      \
+    for (size_t i = 0; i < na; i++) Ad[i] = (double)(A[i] = (T)urand());           \
+    for (size_t i = 0; i < nb; i++) Bd[i] = (double)(B[i] = (T)urand());           \
+    for (size_t i = 0; i < nc; i++)                                                \
+        Cd[i] = (double)(C[i] = beta == 0 ? (T)NAN : (T)urand());                  \
+    /* special: put an inf in A and a NaN in B to check propagation */             \
+    int64_t si = -1, sj = -1;                                                      \
+    if (special && M > 0 && N > 0 && K > 0) {                                      \
+        si = irand(0, M - 1); sj = irand(0, N - 1);                                \
+        int64_t k1 = irand(0, K - 1), k2 = irand(0, K - 1);                        \
+        int64_t ia = ta ? k1 * lda + si : si * lda + k1;                           \
+        int64_t ib = tb ? sj * ldb + k2 : k2 * ldb + sj;                           \
+        A[ia] = (T)INFINITY; Ad[ia] = INFINITY;                                    \
+        B[ib] = (T)NAN; Bd[ib] = NAN;                                              \
+    }                                                                              \
+    int rc = GEMM(ta, tb, M, N, K, (T)alpha, A, lda, B, ldb, (T)beta, C, ldc,      \
+                  nthreads);                                                       \
+    ref_gemm(ta, tb, M, N, K, (double)(T)alpha, Ad, lda, Bd, ldb, (double)(T)beta, \
+             Cd, ldc);                                                             \
+    int bad = rc != CCONV_OK;                                                      \
+    double maxerr = 0;                                                             \
+    double tol = EPS * (double)(K + 4) * 4.0;                                      \
+    for (int64_t i = 0; i < M && !bad; i++)                                        \
+        for (int64_t j = 0; j < ldc; j++) {                                        \
+            double got = (double)C[i * ldc + j], want = Cd[i * ldc + j];           \
+            if (j >= N) {  /* padding must be untouched */                         \
+                if (memcmp(&C[i * ldc + j], &(T){(T)want}, sizeof(T)) &&           \
+                    !(isnan(got) && isnan(want))) { bad = 1; break; }              \
+                continue;                                                          \
+            }                                                                      \
+            if (isnan(want) || isinf(want)) {                                      \
+                /* a NaN/inf reference: the result must not be finite */          \
+                if (isfinite(got)) { bad = 1; break; }                             \
+                continue;                                                          \
+            }                                                                      \
+            double scale = fabs(alpha) * (double)K + fabs(beta) + 1.0;             \
+            double e = fabs(got - want) / scale;                                   \
+            if (!(e <= tol)) { bad = 1; maxerr = e; break; }                       \
+            if (e > maxerr) maxerr = e;                                            \
+        }                                                                          \
+    /* the row after the last one must be untouched too */                         \
+    n_cases++;                                                                     \
+    if (bad) {                                                                     \
+        n_fail++;                                                                  \
+        if (n_fail < 20)                                                           \
+            printf("FAIL %s ta=%d tb=%d M=%lld N=%lld K=%lld pad=%lld,%lld,%lld "   \
+                   "alpha=%g beta=%g nt=%d special=%d rc=%d err=%g\n", #SFX, ta, tb, \
+                   (long long)M, (long long)N, (long long)K, (long long)pa,        \
+                   (long long)pb, (long long)pc, alpha, beta, nthreads, special,   \
+                   rc, maxerr);                                                    \
+    }                                                                              \
+    free(A); free(B); free(C); free(Ad); free(Bd); free(Cd);                       \
+    return !bad;                                                                   \
+}
+
+DEFINE_CHECK(float, f32, cconv_gemm_f32, 6e-8)
+DEFINE_CHECK(double, f64, cconv_gemm_f64, 1.2e-16)
+
+static void run_case(int ta, int tb, int64_t M, int64_t N, int64_t K, int64_t pa,
+                     int64_t pb, int64_t pc, double alpha, double beta, int nt,
+                     int special)
+{
+    check_f32(ta, tb, M, N, K, pa, pb, pc, alpha, beta, nt, special);
+    check_f64(ta, tb, M, N, K, pa, pb, pc, alpha, beta, nt, special);
+}
+
+static void sweep(int quick)
+{
+    static const double alphas[] = {1.0, -0.5, 2.0};
+    static const double betas[] = {0.0, 1.0, 0.75};
+    /* every small size, minimal strides, all trans, a few alpha/beta */
+    int lim = quick ? 20 : 40;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int64_t M = 1; M <= lim; M += (quick ? 3 : 1))
+                for (int64_t N = 1; N <= lim; N += (quick ? 5 : 3)) {
+                    int64_t K = irand(1, 70);
+                    int ab = (int)((M + N) % 3);
+                    for (int nt = 1; nt <= 2; nt++)
+                        run_case(ta, tb, M, N, K, 0, 0, 0, alphas[ab], betas[(M * N) % 3], nt, 0);
+                }
+    /* random sizes in 1..~300 with padded strides and K across the KC blocks */
+    int nrand = quick ? 150 : 600;
+    for (int r = 0; r < nrand; r++) {
+        int ta = r & 1, tb = (r >> 1) & 1;
+        int64_t M = irand(1, r % 5 == 0 ? 300 : 70), N = irand(1, r % 7 == 0 ? 300 : 70);
+        int64_t K = irand(0, r % 3 == 0 ? 600 : 70);
+        int64_t pa = irand(0, 3) ? irand(0, 9) : 0, pb = irand(0, 9), pc = irand(0, 9);
+        double alpha = urand() * 2, beta = (r % 3 == 0) ? 0.0 : urand();
+        run_case(ta, tb, M, N, K, pa, pb, pc, alpha, beta, 1 + (r % 2), r % 11 == 0);
+    }
+}
+
+static void big(void)
+{
+    /* shapes of 3x3 convolutions (scaled down) and odd large ones, 1 and 2 threads */
+    static const int64_t shapes[][3] = {
+        {64, 400, 576}, {128, 196, 1152}, {67, 131, 300}, {150, 4100, 9},
+        {13, 5000, 37}, {300, 17, 700}, {1, 1000, 300}, {1000, 1, 300},
+        {97, 83, 2049}, {145, 4097, 3}, {6, 576, 25}, {16, 64, 150},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int nt = 1; nt <= 2; nt++)
+                    run_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 3, 5, 7,
+                             nt == 1 ? 1.0 : -1.25, (s + ta + tb) % 2 ? 0.0 : 0.5, nt,
+                             s % 3 == 0);
+}
+
+static void edge(void)
+{
+    /* empty dimensions */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            run_case(ta, tb, 5, 7, 0, 1, 1, 1, 1.0, 0.0, 1, 0);
+            run_case(ta, tb, 5, 7, 0, 1, 1, 1, 1.0, 0.5, 2, 0);
+            run_case(ta, tb, 0, 7, 3, 0, 0, 0, 1.0, 0.5, 1, 0);
+            run_case(ta, tb, 5, 0, 3, 0, 0, 0, 1.0, 0.5, 1, 0);
+            run_case(ta, tb, 130, 70, 40, 0, 0, 0, 1.0, 0.0, 2, 1);
+        }
+    /* M = N = K = 0 with NULL pointers */
+    float c32 = 1; double c64 = 1;
+    n_cases += 2;
+    if (cconv_gemm_f32(0, 0, 0, 0, 0, 1.0f, NULL, 1, NULL, 1, 0.0f, &c32, 1, 2) != 0 ||
+        cconv_gemm_f64(1, 1, 0, 0, 0, 1.0, NULL, 1, NULL, 1, 0.0, &c64, 1, 2) != 0 ||
+        c32 != 1 || c64 != 1) {
+        n_fail++; printf("FAIL empty\n");
+    }
+}
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && strcmp(argv[1], "-q") == 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) unsetenv("CCONV_GEMM_PORTABLE");
+        else setenv("CCONV_GEMM_PORTABLE", "1", 1);
+        int isa = cconv_gemm_redispatch_();
+        long before = n_fail, cases = n_cases;
+        edge();
+        sweep(quick);
+        big();
+        printf("%s kernels: %ld cases, %ld failures\n",
+               isa ? "AVX2" : "portable", n_cases - cases, n_fail - before);
+    }
+    unsetenv("CCONV_GEMM_PORTABLE");
+    cconv_gemm_redispatch_();
+    printf("%s\n", n_fail ? "FAILED" : "OK");
+    return n_fail ? 1 : 0;
+}
