@@ -66,12 +66,9 @@ def _result_dtype(named_arrays):
 
 
 def _prepare(name, a, dtype):
-    """Native-endian, C-contiguous copy of a in dtype (no copy when it already is)."""
-    size = 1
-    for d in a.shape:
-        size *= int(d)
-    if size > _MAX_ELEMENTS:
-        raise ValueError(f"{name} has shape {a.shape} ({size} elements): more than "
+    """Native-endian, C-contiguous a in dtype (no copy when it already is)."""
+    if a.size > _MAX_ELEMENTS:
+        raise ValueError(f"{name} has shape {a.shape} ({a.size} elements): more than "
                          f"cconv handles ({_MAX_ELEMENTS})")
     return np.ascontiguousarray(a, dtype=dtype)
 
@@ -256,8 +253,10 @@ def _conv_forward(fn, x, w, bias, stride, padding, dilation, groups, nd):
     x, w, bias, plan = _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd)
     shape_x, shape_w, stride4, pads4, dil4, groups, out_shape, out4 = plan
     dtype = _conv_dtype(x, w, bias)
-    xs = _prepare("x", x, dtype).reshape(shape_x)
-    ws = _prepare("w", w, dtype).reshape(shape_w)
+    xs = _prepare("x", x, dtype)
+    ws = _prepare("w", w, dtype)
+    if nd == 1:
+        xs, ws = xs.reshape(shape_x), ws.reshape(shape_w)
     b = None if bias is None else _prepare("bias", bias, dtype)
     y = np.empty(out4, dtype)
     _kernels.conv2d_forward(xs, ws, b, y, stride4, pads4, dil4, groups, get_num_threads())
@@ -450,6 +449,11 @@ def _max_pool_backward(fn, grad_out, x, kernel_size, stride, padding, dilation,
         if indices.dtype.kind not in "iu":
             raise TypeError(f"indices must be an integer array, got dtype {indices.dtype}")
         idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(out4)
+        plane = shape4[2] * shape4[3]
+        # -1 marks a window that lies entirely in the padding
+        if idx.size and (idx.min() < -1 or idx.max() >= plane):
+            raise ValueError(f"indices must lie in [-1, {plane}) (flat positions in a "
+                             f"plane of x), got values in [{idx.min()}, {idx.max()}]")
     dy = _prepare("grad_out", grad_out, dtype).reshape(out4)
     dx = np.empty(shape4, dtype)
     _kernels.max_pool2d_backward(dy, idx, dx, get_num_threads())
@@ -510,6 +514,9 @@ def _shape_arg(name, shape):
 def _avg_pool_backward(fn, grad_out, input_shape, kernel_size, stride, padding,
                        ceil_mode, count_include_pad, nd):
     input_shape = _shape_arg("input_shape", input_shape)
+    if len(input_shape) != nd + 2:
+        raise ValueError(f"input_shape must have {nd + 2} dimensions "
+                         f"({'(N, C, L)' if nd == 1 else '(N, C, H, W)'}), got {input_shape}")
     grad_out = _as_array("grad_out", grad_out)
     shape4, out4, out_shape, (k, s, p, _) = _pool_setup(
         fn, input_shape, kernel_size, stride, padding, 1, ceil_mode, nd)
@@ -590,8 +597,8 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     _check_size("gemm output", (m, n))
     out = (np.array(c, dtype=dtype, order="C", copy=True) if c is not None
            else np.zeros((m, n), dtype))
-    if c is None:
-        beta = 0.0
+    if c is None and beta != 0:
+        raise ValueError(f"beta={beta!r} needs c (got c=None)")
     _kernels.gemm(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
                      _prepare("b", b, dtype), beta, out, get_num_threads())
     return out

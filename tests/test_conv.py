@@ -1,0 +1,276 @@
+"""conv1d / conv2d forward and backward against the numpy reference."""
+import numpy as np
+import pytest
+
+import reference as R
+from conftest import assert_close, check_numeric_grad
+
+from cconv import ops
+
+DTYPES = [np.float32, np.float64]
+
+# (x shape, w shape, keyword arguments)
+CONV2D_CASES = [
+    ((2, 3, 7, 8), (4, 3, 3, 3), {}),
+    ((1, 3, 7, 8), (4, 3, 3, 3), {}),
+    ((0, 3, 7, 8), (4, 3, 3, 3), {"padding": 1}),
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"stride": 2}),
+    ((2, 3, 9, 8), (4, 3, 3, 2), {"stride": (2, 3)}),
+    ((2, 3, 9, 8), (4, 3, 2, 2), {"stride": 3}),  # stride > kernel: rows never read
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": 1}),
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": (1, 2)}),
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": ((0, 2), (1, 0))}),
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": ((2, 0), (0, 3))}),
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": "valid"}),
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": "same"}),
+    ((2, 3, 7, 8), (4, 3, 4, 2), {"padding": "same"}),  # even kernel: extra pad bottom/right
+    ((2, 3, 7, 8), (4, 3, 3, 3), {"padding": "same", "stride": 2}),
+    ((2, 3, 9, 8), (4, 3, 4, 3), {"padding": "same", "stride": (2, 3)}),
+    ((2, 3, 9, 10), (4, 3, 3, 3), {"padding": "same", "dilation": 2}),
+    ((2, 3, 9, 10), (4, 3, 2, 3), {"padding": "same", "dilation": (3, 2), "stride": 2}),
+    ((2, 3, 9, 10), (4, 3, 3, 3), {"dilation": 2}),
+    ((2, 3, 9, 10), (4, 3, 3, 2), {"dilation": (2, 1), "padding": 2}),
+    ((2, 3, 11, 10), (4, 3, 3, 3), {"dilation": 2, "stride": 2, "padding": 1}),
+    ((2, 4, 7, 8), (6, 2, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 6, 7, 8), (3, 2, 3, 3), {"groups": 3}),
+    ((2, 4, 7, 8), (4, 1, 3, 3), {"groups": 4, "padding": 1}),  # depthwise
+    ((2, 4, 7, 8), (8, 1, 3, 3), {"groups": 4, "padding": 1}),  # depthwise, multiplier 2
+    ((2, 4, 7, 8), (8, 1, 3, 3), {"groups": 4, "stride": 2, "dilation": 2}),
+    ((2, 5, 7, 8), (3, 5, 1, 1), {}),  # 1x1
+    ((2, 5, 7, 8), (3, 5, 1, 1), {"stride": 2}),
+    ((2, 5, 7, 8), (3, 5, 1, 1), {"padding": 1}),
+    ((2, 3, 5, 6), (4, 3, 5, 6), {}),  # kernel == input
+    ((2, 3, 5, 6), (4, 3, 5, 6), {"padding": 1}),
+    ((2, 3, 5, 6), (4, 3, 5, 6), {"padding": "same"}),
+    ((2, 3, 1, 9), (4, 3, 1, 3), {}),  # one-row image
+    ((2, 3, 9, 1), (4, 3, 3, 1), {"padding": (1, 0)}),  # one-column image
+    ((2, 3, 4, 4), (4, 3, 1, 4), {"padding": ((0, 0), (3, 3))}),
+    ((1, 1, 1, 1), (1, 1, 1, 1), {}),
+    ((1, 1, 1, 1), (1, 1, 3, 3), {"padding": 1}),  # a 3x3 kernel on a 1x1 image
+]
+
+# a few shapes big enough for the fast and parallel paths
+CONV2D_BIG = [
+    ((2, 16, 20, 20), (32, 16, 3, 3), {"padding": 1}),
+    ((2, 16, 20, 20), (32, 16, 3, 3), {"padding": "same", "stride": 2}),
+    ((2, 32, 16, 16), (32, 1, 3, 3), {"groups": 32, "padding": 1}),
+    ((2, 16, 16, 16), (32, 1, 3, 3), {"groups": 16, "padding": 1, "stride": 2}),
+    ((3, 8, 33, 17), (12, 8, 3, 3), {"stride": 2, "dilation": 2, "padding": 2}),
+    ((2, 64, 14, 14), (32, 64, 1, 1), {}),
+    ((1, 3, 32, 32), (16, 3, 5, 5), {"padding": 2}),
+    ((2, 24, 12, 12), (24, 6, 3, 3), {"groups": 4, "padding": 1}),
+]
+
+CONV1D_CASES = [
+    ((2, 3, 10), (4, 3, 3), {}),
+    ((1, 3, 10), (4, 3, 3), {}),
+    ((0, 3, 10), (4, 3, 3), {"padding": 1}),
+    ((2, 3, 11), (4, 3, 3), {"stride": 2}),
+    ((2, 3, 11), (4, 3, 2), {"stride": 3}),
+    ((2, 3, 10), (4, 3, 3), {"padding": 2}),
+    ((2, 3, 10), (4, 3, 3), {"padding": (0, 2)}),
+    ((2, 3, 10), (4, 3, 3), {"padding": (3, 1)}),
+    ((2, 3, 10), (4, 3, 3), {"padding": "valid"}),
+    ((2, 3, 10), (4, 3, 3), {"padding": "same"}),
+    ((2, 3, 10), (4, 3, 4), {"padding": "same"}),
+    ((2, 3, 11), (4, 3, 4), {"padding": "same", "stride": 3}),
+    ((2, 3, 12), (4, 3, 3), {"padding": "same", "dilation": 3}),
+    ((2, 3, 12), (4, 3, 3), {"dilation": 2, "stride": 2, "padding": 1}),
+    ((2, 4, 10), (6, 2, 3), {"groups": 2, "padding": 1}),
+    ((2, 4, 10), (4, 1, 3), {"groups": 4, "padding": 1}),
+    ((2, 4, 10), (8, 1, 5), {"groups": 4, "padding": 2}),
+    ((2, 5, 10), (3, 5, 1), {}),
+    ((2, 3, 7), (4, 3, 7), {}),
+    ((2, 3, 7), (4, 3, 7), {"padding": "same"}),
+    ((1, 1, 1), (1, 1, 1), {}),
+    ((2, 16, 200), (32, 16, 5), {"padding": 2}),  # bigger
+    ((2, 32, 128), (32, 1, 3), {"groups": 32, "padding": "same", "stride": 2}),
+]
+
+
+def _ids(cases):
+    return [f"{x}-{w}-{kw}" for x, w, kw in cases]
+
+
+def _operands(rng, xs, ws, dtype, bias=True):
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+# ---------------------------------------------------------------- forward
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES, ids=_ids(CONV2D_CASES))
+def test_conv2d_forward(rng, nthreads, dtype, xs, ws, kw):
+    x, w, b = _operands(rng, xs, ws, dtype)
+    assert_close(ops.conv2d(x, w, b, **kw), R.conv2d(x, w, b, **kw), dtype)
+    assert_close(ops.conv2d(x, w, **kw), R.conv2d(x, w, **kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_BIG, ids=_ids(CONV2D_BIG))
+def test_conv2d_forward_big(rng, nthreads, dtype, xs, ws, kw):
+    x, w, b = _operands(rng, xs, ws, dtype)
+    assert_close(ops.conv2d(x, w, b, **kw), R.conv2d(x, w, b, **kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV1D_CASES, ids=_ids(CONV1D_CASES))
+def test_conv1d_forward(rng, nthreads, dtype, xs, ws, kw):
+    x, w, b = _operands(rng, xs, ws, dtype)
+    assert_close(ops.conv1d(x, w, b, **kw), R.conv1d(x, w, b, **kw), dtype)
+    assert_close(ops.conv1d(x, w, **kw), R.conv1d(x, w, **kw), dtype)
+
+
+def test_conv2d_keyword_arguments(rng):
+    x, w, b = _operands(rng, (2, 4, 8, 8), (6, 2, 3, 3), np.float64)
+    got = ops.conv2d(x=x, w=w, bias=b, stride=2, padding=1, dilation=1, groups=2)
+    assert_close(got, R.conv2d(x, w, b, 2, 1, 1, 2), np.float64)
+
+
+def test_conv2d_identity_kernel(rng):
+    """A centred delta kernel with 'same' padding returns the input exactly."""
+    x = rng.standard_normal((2, 3, 6, 7))
+    w = np.zeros((3, 3, 3, 3))
+    for c in range(3):
+        w[c, c, 1, 1] = 1.0
+    np.testing.assert_array_equal(ops.conv2d(x, w, padding="same"), x)
+
+
+def test_conv2d_same_output_size(rng):
+    for h, w_, s, k, d in [(7, 8, 2, 3, 1), (9, 10, 3, 4, 1), (5, 5, 2, 2, 2), (1, 6, 4, 3, 1)]:
+        x = rng.standard_normal((1, 2, h, w_))
+        y = ops.conv2d(x, rng.standard_normal((3, 2, k, k)), stride=s, dilation=d,
+                       padding="same")
+        assert y.shape == (1, 3, -(-h // s), -(-w_ // s))
+
+
+def test_conv2d_bias_only(rng):
+    """A zero kernel outputs exactly the bias everywhere."""
+    x = rng.standard_normal((2, 3, 5, 5))
+    b = np.array([1.5, -2.0])
+    y = ops.conv2d(x, np.zeros((2, 3, 3, 3)), b, padding=1)
+    np.testing.assert_array_equal(y, np.broadcast_to(b[None, :, None, None], y.shape))
+
+
+def test_conv2d_dtype_promotion(rng):
+    x32 = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w64 = rng.standard_normal((3, 2, 3, 3))
+    y = ops.conv2d(x32, w64)
+    assert y.dtype == np.float64
+    assert_close(y, R.conv2d(x32, w64), np.float64)
+    y = ops.conv2d(x32, w64.astype(np.float32), rng.standard_normal(3))
+    assert y.dtype == np.float64
+
+
+def test_conv2d_batch_zero_shape(rng):
+    y = ops.conv2d(np.zeros((0, 3, 7, 8), np.float32), np.ones((4, 3, 3, 3), np.float32),
+                   stride=2, padding=1)
+    assert y.shape == (0, 4, 4, 4) and y.dtype == np.float32
+
+
+# ---------------------------------------------------------------- backward
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES, ids=_ids(CONV2D_CASES))
+def test_conv2d_backward(rng, nthreads, dtype, xs, ws, kw):
+    x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
+    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    gx, gw, gb = ops.conv2d_backward(gy, x, w, **kw)
+    rx, rw, rb = R.conv2d_backward(gy, x, w, **kw)
+    assert_close(gx, rx, dtype)
+    assert_close(gw, rw, dtype)
+    assert_close(gb, rb, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_BIG, ids=_ids(CONV2D_BIG))
+def test_conv2d_backward_big(rng, nthreads, dtype, xs, ws, kw):
+    x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
+    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    gx, gw, gb = ops.conv2d_backward(gy, x, w, **kw)
+    rx, rw, rb = R.conv2d_backward(gy, x, w, **kw)
+    assert_close(gx, rx, dtype)
+    assert_close(gw, rw, dtype)
+    assert_close(gb, rb, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV1D_CASES, ids=_ids(CONV1D_CASES))
+def test_conv1d_backward(rng, nthreads, dtype, xs, ws, kw):
+    x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
+    gy = rng.standard_normal(R.conv1d(x, w, **kw).shape).astype(dtype)
+    gx, gw, gb = ops.conv1d_backward(gy, x, w, **kw)
+    rx, rw, rb = R.conv1d_backward(gy, x, w, **kw)
+    assert_close(gx, rx, dtype)
+    assert_close(gw, rw, dtype)
+    assert_close(gb, rb, dtype)
+
+
+def test_conv2d_backward_batch_zero():
+    x = np.zeros((0, 3, 7, 8))
+    w = np.ones((4, 3, 3, 3))
+    gx, gw, gb = ops.conv2d_backward(np.zeros((0, 4, 7, 8)), x, w, padding=1)
+    assert gx.shape == x.shape
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(4))
+
+
+def test_conv2d_backward_uncovered_inputs_get_zero(rng):
+    """With stride 3 and a 2x2 kernel every third row/column is never read."""
+    x = rng.standard_normal((1, 2, 9, 9))
+    w = rng.standard_normal((3, 2, 2, 2))
+    gy = rng.standard_normal((1, 3, 3, 3))
+    gx, _, _ = ops.conv2d_backward(gy, x, w, stride=3)
+    assert np.all(gx[:, :, 2::3, :] == 0) and np.all(gx[:, :, :, 2::3] == 0)
+    assert np.all(gx[:, :, 0::3, 0::3] != 0)
+
+
+# ---------------------------------------------------------------- finite differences
+
+FD_CONV2D = [
+    ((2, 2, 5, 6), (3, 2, 3, 3), {}),
+    ((2, 2, 6, 5), (3, 2, 3, 2), {"stride": (2, 1), "padding": ((1, 0), (2, 1))}),
+    ((1, 4, 7, 7), (4, 2, 3, 3), {"groups": 2, "dilation": 2, "padding": "same"}),
+    ((1, 3, 6, 6), (6, 1, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((2, 2, 5, 5), (2, 2, 1, 1), {"stride": 2}),
+]
+
+FD_CONV1D = [
+    ((2, 2, 9), (3, 2, 3), {}),
+    ((2, 2, 9), (3, 2, 4), {"stride": 2, "padding": (2, 1)}),
+    ((1, 4, 10), (4, 2, 3), {"groups": 2, "dilation": 2, "padding": "same"}),
+]
+
+
+def _fd_check(fwd, bwd, rng, xs, ws, kw):
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0])
+    g = rng.standard_normal(fwd(x, w, b, **kw).shape)
+
+    def loss():
+        return float(np.sum(fwd(x, w, b, **kw) * g))
+
+    gx, gw, gb = bwd(g, x, w, **kw)
+    check_numeric_grad(loss, x, gx)
+    check_numeric_grad(loss, w, gw)
+    check_numeric_grad(loss, b, gb)
+
+
+@pytest.mark.parametrize("xs,ws,kw", FD_CONV2D, ids=_ids(FD_CONV2D))
+def test_conv2d_numeric_gradient(rng, xs, ws, kw):
+    _fd_check(ops.conv2d, ops.conv2d_backward, rng, xs, ws, kw)
+
+
+@pytest.mark.parametrize("xs,ws,kw", FD_CONV1D, ids=_ids(FD_CONV1D))
+def test_conv1d_numeric_gradient(rng, xs, ws, kw):
+    _fd_check(ops.conv1d, ops.conv1d_backward, rng, xs, ws, kw)
+
+
+@pytest.mark.parametrize("xs,ws,kw", FD_CONV2D[:2], ids=_ids(FD_CONV2D[:2]))
+def test_reference_conv2d_gradient_is_consistent(rng, xs, ws, kw):
+    """The reference's own backward agrees with its forward (guards the spec)."""
+    _fd_check(R.conv2d, R.conv2d_backward, rng, xs, ws, kw)
