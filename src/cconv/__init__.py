@@ -10,14 +10,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
-    "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict",
+    "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict", "hookimpl",
 ]
 
 _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
-                    "graph", "io", "train"}
+                    "graph", "io", "train", "hookspecs"}
 # Top-level names served lazily from a submodule: name -> module.
 _LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
-               "fit": "train", "evaluate": "train", "predict": "train"}
+               "fit": "train", "evaluate": "train", "predict": "train",
+               "hookimpl": "hookspecs"}  # plugins: @cconv.hookimpl (imports pluggy late)
 
 
 def openmp_enabled():

@@ -44,16 +44,24 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define GEMM_INLINE static inline __attribute__((always_inline))
-#define GEMM_NOINLINE __attribute__((noinline))
 #else
 #define GEMM_INLINE static inline
-#define GEMM_NOINLINE
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define GEMM_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
 #else
 #define GEMM_PREFETCH(p) ((void)0)
+#endif
+
+/* 32-byte vectors of the compiler (unaligned, may alias the matrices);
+ * outside AVX2 functions they are lowered to pairs of SSE operations. */
+#if defined(__GNUC__) || defined(__clang__)
+#define GEMM_VEC 1
+typedef float gemm_v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double gemm_v4d __attribute__((vector_size(32), aligned(8), may_alias));
+#else
+#define GEMM_VEC 0
 #endif
 
 #if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
@@ -63,14 +71,27 @@
 #endif
 
 /* Below this many multiply-adds the direct loop beats packing. */
+#ifndef GEMM_DIRECT_WORK
 #define GEMM_DIRECT_WORK 32768.0
+#endif
+/* Up to this many rows of A, B (not transposed) is read in place. */
+#ifndef GEMM_DIRECT_B_ROWS
+#define GEMM_DIRECT_B_ROWS 36
+#endif
+/* When the packed B panel (KC x all columns) takes at most this many bytes,
+ * A is read in place (macro_adirect). */
+#ifndef GEMM_ADIRECT_PANEL
+#define GEMM_ADIRECT_PANEL (256 * 1024)
+#endif
 /* Multiply-adds per thread below which an extra thread is not worth waking. */
 #define GEMM_WORK_PER_THREAD 1.0e6
 /* Extra elements at the end of every packing buffer: the vector packers
  * may store a few lanes past the end of the last sliver. */
 #define GEMM_PAD 64
 /* Bytes of a packed B panel meant to stay in L2 (see small_m_nc). */
+#ifndef GEMM_L2_PANEL
 #define GEMM_L2_PANEL (192 * 1024)
+#endif
 
 /* ---- run-time kernel selection ---- */
 enum { GEMM_ISA_PORTABLE = 0, GEMM_ISA_AVX2 = 1 };
@@ -172,10 +193,12 @@ static void gemm_grid(int nt, int64_t M, int64_t N, int64_t K, int mr, int nr,
 /* ============================ AVX2 kernels ============================ */
 #if GEMM_X86
 
-/* 6x16 float tile: c[6][16] (row stride ldc) = alpha * a^T b + beta * c,
- * a: kc x 6 (packed, 6 per k), b: kc x 16 (k stride ldbk). beta == 0: c is
- * only written. */
+/* 6x16 float tile: c[6][16] (row stride ldc) = alpha * op(A) B + beta * c
+ * over kc steps, element (i, k) of A at a[i*rsa + k*csa] (packed: rsa = 1,
+ * csa = 6), row k of B at b + k*ldbk (16 contiguous). beta == 0: c is only
+ * written. */
 GEMM_AVX2 static void kern_avx2_f32(int64_t kc, const float *GEMM_RESTRICT a,
+                                    int64_t rsa, int64_t csa,
                                     const float *GEMM_RESTRICT b, int64_t ldbk,
                                     float *GEMM_RESTRICT c, int64_t ldc,
                                     float alpha, float beta)
@@ -186,37 +209,30 @@ GEMM_AVX2 static void kern_avx2_f32(int64_t kc, const float *GEMM_RESTRICT a,
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0),
-                                _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
-#define GEMM_K32_STEP(A, B)                                                   \
-    {                                                                         \
-        __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps((B) + 8), av;    \
-        av = _mm256_broadcast_ss((A) + 0);                                    \
-        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01); \
-        av = _mm256_broadcast_ss((A) + 1);                                    \
-        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11); \
-        av = _mm256_broadcast_ss((A) + 2);                                    \
-        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21); \
-        av = _mm256_broadcast_ss((A) + 3);                                    \
-        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31); \
-        av = _mm256_broadcast_ss((A) + 4);                                    \
-        c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41); \
-        av = _mm256_broadcast_ss((A) + 5);                                    \
-        c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51); \
+    for (int i = 0; i < 6; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
     }
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        GEMM_K32_STEP(a, b);
-        GEMM_K32_STEP(a + 6, b + ldbk);
-        GEMM_K32_STEP(a + 12, b + 2 * ldbk);
-        GEMM_K32_STEP(a + 18, b + 3 * ldbk);
-        a += 24; b += 4 * ldbk;
+    const float *a0 = a, *a3 = a + 3 * rsa;
+    /* not unrolled on purpose: GCC then keeps all 12 accumulators in
+     * registers (unrolled, it spills some of them) */
+    for (int64_t k = 0; k < kc; k++) {
+        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 av;
+        av = _mm256_broadcast_ss(a0);
+        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a0 + rsa);
+        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a0 + 2 * rsa);
+        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a3);
+        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a3 + rsa);
+        c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a3 + 2 * rsa);
+        c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+        a0 += csa; a3 += csa; b += ldbk;
     }
-    for (; k < kc; k++) {
-        GEMM_K32_STEP(a, b);
-        a += 6; b += ldbk;
-    }
-#undef GEMM_K32_STEP
     const __m256 va = _mm256_set1_ps(alpha);
     if (beta == 0.0f) {
 #define GEMM_ST32(r, x0, x1)                                                  \
@@ -240,6 +256,7 @@ GEMM_AVX2 static void kern_avx2_f32(int64_t kc, const float *GEMM_RESTRICT a,
 
 /* 6x8 double tile, same contract as kern_avx2_f32. */
 GEMM_AVX2 static void kern_avx2_f64(int64_t kc, const double *GEMM_RESTRICT a,
+                                    int64_t rsa, int64_t csa,
                                     const double *GEMM_RESTRICT b, int64_t ldbk,
                                     double *GEMM_RESTRICT c, int64_t ldc,
                                     double alpha, double beta)
@@ -250,37 +267,28 @@ GEMM_AVX2 static void kern_avx2_f64(int64_t kc, const double *GEMM_RESTRICT a,
     __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
     __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
     __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
-    for (int i = 0; i < 6; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0),
-                                _mm_prefetch((const char *)(c + i * ldc + 7), _MM_HINT_T0);
-#define GEMM_K64_STEP(A, B)                                                   \
-    {                                                                         \
-        __m256d b0 = _mm256_loadu_pd(B), b1 = _mm256_loadu_pd((B) + 4), av;   \
-        av = _mm256_broadcast_sd((A) + 0);                                    \
-        c00 = _mm256_fmadd_pd(av, b0, c00); c01 = _mm256_fmadd_pd(av, b1, c01); \
-        av = _mm256_broadcast_sd((A) + 1);                                    \
-        c10 = _mm256_fmadd_pd(av, b0, c10); c11 = _mm256_fmadd_pd(av, b1, c11); \
-        av = _mm256_broadcast_sd((A) + 2);                                    \
-        c20 = _mm256_fmadd_pd(av, b0, c20); c21 = _mm256_fmadd_pd(av, b1, c21); \
-        av = _mm256_broadcast_sd((A) + 3);                                    \
-        c30 = _mm256_fmadd_pd(av, b0, c30); c31 = _mm256_fmadd_pd(av, b1, c31); \
-        av = _mm256_broadcast_sd((A) + 4);                                    \
-        c40 = _mm256_fmadd_pd(av, b0, c40); c41 = _mm256_fmadd_pd(av, b1, c41); \
-        av = _mm256_broadcast_sd((A) + 5);                                    \
-        c50 = _mm256_fmadd_pd(av, b0, c50); c51 = _mm256_fmadd_pd(av, b1, c51); \
+    for (int i = 0; i < 6; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + 7), _MM_HINT_T0);
     }
-    int64_t k = 0;
-    for (; k + 4 <= kc; k += 4) {
-        GEMM_K64_STEP(a, b);
-        GEMM_K64_STEP(a + 6, b + ldbk);
-        GEMM_K64_STEP(a + 12, b + 2 * ldbk);
-        GEMM_K64_STEP(a + 18, b + 3 * ldbk);
-        a += 24; b += 4 * ldbk;
+    const double *a0 = a, *a3 = a + 3 * rsa;
+    for (int64_t k = 0; k < kc; k++) {
+        const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
+        __m256d av;
+        av = _mm256_broadcast_sd(a0);
+        c00 = _mm256_fmadd_pd(av, b0, c00); c01 = _mm256_fmadd_pd(av, b1, c01);
+        av = _mm256_broadcast_sd(a0 + rsa);
+        c10 = _mm256_fmadd_pd(av, b0, c10); c11 = _mm256_fmadd_pd(av, b1, c11);
+        av = _mm256_broadcast_sd(a0 + 2 * rsa);
+        c20 = _mm256_fmadd_pd(av, b0, c20); c21 = _mm256_fmadd_pd(av, b1, c21);
+        av = _mm256_broadcast_sd(a3);
+        c30 = _mm256_fmadd_pd(av, b0, c30); c31 = _mm256_fmadd_pd(av, b1, c31);
+        av = _mm256_broadcast_sd(a3 + rsa);
+        c40 = _mm256_fmadd_pd(av, b0, c40); c41 = _mm256_fmadd_pd(av, b1, c41);
+        av = _mm256_broadcast_sd(a3 + 2 * rsa);
+        c50 = _mm256_fmadd_pd(av, b0, c50); c51 = _mm256_fmadd_pd(av, b1, c51);
+        a0 += csa; a3 += csa; b += ldbk;
     }
-    for (; k < kc; k++) {
-        GEMM_K64_STEP(a, b);
-        a += 6; b += ldbk;
-    }
-#undef GEMM_K64_STEP
     const __m256d va = _mm256_set1_pd(alpha);
     if (beta == 0.0) {
 #define GEMM_ST64(r, x0, x1)                                                  \
@@ -338,11 +346,12 @@ GEMM_AVX2 static void kern_avx2_f64(int64_t kc, const double *GEMM_RESTRICT a,
  * dst[k*6 + i]. Writes up to 2 floats past dst + 6*kc (buffers are padded;
  * the next sliver overwrites them). */
 GEMM_AVX2 static void packa_rows_avx2_f32(int64_t kc, const float *src,
-                                          int64_t lda, float *dst)
+                                          int64_t lda, float *dst, const float *pf)
 {
     int64_t k = 0;
     const __m256 z = _mm256_setzero_ps();
     for (; k + 8 <= kc; k += 8) {
+        for (int i = 0; i < 6; i++) GEMM_PREFETCH(pf + i * lda + k);
         __m256 r0 = _mm256_loadu_ps(src + k), r1 = _mm256_loadu_ps(src + lda + k);
         __m256 r2 = _mm256_loadu_ps(src + 2 * lda + k);
         __m256 r3 = _mm256_loadu_ps(src + 3 * lda + k);
@@ -363,10 +372,11 @@ GEMM_AVX2 static void packa_rows_avx2_f32(int64_t kc, const float *src,
 /* Full 16-column sliver of a transposed B (transb == 1, stored N x K): src
  * row j at src + j*ldb, dst[k*16 + j]. */
 GEMM_AVX2 static void packb_cols_avx2_f32(int64_t kc, const float *src,
-                                          int64_t ldb, float *dst)
+                                          int64_t ldb, float *dst, const float *pf)
 {
     int64_t k = 0;
     for (; k + 8 <= kc; k += 8) {
+        for (int j = 0; j < 16; j++) GEMM_PREFETCH(pf + j * ldb + k);
         for (int h = 0; h < 2; h++) {
             const float *s = src + 8 * h * ldb + k;
             __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ldb);
@@ -387,10 +397,11 @@ GEMM_AVX2 static void packb_cols_avx2_f32(int64_t kc, const float *src,
 
 /* Full 6-row sliver of a row-major A, doubles: dst[k*6 + i]. */
 GEMM_AVX2 static void packa_rows_avx2_f64(int64_t kc, const double *src,
-                                          int64_t lda, double *dst)
+                                          int64_t lda, double *dst, const double *pf)
 {
     int64_t k = 0;
     for (; k + 4 <= kc; k += 4) {
+        if (!(k & 4)) for (int i = 0; i < 6; i++) GEMM_PREFETCH(pf + i * lda + k);
         __m256d r0 = _mm256_loadu_pd(src + k), r1 = _mm256_loadu_pd(src + lda + k);
         __m256d r2 = _mm256_loadu_pd(src + 2 * lda + k);
         __m256d r3 = _mm256_loadu_pd(src + 3 * lda + k);
@@ -415,10 +426,11 @@ GEMM_AVX2 static void packa_rows_avx2_f64(int64_t kc, const double *src,
 
 /* Full 8-column sliver of a transposed B, doubles: dst[k*8 + j]. */
 GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
-                                          int64_t ldb, double *dst)
+                                          int64_t ldb, double *dst, const double *pf)
 {
     int64_t k = 0;
     for (; k + 4 <= kc; k += 4) {
+        if (!(k & 4)) for (int j = 0; j < 8; j++) GEMM_PREFETCH(pf + j * ldb + k);
         for (int h = 0; h < 2; h++) {
             const double *s = src + 4 * h * ldb + k;
             __m256d r0 = _mm256_loadu_pd(s), r1 = _mm256_loadu_pd(s + ldb);
@@ -436,15 +448,39 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 #endif /* GEMM_X86 */
 
 /* ====================== generic part, per precision ====================== */
+/* Cache blocking (elements): an MR x KC sliver of A and a KC x NR sliver of B
+ * stay in L1 (32 KiB), an MC x KC block of A in L2, a KC x NC panel of B in
+ * L3. MC is a multiple of MR and NC of NR. */
+#ifndef GEMM_F32_MC
+#define GEMM_F32_MC 144
+#endif
+#ifndef GEMM_F32_KC
+#define GEMM_F32_KC 256
+#endif
+#ifndef GEMM_F32_NC
+#define GEMM_F32_NC 4080
+#endif
+#ifndef GEMM_F64_MC
+#define GEMM_F64_MC 72
+#endif
+#ifndef GEMM_F64_KC
+#define GEMM_F64_KC 256
+#endif
+#ifndef GEMM_F64_NC
+#define GEMM_F64_NC 2040
+#endif
+
 #define GEMM_T float
+#define GEMM_VT gemm_v8f
 #define GEMM_S(name) name##_f32
 #define GEMM_MR 6
 #define GEMM_NR 16
-#define GEMM_MC 144
-#define GEMM_KC 256
-#define GEMM_NC 4080
+#define GEMM_MC GEMM_F32_MC
+#define GEMM_KC GEMM_F32_KC
+#define GEMM_NC GEMM_F32_NC
 #include "gemm.c"
 #undef GEMM_T
+#undef GEMM_VT
 #undef GEMM_S
 #undef GEMM_MR
 #undef GEMM_NR
@@ -453,14 +489,16 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 #undef GEMM_NC
 
 #define GEMM_T double
+#define GEMM_VT gemm_v4d
 #define GEMM_S(name) name##_f64
 #define GEMM_MR 6
 #define GEMM_NR 8
-#define GEMM_MC 72
-#define GEMM_KC 256
-#define GEMM_NC 2040
+#define GEMM_MC GEMM_F64_MC
+#define GEMM_KC GEMM_F64_KC
+#define GEMM_NC GEMM_F64_NC
 #include "gemm.c"
 #undef GEMM_T
+#undef GEMM_VT
 #undef GEMM_S
 #undef GEMM_MR
 #undef GEMM_NR
@@ -486,8 +524,8 @@ typedef struct {
 } S(gemm_job);
 
 /* ---- portable micro-kernel, same contract as the AVX2 ones ---- */
-static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a,
-                      const T *GEMM_RESTRICT b, int64_t ldbk,
+static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a, int64_t rsa,
+                      int64_t csa, const T *GEMM_RESTRICT b, int64_t ldbk,
                       T *GEMM_RESTRICT c, int64_t ldc, T alpha, T beta)
 {
     T acc[MR][NR];
@@ -495,10 +533,10 @@ static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a,
         for (int j = 0; j < NR; j++) acc[i][j] = 0;
     for (int64_t k = 0; k < kc; k++) {
         for (int i = 0; i < MR; i++) {
-            const T ai = a[i];
+            const T ai = a[i * rsa];
             for (int j = 0; j < NR; j++) acc[i][j] += ai * b[j];
         }
-        a += MR; b += ldbk;
+        a += csa; b += ldbk;
     }
     if (beta == 0) {
         for (int i = 0; i < MR; i++)
@@ -510,18 +548,18 @@ static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a,
     }
 }
 
-GEMM_INLINE void S(kern)(int isa, int64_t kc, const T *a, const T *b,
-                         int64_t ldbk, T *c, int64_t ldc, T alpha, T beta)
+GEMM_INLINE void S(kern)(int isa, int64_t kc, const T *a, int64_t rsa, int64_t csa,
+                         const T *b, int64_t ldbk, T *c, int64_t ldc, T alpha, T beta)
 {
 #if GEMM_X86
     if (isa == GEMM_ISA_AVX2) {
-        S(kern_avx2)(kc, a, b, ldbk, c, ldc, alpha, beta);
+        S(kern_avx2)(kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta);
         return;
     }
 #else
     (void)isa;
 #endif
-    S(kern_c)(kc, a, b, ldbk, c, ldc, alpha, beta);
+    S(kern_c)(kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta);
 }
 
 /* ---- packing ----
@@ -609,8 +647,9 @@ GEMM_AVX2 static void S(pack_trans_a_avx2)(const T *src, int64_t ld, int64_t kc,
 {
     int64_t j = 0;
     for (; j + MR <= n; j += MR, dst += MR * kc) {
-        if (j + MR < n) GEMM_PREFETCH(src + (j + MR) * ld);
-        S(packa_rows_avx2)(kc, src + j * ld, ld, dst);
+        /* prefetch the rows of the next sliver while transposing this one */
+        const T *next = j + 2 * MR <= n ? src + (j + MR) * ld : src + j * ld;
+        S(packa_rows_avx2)(kc, src + j * ld, ld, dst, next);
     }
     if (j < n) S(pack_trans_body)(MR, src + j * ld, ld, kc, n - j, dst);
 }
@@ -618,8 +657,10 @@ GEMM_AVX2 static void S(pack_trans_b_avx2)(const T *src, int64_t ld, int64_t kc,
                                            int64_t n, T *dst)
 {
     int64_t j = 0;
-    for (; j + NR <= n; j += NR, dst += NR * kc)
-        S(packb_cols_avx2)(kc, src + j * ld, ld, dst);
+    for (; j + NR <= n; j += NR, dst += NR * kc) {
+        const T *next = j + 2 * NR <= n ? src + (j + NR) * ld : src + j * ld;
+        S(packb_cols_avx2)(kc, src + j * ld, ld, dst, next);
+    }
     if (j < n) S(pack_trans_body)(NR, src + j * ld, ld, kc, n - j, dst);
 }
 #endif
@@ -664,24 +705,81 @@ static void S(pack_b)(const S(gemm_job) *x, int64_t p0, int64_t kc, int64_t j0,
     }
 }
 
-/* ---- macro-kernel: packed mc x kc block times packed kc x nc panel ---- */
+/* ---- macro-kernel: packed mc x kc A block times a kc x nc B panel ----
+ * The B panel is either packed (slivers kc*NR apart, row stride NR) or, for
+ * very few rows of A, read in place from B (slivers NR apart, row stride
+ * ldb) with only a partial last sliver packed into `bedge`. */
+typedef struct {
+    const T *p;        /* first sliver */
+    int64_t sl;        /* elements between slivers */
+    int64_t ld;        /* elements between k rows of a sliver */
+    const T *edge;     /* packed partial last sliver (row stride NR) or NULL */
+} S(bview);
+
 static void S(macro)(int isa, int64_t mc, int64_t nc, int64_t kc,
-                     const T *ap, const T *bp, T *c, int64_t ldc, T alpha, T beta)
+                     const T *ap, const S(bview) *bv, T *c, int64_t ldc,
+                     T alpha, T beta)
 {
     T tmp[MR * NR];
     for (int64_t jr = 0; jr < nc; jr += NR) {
         const int64_t nr = gemm_min(NR, nc - jr);
-        const T *b = bp + jr * kc;
+        const T *b = bv->p + (jr / NR) * bv->sl;
+        int64_t ldbk = bv->ld;
+        if (nr < NR && bv->edge) { b = bv->edge; ldbk = NR; }
         for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t mr = gemm_min(MR, mc - ir);
             const T *a = ap + ir * kc;
             T *cc = c + ir * ldc + jr;
             if (mr == MR && nr == NR) {
-                S(kern)(isa, kc, a, b, NR, cc, ldc, alpha, beta);
+                S(kern)(isa, kc, a, 1, MR, b, ldbk, cc, ldc, alpha, beta);
             } else {
-                S(kern)(isa, kc, a, b, NR, tmp, NR, (T)1, (T)0);
+                S(kern)(isa, kc, a, 1, MR, b, ldbk, tmp, NR, (T)1, (T)0);
                 for (int64_t i = 0; i < mr; i++) {
                     T *ci = cc + i * ldc;
+                    const T *ti = tmp + i * NR;
+                    if (beta == 0)
+                        for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+                    else
+                        for (int64_t j = 0; j < nr; j++)
+                            ci[j] = alpha * ti[j] + beta * ci[j];
+                }
+            }
+        }
+    }
+}
+
+/* Few columns: every sliver of A serves at most a few micro-tiles, so A is
+ * read in place (only a partial last sliver is packed) and the loop runs
+ * over slivers of A outside, the small packed B panel staying in L1/L2. */
+static void S(macro_adirect)(const S(gemm_job) *x, int64_t m0, int64_t m1,
+                             int64_t p0, int64_t kc, int64_t nc, const T *bp,
+                             T *abuf, T *c, T beta)
+{
+    const int isa = x->isa;
+    const int64_t ldc = x->ldc, lda = x->lda;
+    const T alpha = x->alpha;
+    const int64_t rsa = x->ta ? 1 : lda, csa = x->ta ? lda : 1;
+    T tmp[MR * NR];
+    for (int64_t ir = m0; ir < m1; ir += MR) {
+        const int64_t mr = gemm_min(MR, m1 - ir);
+        const T *a;
+        int64_t rs = rsa, cs = csa;
+        if (mr == MR) {
+            a = x->ta ? x->A + p0 * lda + ir : x->A + ir * lda + p0;
+        } else {
+            S(pack_a)(x, ir, mr, p0, kc, abuf);
+            a = abuf; rs = 1; cs = MR;
+        }
+        T *cr = c + (ir - m0) * ldc;
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+            const int64_t nr = gemm_min(NR, nc - jr);
+            const T *b = bp + jr * kc;
+            if (mr == MR && nr == NR) {
+                S(kern)(isa, kc, a, rs, cs, b, NR, cr + jr, ldc, alpha, beta);
+            } else {
+                S(kern)(isa, kc, a, rs, cs, b, NR, tmp, NR, (T)1, (T)0);
+                for (int64_t i = 0; i < mr; i++) {
+                    T *ci = cr + i * ldc + jr;
                     const T *ti = tmp + i * NR;
                     if (beta == 0)
                         for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
@@ -713,8 +811,10 @@ static void S(buf_sizes)(int64_t mch, int64_t nch, int64_t K,
     int64_t nc = GEMM_NC;
     if (nc < S(small_m_nc)(kc)) nc = S(small_m_nc)(kc);
     nc = gemm_cdiv(gemm_min(nc, nch), NR) * NR;
-    *asz = (size_t)(mc * kc) + GEMM_PAD;
-    *bsz = (size_t)(kc * nc) + GEMM_PAD;
+    /* whole multiples of 64 bytes, so that every buffer stays aligned */
+    const size_t line = 64 / sizeof(T);
+    *asz = ((size_t)(mc * kc) + GEMM_PAD + line - 1) / line * line;
+    *bsz = ((size_t)(kc * nc) + GEMM_PAD + line - 1) / line * line;
 }
 
 /* Rows [m0, m1) x columns [n0, n1) of C, on the calling thread. */
@@ -724,19 +824,52 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
     const int64_t K = x->K, ldc = x->ldc;
     const int64_t kcb = gemm_even_block(K, GEMM_KC, 1);
     const int64_t mcb = gemm_even_block(m1 - m0, GEMM_MC, MR);
+    /* B read in place when each of its slivers serves few micro-tiles (few
+     * rows); not when its row stride would map a sliver's rows onto a few
+     * cache sets (the sliver would then be re-read from L2/L3 every tile) */
+    const int64_t mc1 = m1 - m0;
+    const int direct_b = !x->tb && mc1 <= n1 - n0 &&
+        (mc1 <= 2 * MR || (mc1 <= GEMM_DIRECT_B_ROWS &&
+                           (x->ldb * (int64_t)sizeof(T)) % 512 != 0));
+    if (!direct_b && (n1 - n0) * kcb * (int64_t)sizeof(T) <= GEMM_ADIRECT_PANEL) {
+        /* Few columns: the whole packed B panel stays in L2, A is read in
+         * place, one sliver at a time. */
+        for (int64_t pc = 0; pc < K; pc += kcb) {
+            const int64_t kc = gemm_min(kcb, K - pc);
+            S(pack_b)(x, pc, kc, n0, n1 - n0, bbuf);
+            S(macro_adirect)(x, m0, m1, pc, kc, n1 - n0, bbuf, abuf,
+                             x->C + m0 * ldc + n0, pc == 0 ? x->beta : (T)1);
+        }
+        return;
+    }
     if (mcb >= m1 - m0) {
         /* One block of rows: pack it once per k block, then stream B through
-         * L2-sized panels (each packed B panel is used right away). */
+         * L2-sized panels (each packed B panel is used right away), or read
+         * B in place. */
         const int64_t mc = m1 - m0;
         const int64_t ncb = gemm_even_block(n1 - n0, S(small_m_nc)(kcb), NR);
         for (int64_t pc = 0; pc < K; pc += kcb) {
             const int64_t kc = gemm_min(kcb, K - pc);
             const T beta = pc == 0 ? x->beta : (T)1;
             S(pack_a)(x, m0, mc, pc, kc, abuf);
+            if (direct_b) {
+                const int64_t nfull = (n1 - n0) / NR * NR;
+                S(bview) bv;
+                bv.p = x->B + pc * x->ldb + n0; bv.sl = NR; bv.ld = x->ldb;
+                bv.edge = NULL;
+                if (nfull < n1 - n0) {
+                    S(pack_b)(x, pc, kc, n0 + nfull, n1 - n0 - nfull, bbuf);
+                    bv.edge = bbuf;
+                }
+                S(macro)(x->isa, mc, n1 - n0, kc, abuf, &bv, x->C + m0 * ldc + n0,
+                         ldc, x->alpha, beta);
+                continue;
+            }
             for (int64_t jc = n0; jc < n1; jc += ncb) {
                 const int64_t nc = gemm_min(ncb, n1 - jc);
                 S(pack_b)(x, pc, kc, jc, nc, bbuf);
-                S(macro)(x->isa, mc, nc, kc, abuf, bbuf, x->C + m0 * ldc + jc,
+                S(bview) bv = { bbuf, NR * kc, NR, NULL };
+                S(macro)(x->isa, mc, nc, kc, abuf, &bv, x->C + m0 * ldc + jc,
                          ldc, x->alpha, beta);
             }
         }
@@ -753,7 +886,8 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
             for (int64_t ic = m0; ic < m1; ic += mcb) {
                 const int64_t mc = gemm_min(mcb, m1 - ic);
                 S(pack_a)(x, ic, mc, pc, kc, abuf);
-                S(macro)(x->isa, mc, nc, kc, abuf, bbuf, x->C + ic * ldc + jc,
+                S(bview) bv = { bbuf, NR * kc, NR, NULL };
+                S(macro)(x->isa, mc, nc, kc, abuf, &bv, x->C + ic * ldc + jc,
                          ldc, x->alpha, beta);
             }
         }
@@ -763,50 +897,142 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
 /* ---- direct loops for tiny problems (no packing, no allocation) ---- */
 GEMM_INLINE T S(dot)(int64_t n, const T *GEMM_RESTRICT x, const T *GEMM_RESTRICT y)
 {
-    T s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    enum { VL = 32 / (int)sizeof(T) };
     int64_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        for (int l = 0; l < 8; l++) s[l] += x[k + l] * y[k + l];
-    for (int l = 0; k < n; k++, l++) s[l] += x[k] * y[k];
-    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    T r = 0;
+#if GEMM_VEC
+    typedef GEMM_VT VT;
+    if (n >= 4 * VL) {
+        VT s0 = (VT){0}, s1 = (VT){0}, s2 = (VT){0}, s3 = (VT){0};
+        for (; k + 4 * VL <= n; k += 4 * VL) {
+            const VT *xv = (const VT *)(x + k), *yv = (const VT *)(y + k);
+            s0 += xv[0] * yv[0]; s1 += xv[1] * yv[1];
+            s2 += xv[2] * yv[2]; s3 += xv[3] * yv[3];
+        }
+        for (; k + VL <= n; k += VL)
+            s0 += *(const VT *)(x + k) * *(const VT *)(y + k);
+        s0 = (s0 + s1) + (s2 + s3);
+        for (int l = 0; l < VL; l++) r += s0[l];
+    }
+#endif
+    T t[4] = {0, 0, 0, 0};
+    for (; k + 4 <= n; k += 4)
+        for (int l = 0; l < 4; l++) t[l] += x[k + l] * y[k + l];
+    for (; k < n; k++) t[0] += x[k] * y[k];
+    return r + ((t[0] + t[1]) + (t[2] + t[3]));
+}
+
+/* C(i, j0:j0+w) = alpha * sum_k op(A)(i,k) B(k, j0:j0+w) + beta * C, the w
+ * columns accumulated in registers: NV vectors of VL elements (w = NV*VL),
+ * or, with NV == 0, a variable w below the vector length. */
+GEMM_INLINE void S(direct_cols)(const int NV, int w, const S(gemm_job) *x,
+                                int64_t i, int64_t j0)
+{
+    const int64_t K = x->K, ldb = x->ldb;
+    const T *GEMM_RESTRICT b = x->B + j0;
+    T *GEMM_RESTRICT c = x->C + i * x->ldc + j0;
+    const T *ap = x->ta ? x->A + i : x->A + i * x->lda;
+    const int64_t as = x->ta ? x->lda : 1;
+    const T alpha = x->alpha, beta = x->beta;
+#if GEMM_VEC
+    if (NV) {
+        typedef GEMM_VT VT;
+        VT acc[8];
+        for (int v = 0; v < NV; v++) acc[v] = (VT){0};
+        for (int64_t k = 0; k < K; k++) {
+            const T a = ap[k * as];
+            const VT *bv = (const VT *)(b + k * ldb);
+            for (int v = 0; v < NV; v++) acc[v] += a * bv[v];
+        }
+        VT *cv = (VT *)c;
+        if (beta == 0)
+            for (int v = 0; v < NV; v++) cv[v] = alpha * acc[v];
+        else
+            for (int v = 0; v < NV; v++) cv[v] = alpha * acc[v] + beta * cv[v];
+        return;
+    }
+#endif
+    enum { MAXW = 256 / (int)sizeof(T) };
+    T acc[MAXW];
+    if (NV) w = NV * (32 / (int)sizeof(T));
+    for (int j = 0; j < w; j++) acc[j] = 0;
+    for (int64_t k = 0; k < K; k++) {
+        const T a = ap[k * as];
+        for (int j = 0; j < w; j++) acc[j] += a * b[k * ldb + j];
+    }
+    if (beta == 0)
+        for (int j = 0; j < w; j++) c[j] = alpha * acc[j];
+    else
+        for (int j = 0; j < w; j++) c[j] = alpha * acc[j] + beta * c[j];
 }
 
 GEMM_INLINE void S(direct_body)(const S(gemm_job) *x)
 {
+    enum { VL = 32 / (int)sizeof(T), KB = 256 };
     const int64_t M = x->M, N = x->N, K = x->K;
     const int64_t lda = x->lda, ldb = x->ldb, ldc = x->ldc;
     const T alpha = x->alpha, beta = x->beta;
     const T *A = x->A, *B = x->B;
-    if (!x->tb) {
-        /* C row i = beta * C row i + sum_k (alpha * op(A)(i,k)) * B row k */
+    if (!x->tb && N >= 512 && M <= 4) {
+        /* long rows (GEMV-like): stream B row by row, four rows at a time */
         for (int64_t i = 0; i < M; i++) {
             T *GEMM_RESTRICT c = x->C + i * ldc;
+            const T *ap = x->ta ? A + i : A + i * lda;
+            const int64_t as = x->ta ? lda : 1;
             if (beta == 0) for (int64_t j = 0; j < N; j++) c[j] = 0;
             else if (beta != 1) for (int64_t j = 0; j < N; j++) c[j] *= beta;
-            for (int64_t k = 0; k < K; k++) {
-                const T a = alpha * (x->ta ? A[k * lda + i] : A[i * lda + k]);
-                const T *GEMM_RESTRICT b = B + k * ldb;
-                for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+            int64_t k = 0;
+            for (; k + 4 <= K; k += 4) {
+                const T a0 = alpha * ap[k * as], a1 = alpha * ap[(k + 1) * as];
+                const T a2 = alpha * ap[(k + 2) * as], a3 = alpha * ap[(k + 3) * as];
+                const T *GEMM_RESTRICT b0 = B + k * ldb;
+                const T *GEMM_RESTRICT b1 = b0 + ldb;
+                const T *GEMM_RESTRICT b2 = b1 + ldb;
+                const T *GEMM_RESTRICT b3 = b2 + ldb;
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += (a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j]);
+            }
+            for (; k < K; k++) {
+                const T a0 = alpha * ap[k * as];
+                const T *GEMM_RESTRICT b0 = B + k * ldb;
+                for (int64_t j = 0; j < N; j++) c[j] += a0 * b0[j];
             }
         }
-    } else {
-        /* C(i,j) = alpha * dot(op(A) row i, B row j) + beta * C(i,j) */
-        T col[256];
+        return;
+    }
+    if (!x->tb && N >= VL) {
+        for (int64_t i = 0; i < M; i++) {
+            int64_t j0 = 0;
+            for (; j0 + 8 * VL <= N; j0 += 8 * VL) S(direct_cols)(8, 0, x, i, j0);
+            for (; j0 + 2 * VL <= N; j0 += 2 * VL) S(direct_cols)(2, 0, x, i, j0);
+            for (; j0 + VL <= N; j0 += VL) S(direct_cols)(1, 0, x, i, j0);
+            if (j0 < N) S(direct_cols)(0, (int)(N - j0), x, i, j0);
+        }
+        return;
+    }
+    /* dot products: C(i,j) = alpha * dot(op(A) row i, op(B) column j) + beta * C,
+     * over chunks of KB k's; strided vectors are first gathered */
+    for (int64_t i = 0; i < M; i++) {
+        T *c = x->C + i * ldc;
+        if (beta == 0) for (int64_t j = 0; j < N; j++) c[j] = 0;
+        else if (beta != 1) for (int64_t j = 0; j < N; j++) c[j] *= beta;
+    }
+    T arow_buf[KB], bcols[VL * KB];     /* !tb here means N < VL */
+    for (int64_t k0 = 0; k0 < K; k0 += KB) {
+        const int64_t kn = gemm_min(KB, K - k0);
+        if (!x->tb)
+            for (int64_t j = 0; j < N; j++)
+                for (int64_t k = 0; k < kn; k++) bcols[j * KB + k] = B[(k0 + k) * ldb + j];
         for (int64_t i = 0; i < M; i++) {
             T *c = x->C + i * ldc;
-            if (beta == 0) for (int64_t j = 0; j < N; j++) c[j] = 0;
-            else if (beta != 1) for (int64_t j = 0; j < N; j++) c[j] *= beta;
-            for (int64_t k0 = 0; k0 < K; k0 += 256) {
-                const int64_t kn = gemm_min(256, K - k0);
-                const T *arow;
-                if (x->ta) {
-                    for (int64_t k = 0; k < kn; k++) col[k] = A[(k0 + k) * lda + i];
-                    arow = col;
-                } else {
-                    arow = A + i * lda + k0;
-                }
-                for (int64_t j = 0; j < N; j++)
-                    c[j] += alpha * S(dot)(kn, arow, B + j * ldb + k0);
+            const T *arow = A + i * lda + k0;
+            if (x->ta) {
+                for (int64_t k = 0; k < kn; k++) arow_buf[k] = A[(k0 + k) * lda + i];
+                arow = arow_buf;
+            }
+            for (int64_t j = 0; j < N; j++) {
+                const T *bcol = x->tb ? B + j * ldb + k0 : bcols + j * KB;
+                c[j] += alpha * S(dot)(kn, arow, bcol);
             }
         }
     }

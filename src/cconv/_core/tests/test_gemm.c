@@ -4,12 +4,15 @@
  *       src/cconv/_core/tests/test_gemm.c -o /tmp/test_gemm -lm && /tmp/test_gemm
  * (or `make -C src/cconv/_core/tests`). Every case runs with the dispatched
  * kernels (AVX2 where the CPU has it) and with the portable ones, with 1 and
- * 2 threads. `test_gemm -q` runs a shorter random sweep. */
+ * 2 threads. `test_gemm -q` runs a shorter random sweep; `test_gemm bench`
+ * prints the speed (median GFLOP/s, 1 and 2 threads) on the shapes of 3x3
+ * convolutions (build it with -O3 -fno-math-errno -fopenmp for that). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "cconv_core.h"
 
 int cconv_gemm_redispatch_(void);   /* internal hook in gemm.c */
@@ -153,6 +156,10 @@ static void big(void)
         {64, 400, 576}, {128, 196, 1152}, {67, 131, 300}, {150, 4100, 9},
         {13, 5000, 37}, {300, 17, 700}, {1, 1000, 300}, {1000, 1, 300},
         {97, 83, 2049}, {145, 4097, 3}, {6, 576, 25}, {16, 64, 150},
+        /* one per code path of the blocked driver: B read in place, A read
+         * in place, one block of rows, Goto/BLIS order */
+        {30, 500, 40}, {128, 196, 300}, {64, 1000, 100}, {300, 1100, 70},
+        {1, 3000, 130}, {3, 600, 5}, {2000, 1, 77},
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int ta = 0; ta < 2; ta++)
@@ -161,6 +168,18 @@ static void big(void)
                     run_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 3, 5, 7,
                              nt == 1 ? 1.0 : -1.25, (s + ta + tb) % 2 ? 0.0 : 0.5, nt,
                              s % 3 == 0);
+}
+
+static void strides(void)
+{
+    /* row strides that are multiples of 512 bytes (B is then packed) */
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int nt = 1; nt <= 2; nt++) {
+                run_case(ta, tb, 20, 123, 60, 0, 5, 5, nt == 1 ? 1.0 : 0.5, 0.0, nt, 0);
+                run_case(ta, tb, 20, 256, 60, 0, 0, 0, 1.0, 1.0, nt, 0);
+                run_case(ta, tb, 70, 256, 128, 0, 0, 0, 1.0, 0.0, nt, 0);
+            }
 }
 
 static void edge(void)
@@ -184,8 +203,66 @@ static void edge(void)
     }
 }
 
+/* ---- `test_gemm bench`: GFLOP/s of the shapes of 3x3 convolutions ---- */
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void bench(void)
+{
+    static const int64_t shapes[][5] = {   /* transa, transb, M, N, K */
+        {0, 0, 64, 3136, 576}, {0, 0, 128, 784, 1152}, {0, 0, 256, 196, 2304},
+        {0, 0, 64, 3136, 64}, {1, 0, 576, 3136, 64}, {0, 1, 64, 576, 3136},
+        {0, 0, 256, 32, 2304}, {0, 0, 6, 576, 25}, {0, 0, 16, 64, 150},
+    };
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            int ta = (int)shapes[s][0], tb = (int)shapes[s][1];
+            int64_t M = shapes[s][2], N = shapes[s][3], K = shapes[s][4];
+            size_t es = dt ? sizeof(double) : sizeof(float);
+            void *A = malloc((size_t)(M * K) * es), *B = malloc((size_t)(K * N) * es);
+            void *C = malloc((size_t)(M * N) * es);
+            for (int64_t i = 0; i < M * K; i++)
+                if (dt) ((double *)A)[i] = urand(); else ((float *)A)[i] = (float)urand();
+            for (int64_t i = 0; i < K * N; i++)
+                if (dt) ((double *)B)[i] = urand(); else ((float *)B)[i] = (float)urand();
+            double flop = 2.0 * (double)M * (double)N * (double)K;
+            long rep = 1 + (long)(3e7 / flop);
+            printf("%s ta=%d tb=%d M=%4lld N=%4lld K=%4lld:", dt ? "f64" : "f32", ta, tb,
+                   (long long)M, (long long)N, (long long)K);
+            for (int nt = 1; nt <= 2; nt++) {
+                double g[15];
+                for (int r = 0; r < 15; r++) {
+                    double t = now_s();
+                    for (long q = 0; q < rep; q++) {
+                        if (dt) cconv_gemm_f64(ta, tb, M, N, K, 1.0, A, ta ? M : K, B,
+                                               tb ? K : N, 0.0, C, N, nt);
+                        else cconv_gemm_f32(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B,
+                                            tb ? K : N, 0.0f, C, N, nt);
+                    }
+                    g[r] = flop * (double)rep / (now_s() - t) / 1e9;
+                }
+                qsort(g, 15, sizeof g[0], cmp_dbl);
+                printf("  %d thread%s %6.1f GFLOP/s", nt, nt > 1 ? "s" : " ", g[7]);
+            }
+            printf("\n");
+            fflush(stdout);
+            free(A); free(B); free(C);
+        }
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) { bench(); return 0; }
     int quick = argc > 1 && strcmp(argv[1], "-q") == 0;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 0) unsetenv("CCONV_GEMM_PORTABLE");
@@ -193,6 +270,7 @@ int main(int argc, char **argv)
         int isa = cconv_gemm_redispatch_();
         long before = n_fail, cases = n_cases;
         edge();
+        strides();
         sweep(quick);
         big();
         printf("%s kernels: %ld cases, %ld failures\n",

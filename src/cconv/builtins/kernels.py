@@ -1,0 +1,61 @@
+"""Built-in plugin: the kernels of cconv's ops.
+
+Priorities: 0 for the C core (general), 10 for the C core's special paths
+(chosen only where they apply), -100 for the numpy references (never chosen
+automatically; force them with cconv.plugins.use_kernel to check a result).
+"""
+import numpy as np
+
+from cconv import ops
+from cconv.hookspecs import hookimpl
+
+from . import reference
+
+C_CORE, SPECIAL, REFERENCE = 0, 10, -100
+
+# op -> C-core kernel name; every op of cconv.ops that a layer runs.
+C_KERNELS = {
+    "conv1d": "im2col_gemm", "conv2d": "im2col_gemm",
+    "conv1d_backward": "im2col_gemm", "conv2d_backward": "im2col_gemm",
+    "max_pool1d": "direct", "max_pool2d": "direct",
+    "max_pool1d_backward": "direct", "max_pool2d_backward": "direct",
+    "avg_pool1d": "direct", "avg_pool2d": "direct",
+    "avg_pool1d_backward": "direct", "avg_pool2d_backward": "direct",
+    "global_avg_pool1d": "direct", "global_avg_pool2d": "direct",
+    "global_avg_pool1d_backward": "direct", "global_avg_pool2d_backward": "direct",
+}
+
+
+def is_depthwise(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
+    """The C core's direct depthwise path: one input channel per group (groups == C_in > 1)."""
+    return groups > 1 and np.ndim(x) == 4 and np.shape(x)[1] == groups
+
+
+def is_depthwise_backward(grad_out, x, w, *args, groups=1, **kwargs):
+    return is_depthwise(x, w, groups=groups)
+
+
+def no_indices(*args, return_indices=False, **kwargs):
+    """The references return the pooled values only, not argmax indices."""
+    return not return_indices
+
+
+@hookimpl
+def register_kernels(register):
+    for op, name in C_KERNELS.items():
+        register(op, name, getattr(ops, op), priority=C_CORE,
+                 description="C core (cconv._core)")
+    # The C core takes this path by itself inside ops.conv2d; registering it
+    # names the choice, so it can be listed, forced, and beaten by a plugin.
+    register("conv2d", "depthwise_direct", ops.conv2d, supports=is_depthwise,
+             priority=SPECIAL, description="C core, direct depthwise loop")
+    register("conv2d_backward", "depthwise_direct", ops.conv2d_backward,
+             supports=is_depthwise_backward, priority=SPECIAL,
+             description="C core, direct depthwise loop")
+    for op in ("conv1d", "conv2d"):
+        register(op, "numpy_reference", getattr(reference, op), priority=REFERENCE,
+                 description="numpy, one einsum per kernel tap (slow)")
+    for op in ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d"):
+        register(op, "numpy_reference", getattr(reference, op), priority=REFERENCE,
+                 supports=no_indices if op.startswith("max") else None,
+                 description="numpy, one slice per window tap (slow)")

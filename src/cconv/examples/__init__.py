@@ -1,0 +1,1 @@
+"""Runnable examples: `cconv train digits` (needs the `examples` extra: scikit-learn)."""

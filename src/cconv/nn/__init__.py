@@ -1,0 +1,45 @@
+"""Layers and losses. Every built-in layer is listed in LAYER_CLASSES by its type_name."""
+from . import init
+from .activations import (HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU, Sigmoid,
+                          Softmax, Tanh)
+from .base import Layer
+from .conv import Conv1d, Conv2d
+from .dropout import Dropout
+from .linear import Linear
+from .losses import LOSSES, get_loss, mse, softmax_cross_entropy
+from .merge import Add, Concat
+from .norm import BatchNorm1d, BatchNorm2d
+from .pool import AvgPool1d, AvgPool2d, GlobalAvgPool, MaxPool1d, MaxPool2d
+from .shape import Flatten, Reshape, Transpose
+
+#: type_name -> class of every built-in layer (the plugin registry registers these).
+LAYER_CLASSES = {cls.type_name: cls for cls in (
+    Conv1d, Conv2d,
+    MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, GlobalAvgPool,
+    ReLU, LeakyReLU, PReLU, Sigmoid, Tanh, HardSigmoid, HardSwish, Softmax,
+    Linear, Flatten, Reshape, Transpose,
+    BatchNorm1d, BatchNorm2d, Dropout, Add, Concat,
+)}
+
+__all__ = [
+    "Layer", "LAYER_CLASSES", "Sequential", "init",
+    "softmax_cross_entropy", "mse", "LOSSES", "get_loss",
+    "Conv1d", "Conv2d",
+    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "GlobalAvgPool",
+    "ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax",
+    "Linear", "Flatten", "Reshape", "Transpose",
+    "BatchNorm1d", "BatchNorm2d", "Dropout", "Add", "Concat",
+]
+
+
+def __getattr__(name):
+    # Sequential lives in cconv.graph, which imports cconv.nn: import it late, no cycle.
+    if name == "Sequential":
+        from ..graph import Sequential
+        globals()["Sequential"] = Sequential
+        return Sequential
+    raise AttributeError(f"module 'cconv.nn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"Sequential"})

@@ -1,0 +1,221 @@
+"""Element-wise activations (torch's definitions) and Softmax."""
+import numpy as np
+
+from . import _util
+from .base import Layer
+
+
+class _Activation(Layer):
+    """A parameterless element-wise layer: any per-sample shape, output like the input."""
+    type_name = None
+
+    def __init__(self):
+        super().__init__()
+        self._saved = None
+
+    def output_shape(self, input_shapes):
+        self.check_num_inputs(input_shapes)
+        return _util.as_shapes(input_shapes)[0]
+
+    def build(self, input_shapes, rng=None):
+        self.output_shape(input_shapes)
+        super().build(input_shapes, rng)
+
+
+def _dtype_of(x):
+    return x.dtype if x.dtype.kind == "f" else np.float64
+
+
+class ReLU(_Activation):
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        y = np.maximum(x, 0, dtype=_dtype_of(x))
+        if training:
+            self._saved = (y,)  # y > 0 exactly where x > 0
+        return y
+
+    def backward(self, grad_out):
+        (y,) = _util.saved(self)
+        # arithmetic on the mask: np.where is several times slower here
+        return grad_out * (y > 0)
+
+
+class LeakyReLU(_Activation):
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = _util.check_float("negative_slope", negative_slope)
+
+    def get_config(self):
+        return {"negative_slope": self.negative_slope}
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        x = x.astype(_dtype_of(x), copy=False)
+        y = np.maximum(x, 0)
+        y += np.minimum(x, 0) * x.dtype.type(self.negative_slope)
+        if training:
+            self._saved = (x,)
+        return y
+
+    def backward(self, grad_out):
+        (x,) = _util.saved(self)
+        s = x.dtype.type(self.negative_slope)
+        slope = (x > 0).astype(x.dtype)  # 1 where x > 0, negative_slope elsewhere
+        slope *= 1 - s
+        slope += s
+        return grad_out * slope
+
+
+class PReLU(_Activation):
+    """LeakyReLU with a learnable slope per channel (axis 1) or one shared slope.
+
+    num_parameters: 1 (shared) or the number of channels of the input.
+    """
+
+    def __init__(self, num_parameters=1, init=0.25):
+        super().__init__()
+        self.num_parameters = _util.check_int("num_parameters", num_parameters, 1)
+        self.init = _util.check_float("init", init)
+
+    def get_config(self):
+        return {"num_parameters": self.num_parameters, "init": self.init}
+
+    def output_shape(self, input_shapes):
+        shape = super().output_shape(input_shapes)
+        if self.num_parameters != 1 and (len(shape) < 1 or shape[0] != self.num_parameters):
+            raise ValueError(f"PReLU with num_parameters={self.num_parameters} needs that "
+                             f"many channels (per-sample shape (C, ...)), got {shape}")
+        return shape
+
+    def build(self, input_shapes, rng=None):
+        self.output_shape(input_shapes)
+        self.params, self.grads, self.trainable = {}, {}, {}
+        self.add_param("weight", np.full(self.num_parameters, self.init, np.float32))
+        super().build(input_shapes, rng)
+
+    def _slope(self, ndim):
+        w = self.params["weight"]
+        if self.num_parameters == 1:
+            return w.reshape(())
+        return w.reshape((1, -1) + (1,) * (ndim - 2))
+
+    def forward(self, x, training=False):
+        _util.need_built(self)
+        x = np.asarray(x)
+        a = self._slope(x.ndim)
+        y = np.maximum(x, 0) + np.minimum(x, 0) * a
+        if training:
+            self._saved = (x,)
+        return y
+
+    def backward(self, grad_out):
+        (x,) = _util.saved(self)
+        grad_out = np.asarray(grad_out)
+        a = self._slope(x.ndim)
+        dx = grad_out * (a + (1 - a) * (x > 0))
+        if self.trainable["weight"]:
+            ga = grad_out * np.minimum(x, 0)
+            axes = tuple(i for i in range(x.ndim) if i != 1 or self.num_parameters == 1)
+            _util.set_grad(self, "weight", ga.sum(axis=axes).reshape(self.num_parameters))
+        else:
+            _util.set_grad(self, "weight", None)
+        return dx
+
+
+class Sigmoid(_Activation):
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        x = x.astype(_dtype_of(x), copy=False)
+        # tanh form: no overflow for large |x|
+        y = np.tanh(x * 0.5)
+        y += 1
+        y *= 0.5
+        if training:
+            self._saved = (y,)
+        return y
+
+    def backward(self, grad_out):
+        (y,) = _util.saved(self)
+        return grad_out * y * (1 - y)
+
+
+class Tanh(_Activation):
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        y = np.tanh(x, dtype=_dtype_of(x))
+        if training:
+            self._saved = (y,)
+        return y
+
+    def backward(self, grad_out):
+        (y,) = _util.saved(self)
+        return grad_out * (1 - y * y)
+
+
+class HardSigmoid(_Activation):
+    """relu6(x + 3) / 6, as torch.nn.Hardsigmoid."""
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        x = x.astype(_dtype_of(x), copy=False)
+        y = np.clip(x + 3, 0, 6) / 6
+        if training:
+            self._saved = (x,)
+        return y
+
+    def backward(self, grad_out):
+        (x,) = _util.saved(self)
+        inside = (x > -3) & (x < 3)
+        return grad_out * inside * (1 / 6)
+
+
+class HardSwish(_Activation):
+    """x * relu6(x + 3) / 6, as torch.nn.Hardswish."""
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        x = x.astype(_dtype_of(x), copy=False)
+        y = x * (np.clip(x + 3, 0, 6) / 6)
+        if training:
+            self._saved = (x,)
+        return y
+
+    def backward(self, grad_out):
+        (x,) = _util.saved(self)
+        # torch's choice at the kinks: slope x/3 + 1/2 inside (-3, 3), 0 at or below -3
+        d = (x / 3 + 0.5) * ((x > -3) & (x < 3))
+        d += x >= 3
+        return grad_out * d
+
+
+class Softmax(_Activation):
+    """Softmax along axis (batch axis included, so axis=1 is the channel axis)."""
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self.axis = _util.check_int("axis", axis)
+        if self.axis == 0:
+            raise ValueError("axis must not be the batch axis 0")
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def output_shape(self, input_shapes):
+        shape = super().output_shape(input_shapes)
+        _util.check_axis("axis", self.axis, len(shape) + 1)
+        return shape
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        axis = _util.check_axis("axis", self.axis, x.ndim)
+        z = x - x.max(axis=axis, keepdims=True)
+        y = np.exp(z, dtype=_dtype_of(x))
+        y /= y.sum(axis=axis, keepdims=True)
+        if training:
+            self._saved = (y, axis)
+        return y
+
+    def backward(self, grad_out):
+        y, axis = _util.saved(self)
+        gy = grad_out * y
+        return gy - y * gy.sum(axis=axis, keepdims=True)

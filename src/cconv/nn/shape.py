@@ -1,0 +1,111 @@
+"""Flatten, Reshape and Transpose: per-sample shape changes (the batch axis stays first)."""
+import math
+
+import numpy as np
+
+from . import _util
+from .base import Layer
+
+
+class _ShapeLayer(Layer):
+    type_name = None
+
+    def __init__(self):
+        super().__init__()
+        self._saved = None
+
+    def build(self, input_shapes, rng=None):
+        self.output_shape(input_shapes)
+        super().build(input_shapes, rng)
+
+    def _input_shape(self, input_shapes):
+        self.check_num_inputs(input_shapes)
+        return _util.as_shapes(input_shapes)[0]
+
+
+class Flatten(_ShapeLayer):
+    """(N, d1, d2, ...) -> (N, d1 * d2 * ...)."""
+
+    def output_shape(self, input_shapes):
+        return (math.prod(self._input_shape(input_shapes)),)
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        if training:
+            self._saved = (x.shape,)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_out):
+        (shape,) = _util.saved(self)
+        return np.asarray(grad_out).reshape(shape)
+
+
+class Reshape(_ShapeLayer):
+    """Reshape each sample to `shape` (one entry may be -1)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        if not isinstance(shape, (tuple, list)):
+            raise ValueError(f"shape must be a tuple of ints, got {shape!r}")
+        shape = tuple(_util.check_int("shape", d, -1) for d in shape)
+        if shape.count(-1) > 1 or 0 in shape:
+            raise ValueError(f"shape may hold one -1 and no 0, got {shape}")
+        self.shape = shape
+
+    def get_config(self):
+        return {"shape": list(self.shape)}
+
+    def output_shape(self, input_shapes):
+        shape = self._input_shape(input_shapes)
+        size = math.prod(shape)
+        known = math.prod(d for d in self.shape if d != -1)
+        if -1 in self.shape:
+            if size % known:
+                raise ValueError(f"cannot reshape per-sample shape {shape} to {self.shape}")
+            return tuple(size // known if d == -1 else d for d in self.shape)
+        if known != size:
+            raise ValueError(f"cannot reshape per-sample shape {shape} ({size} elements) to "
+                             f"{self.shape} ({known} elements)")
+        return self.shape
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        if training:
+            self._saved = (x.shape,)
+        return x.reshape((x.shape[0],) + self.shape)
+
+    def backward(self, grad_out):
+        (shape,) = _util.saved(self)
+        return np.asarray(grad_out).reshape(shape)
+
+
+class Transpose(_ShapeLayer):
+    """Permute each sample's axes: axes is a permutation of range(per-sample ndim)."""
+
+    def __init__(self, axes):
+        super().__init__()
+        if not isinstance(axes, (tuple, list)):
+            raise ValueError(f"axes must be a tuple of ints, got {axes!r}")
+        axes = tuple(_util.check_int("axes", a, 0) for a in axes)
+        if sorted(axes) != list(range(len(axes))):
+            raise ValueError(f"axes must be a permutation of 0..{len(axes) - 1}, got {axes}")
+        self.axes = axes
+        self._inverse = tuple(int(i) for i in np.argsort(axes))
+
+    def get_config(self):
+        return {"axes": list(self.axes)}
+
+    def output_shape(self, input_shapes):
+        shape = self._input_shape(input_shapes)
+        if len(shape) != len(self.axes):
+            raise ValueError(f"Transpose(axes={self.axes}) needs {len(self.axes)}-D samples, "
+                             f"got per-sample shape {shape}")
+        return tuple(shape[a] for a in self.axes)
+
+    def forward(self, x, training=False):
+        x = np.asarray(x)
+        return np.ascontiguousarray(x.transpose((0,) + tuple(a + 1 for a in self.axes)))
+
+    def backward(self, grad_out):
+        return np.ascontiguousarray(
+            np.asarray(grad_out).transpose((0,) + tuple(a + 1 for a in self._inverse)))

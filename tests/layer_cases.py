@@ -1,0 +1,105 @@
+"""The table of layer configurations the layer tests (and the torch comparison) run on."""
+import numpy as np
+
+from cconv import nn
+
+
+class Case:
+    """A layer factory, per-sample input shapes, and how to draw inputs.
+
+    inputs: "normal" (standard normal), "kinks" (uniform in [-5, 5] but at least
+    0.05 away from 0 and +-3, where the activations bend), "distinct" (a
+    permutation of well-separated values, so max pooling's argmax is stable).
+    """
+
+    def __init__(self, id, make, shapes, inputs="normal", batch=2):
+        self.id = id
+        self.make = make
+        self.shapes = [tuple(s) for s in shapes]
+        self.inputs = inputs
+        self.batch = batch
+
+    def draw(self, rng, dtype=np.float64):
+        xs = []
+        for shape in self.shapes:
+            full = (self.batch,) + shape
+            size = int(np.prod(full))
+            if self.inputs == "distinct":
+                x = rng.permutation(size).reshape(full) * 0.1 - size * 0.05
+            elif self.inputs == "kinks":
+                x = rng.uniform(-5, 5, full)
+                for kink in (-3.0, 0.0, 3.0):
+                    near = np.abs(x - kink) < 0.05
+                    x[near] = kink + np.where(x[near] >= kink, 0.05, -0.05)
+            else:
+                x = rng.standard_normal(full)
+            xs.append(x.astype(dtype))
+        return xs
+
+    def __repr__(self):
+        return self.id
+
+
+CASES = [
+    Case("conv2d", lambda: nn.Conv2d(3, 4, 3), [(3, 6, 6)]),
+    Case("conv2d_s2p1", lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), [(3, 7, 7)]),
+    Case("conv2d_rect", lambda: nn.Conv2d(2, 3, (2, 3), stride=(1, 2), padding=(1, 0)),
+         [(2, 5, 6)]),
+    Case("conv2d_asym_pad", lambda: nn.Conv2d(2, 2, 3, padding=((1, 0), (0, 2))), [(2, 5, 5)]),
+    Case("conv2d_dil_groups_nobias",
+         lambda: nn.Conv2d(4, 6, 3, dilation=2, groups=2, bias=False), [(4, 7, 7)]),
+    Case("conv2d_depthwise", lambda: nn.Conv2d(3, 3, 3, padding=1, groups=3), [(3, 5, 5)]),
+    Case("conv2d_same", lambda: nn.Conv2d(2, 3, 4, padding="same"), [(2, 5, 5)]),
+    Case("conv2d_same_s2", lambda: nn.Conv2d(2, 3, 3, stride=2, padding="same"), [(2, 6, 5)]),
+    Case("conv1d", lambda: nn.Conv1d(3, 4, 3), [(3, 8)]),
+    Case("conv1d_s2_lr_pad", lambda: nn.Conv1d(2, 4, 3, stride=2, padding=(2, 1)), [(2, 9)]),
+    Case("conv1d_same_dil_groups",
+         lambda: nn.Conv1d(4, 2, 3, padding="same", dilation=2, groups=2), [(4, 8)]),
+    Case("maxpool2d", lambda: nn.MaxPool2d(2), [(2, 6, 6)], "distinct"),
+    Case("maxpool2d_s2p1", lambda: nn.MaxPool2d(3, stride=2, padding=1), [(2, 7, 6)],
+         "distinct"),
+    Case("maxpool2d_dil_ceil", lambda: nn.MaxPool2d(2, stride=2, dilation=2, ceil_mode=True),
+         [(1, 7, 8)], "distinct"),
+    Case("maxpool1d", lambda: nn.MaxPool1d(3, stride=2, padding=1, ceil_mode=True), [(3, 8)],
+         "distinct"),
+    Case("avgpool2d", lambda: nn.AvgPool2d(2), [(2, 6, 6)]),
+    Case("avgpool2d_s2p1_nopad", lambda: nn.AvgPool2d(3, stride=2, padding=1,
+                                                      count_include_pad=False), [(2, 7, 6)]),
+    Case("avgpool2d_ceil", lambda: nn.AvgPool2d((2, 3), ceil_mode=True), [(2, 5, 7)]),
+    Case("avgpool1d", lambda: nn.AvgPool1d(3, stride=2, padding=1), [(3, 8)]),
+    Case("gap2d", lambda: nn.GlobalAvgPool(), [(3, 4, 5)]),
+    Case("gap1d", lambda: nn.GlobalAvgPool(), [(3, 7)]),
+    Case("relu", lambda: nn.ReLU(), [(3, 4, 4)], "kinks"),
+    Case("leaky_relu", lambda: nn.LeakyReLU(0.2), [(3, 5)], "kinks"),
+    Case("prelu_shared", lambda: nn.PReLU(), [(3, 4, 4)], "kinks"),
+    Case("prelu_channels", lambda: nn.PReLU(3), [(3, 4, 4)], "kinks"),
+    Case("prelu_channels_2d", lambda: nn.PReLU(5), [(5,)], "kinks", batch=4),
+    Case("sigmoid", lambda: nn.Sigmoid(), [(3, 5)]),
+    Case("tanh", lambda: nn.Tanh(), [(3, 5)]),
+    Case("hardsigmoid", lambda: nn.HardSigmoid(), [(3, 6)], "kinks"),
+    Case("hardswish", lambda: nn.HardSwish(), [(3, 6)], "kinks"),
+    Case("softmax", lambda: nn.Softmax(), [(5,)], batch=3),
+    Case("softmax_last", lambda: nn.Softmax(axis=-1), [(3, 4)]),
+    Case("softmax_channels_4d", lambda: nn.Softmax(axis=1), [(3, 2, 2)]),
+    Case("linear", lambda: nn.Linear(8, 5), [(8,)], batch=3),
+    Case("linear_nobias_3d", lambda: nn.Linear(6, 4, bias=False, init="xavier"), [(3, 6)]),
+    Case("flatten", lambda: nn.Flatten(), [(2, 3, 4)]),
+    Case("reshape", lambda: nn.Reshape((4, -1)), [(2, 3, 4)]),
+    Case("transpose", lambda: nn.Transpose((1, 2, 0)), [(2, 3, 4)]),
+    Case("batchnorm1d", lambda: nn.BatchNorm1d(4), [(4,)], batch=5),
+    Case("batchnorm1d_ncl", lambda: nn.BatchNorm1d(3, momentum=0.3), [(3, 5)]),
+    Case("batchnorm2d", lambda: nn.BatchNorm2d(3), [(3, 3, 4)]),
+    Case("batchnorm2d_noaffine", lambda: nn.BatchNorm2d(2, eps=1e-3, affine=False),
+         [(2, 3, 3)]),
+    Case("dropout", lambda: nn.Dropout(0.4, seed=3), [(3, 4, 4)]),
+    Case("add2", lambda: nn.Add(), [(3, 4), (3, 4)]),
+    Case("add3", lambda: nn.Add(), [(2, 3, 3)] * 3),
+    Case("concat", lambda: nn.Concat(), [(2, 3), (4, 3)]),
+    Case("concat_last3", lambda: nn.Concat(axis=-1), [(2, 1), (2, 3), (2, 2)]),
+]
+
+
+def built(case, seed=0):
+    layer = case.make()
+    layer.build(case.shapes, rng=np.random.default_rng(seed))
+    return layer
