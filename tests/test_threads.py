@@ -143,3 +143,28 @@ def test_more_threads_than_work(rng):
     w = rng.standard_normal((1, 1, 2, 2))
     ref = _at(1, lambda: ops.conv2d(x, w))
     _same(_at(16, lambda: ops.conv2d(x, w)), ref, np.float64)
+
+
+def _wait_policy_in_subprocess(env_extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(env_extra)
+    out = subprocess.run(
+        [sys.executable, "-c",
+         "import os, cconv; print(os.environ.get('OMP_WAIT_POLICY'))"],
+        env=env, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_import_prefers_passive_openmp_wait():
+    assert _wait_policy_in_subprocess({}) == "passive"
+
+
+def test_user_wait_policy_is_kept():
+    assert _wait_policy_in_subprocess({"OMP_WAIT_POLICY": "active"}) == "active"
+    # a spin count is a choice too: cconv leaves the policy unset then
+    assert _wait_policy_in_subprocess({"GOMP_SPINCOUNT": "1000"}) == "None"

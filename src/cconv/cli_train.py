@@ -47,8 +47,6 @@ def run(args):
 def run_train(args):
     from .examples import digits
 
-    digits.prefer_sleeping_threads()
-
     digits.train(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                  out=args.out or None, progress=not args.no_progress, threads=args.threads)
     return 0

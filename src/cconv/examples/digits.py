@@ -61,21 +61,6 @@ def build_model(seed=0):
     return net.build((1, 8, 8), seed=seed)
 
 
-def prefer_sleeping_threads():
-    """Let idle OpenMP threads sleep instead of spin, unless the user chose otherwise.
-
-    A training loop alternates kernel calls with numpy work; on a 2-core
-    machine shared with anything else, spinning threads made epochs 10x
-    slower. The OpenMP runtime reads the variable when the kernels load, so
-    this only helps before cconv's kernels are first used in the process.
-    """
-    import os
-    import sys
-
-    if "cconv._kernels" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-
 def _single_threaded_blas():
     """Cap numpy's BLAS pool at one thread for the block.
 
@@ -139,7 +124,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
-    prefer_sleeping_threads()
     train(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
           out=args.out or None, progress=not args.no_progress, threads=args.threads)
 
