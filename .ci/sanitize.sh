@@ -15,7 +15,9 @@ gcc -O1 -g $flags -fopenmp -Isrc/cconv/_core src/cconv/_core/gemm.c \
     src/cconv/_core/threads.c src/cconv/_core/tests/test_gemm.c -o "$build/test_gemm" -lm
 "$build/test_gemm"
 
-# The extension, built out of tree with the sanitizers
+# The extension, built out of tree with the sanitizers (the build tools are not
+# in the environment when the package was installed with build isolation)
+python -m pip install -q "Cython>=3.0" "setuptools>=64" wheel
 cp -r setup.py pyproject.toml README.md src "$build/"
 (cd "$build" && CCONV_EXTRA_CFLAGS="$flags -O1 -g" python setup.py -q build_ext --inplace 2>&1 | tail -n 3)
 asan_lib=$(gcc -print-file-name=libasan.so)

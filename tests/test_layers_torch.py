@@ -97,8 +97,6 @@ def _compare(case, training, rng, dtype):
         layer.params["running_mean"][...] = rng.standard_normal(layer.num_features)
         layer.params["running_var"][...] = rng.uniform(0.5, 2, layer.num_features)
     module = torch_module(layer)
-    if module is None:
-        pytest.skip(f"no torch.nn equivalent of {case.id}")
     module = module.to(torch.float64 if dtype == np.float64 else torch.float32)
     _copy_params(layer, module)
     module.train(training)
@@ -127,16 +125,25 @@ def _compare(case, training, rng, dtype):
             np.testing.assert_allclose(layer.grads[name], tparams[name].grad.numpy(), **tol)
 
 
-IDS = [c.id for c in CASES]
+def _has_torch_equivalent(case):
+    layer = case.make()
+    layer.build(case.shapes, rng=np.random.default_rng(0))
+    return torch_module(layer) is not None
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+# cases without a torch.nn module (asymmetric padding, dropout's RNG) have their
+# own checks below or in test_layers.py; they are left out rather than skipped
+TORCH_CASES = [c for c in CASES if _has_torch_equivalent(c)]
+IDS = [c.id for c in TORCH_CASES]
+
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=IDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "infer"])
 def test_layer_matches_torch_float64(case, training, rng):
     _compare(case, training, rng, np.float64)
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", TORCH_CASES, ids=IDS)
 def test_layer_matches_torch_float32(case, rng):
     _compare(case, True, rng, np.float32)
 

@@ -577,30 +577,39 @@ def global_avg_pool1d_backward(grad_out, input_shape):
 # ---------------------------------------------------------------- GEMM
 
 def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
-    """alpha * op(a) @ op(b) + beta * c with cconv's own blocked GEMM."""
+    """alpha * op(a) @ op(b) + beta * c with cconv's own blocked GEMM.
+
+    Runs on cconv's OpenMP threads, never on OpenBLAS's pool. Without c the
+    result is a new array and beta must be 0.
+    """
     a = _as_array("a", a)
     b = _as_array("b", b)
-    _check_ndim("a", a, 2, "matrix")
-    _check_ndim("b", b, 2, "matrix")
+    if a.ndim != 2:
+        _check_ndim("a", a, 2, "matrix")
+    if b.ndim != 2:
+        _check_ndim("b", b, 2, "matrix")
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     kb, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if k != kb:
         raise ValueError(f"inner dimensions differ: op(a) is {m}x{k} but op(b) is "
                          f"{kb}x{n} (a.shape={a.shape}, b.shape={b.shape})")
-    named = [("a", a), ("b", b)]
-    if c is not None:
+    if m * n > _MAX_ELEMENTS:
+        _check_size("gemm output", (m, n))
+    if c is None:
+        if beta != 0:
+            raise ValueError(f"beta={beta!r} needs c (got c=None)")
+        dtype = a.dtype
+        if dtype not in _FLOATS or b.dtype is not dtype:
+            dtype = _result_dtype([("a", a), ("b", b)])
+        out = np.empty((m, n), dtype)
+    else:
         c = _as_array("c", c)
-        if tuple(c.shape) != (m, n):
+        if c.shape != (m, n):
             raise ValueError(f"c must have shape {(m, n)}, got {c.shape}")
-        named.append(("c", c))
-    dtype = _result_dtype(named)
-    _check_size("gemm output", (m, n))
-    out = (np.array(c, dtype=dtype, order="C", copy=True) if c is not None
-           else np.zeros((m, n), dtype))
-    if c is None and beta != 0:
-        raise ValueError(f"beta={beta!r} needs c (got c=None)")
+        dtype = _result_dtype([("a", a), ("b", b), ("c", c)])
+        out = np.array(c, dtype=dtype, order="C", copy=True)
     _kernels.gemm(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
-                     _prepare("b", b, dtype), beta, out, get_num_threads())
+                  _prepare("b", b, dtype), beta, out, get_num_threads())
     return out
 
 
