@@ -321,3 +321,33 @@ def test_layers_with_plan_forward_get_one_plan_per_input_shape():
         assert made == [((4, 3), np.float32), ((1, 3), np.float32)]
         g.astype(np.float64)
         assert g(x).dtype == np.float64 and made[-1] == ((4, 3), np.float64)
+
+
+def test_backward_without_input_grads_skips_first_conv_and_keeps_param_grads(monkeypatch):
+    from cconv import nn
+
+    rng = np.random.default_rng(3)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
+    net.build((2, 6, 6), seed=1)
+    x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    g = rng.standard_normal((4, 2)).astype(np.float32)
+
+    net.forward(x, training=True)
+    gx = net.backward(g)
+    full = {k: v.copy() for k, v in net.named_gradients()}
+    assert gx.shape == x.shape
+
+    calls = []
+    original = nn.Conv2d.backward
+
+    def spy(self, grad_out, need_input_grad=True):
+        calls.append(need_input_grad)
+        return original(self, grad_out, need_input_grad=need_input_grad)
+
+    monkeypatch.setattr(nn.Conv2d, "backward", spy)
+    net.build((2, 6, 6), seed=1)  # same weights; the plan holds bound methods
+    net.forward(x, training=True)
+    assert net.backward(g, input_grads=False) is None
+    assert calls == [False]
+    for name, grad in net.named_gradients():
+        np.testing.assert_array_equal(grad, full[name])

@@ -398,13 +398,15 @@ class Graph:
 
     __call__ = forward
 
-    def backward(self, grad):
+    def backward(self, grad, input_grads=True):
         """Propagate the loss gradient(s) of the outputs of the last training forward.
 
         grad: one array per output (a tuple/list for several; None for an
         output that the loss ignores). Parameter gradients land in the layers'
         `grads` (see named_gradients()); returns the gradient w.r.t. the
-        input(s): one array, or a tuple for several inputs.
+        input(s): one array, or a tuple for several inputs. With
+        input_grads=False (training) layers that read only the network's
+        inputs skip that gradient where they can, and None is returned.
         """
         plan = self._plan
         if plan is None or not self._last_training:
@@ -417,11 +419,16 @@ class Graph:
         grads = [None] * plan["n_slots"]
         for i, g in zip(outs, grads_out):
             grads[i] = g if grads[i] is None or g is None else grads[i] + g
+        n_in = plan["n_inputs"]
         for bwd, ins, out in plan["backward"]:
             g = grads[out]
             if g is None:  # nothing downstream depends on this node
                 continue
             grads[out] = None
+            if (not input_grads and all(i < n_in for i in ins)
+                    and getattr(bwd.__self__, "can_skip_input_grad", False)):
+                bwd(g, need_input_grad=False)
+                continue
             gin = bwd(g)
             if len(ins) == 1:
                 gin = (gin,)
@@ -429,7 +436,8 @@ class Graph:
                 # A value read by several nodes gets the sum of their gradients.
                 acc = grads[i]
                 grads[i] = gi if acc is None else acc + gi
-        n_in = plan["n_inputs"]
+        if not input_grads:
+            return None
         return grads[0] if n_in == 1 else tuple(grads[:n_in])
 
     # ------------------------------------------------------------ parameters

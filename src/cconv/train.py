@@ -192,7 +192,7 @@ def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy
             xb, yb = x[idx], y[idx]
             out = net.forward(xb, training=True)
             value, grad = loss_fn(out, yb)
-            net.backward(grad)
+            net.backward(grad, input_grads=False)
             optimizer.step()
             total += float(value) * len(xb)
             seen += len(xb)

@@ -17,6 +17,10 @@ class Layer:
     type_name = None
     #: Number of inputs the layer takes; -1 means two or more (Add, Concat).
     num_inputs = 1
+    #: True when backward() accepts need_input_grad=False and then skips the
+    #: input gradient (returning None): the graph uses it for layers that read
+    #: only the network's inputs, whose gradient nobody needs in training.
+    can_skip_input_grad = False
 
     def __init__(self):
         self.params = {}      # name -> array, created by build()

@@ -124,12 +124,15 @@ class _ConvNd(Layer):
             self._saved = (x,)
         return y
 
-    def backward(self, grad_out):
+    can_skip_input_grad = True
+
+    def backward(self, grad_out, need_input_grad=True):
         (x,) = _util.saved(self)
         need_w = self.trainable["weight"]
         need_b = self.bias and self.trainable["bias"]
         dx, dw, db = run_kernel(f"conv{self.nd}d_backward", grad_out, x,
-                                self.params["weight"], need_input=True, need_weight=need_w,
+                                self.params["weight"], need_input=bool(need_input_grad),
+                                need_weight=need_w,
                                 need_bias=need_b, **self._op_args())
         _util.set_grad(self, "weight", dw)
         if self.bias:
