@@ -235,3 +235,16 @@ def test_save_refuses_unbuilt_net(tmp_path):
     with pytest.raises(ValueError, match="build the net"):
         cconv.save(Sequential(Linear(2, 2)), tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_saved_file_gets_umask_permissions(tmp_path):
+    import stat
+
+    net = Sequential(Linear(3, 2)).build((3,), seed=0)
+    old = os.umask(0o022)
+    try:
+        cconv.save(net, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / "m.safetensors").st_mode)
+    assert mode == 0o644

@@ -84,6 +84,13 @@ def _write_all(f, data):
     f.write(data)
 
 
+def _default_file_mode():
+    """0o666 minus the process umask: what open() would have given the file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic_write(path, data):
     """Write bytes to path so that readers see the old file or the new one, never half."""
     path = os.fspath(path)
@@ -91,6 +98,9 @@ def _atomic_write(path, data):
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
+        # mkstemp creates the file private (0600); the saved model should get
+        # the permissions a plain open() would give it
+        os.chmod(tmp, _default_file_mode())
         with os.fdopen(fd, "wb") as f:
             _write_all(f, data)
             f.flush()
