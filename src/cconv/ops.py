@@ -29,6 +29,7 @@ __all__ = [
     "global_avg_pool1d", "global_avg_pool2d",
     "global_avg_pool1d_backward", "global_avg_pool2d_backward",
     "gemm", "convolve", "correlate", "conv_output_size", "pool_output_size",
+    "conv2d_runner", "max_pool2d_runner", "gemm_runner",
 ]
 
 # Refuse arrays whose element count could not be indexed safely or would ask
@@ -611,6 +612,64 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     _kernels.gemm(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
                   _prepare("b", b, dtype), beta, out, get_num_threads())
     return out
+
+
+# ---------------------------------------------------------------- planned calls
+# A network calls each op with the same shapes again and again. A runner does
+# every check of the call once and returns a function that only allocates the
+# output and enters C. The C layer still verifies dtype, layout and every
+# dimension of what it is given (TypeError/ValueError on a mismatch), so a
+# runner misused with other arrays fails cleanly instead of reading wrong memory.
+
+def conv2d_runner(x_shape, w_shape, has_bias, dtype, stride=1, padding=0, dilation=1,
+                  groups=1):
+    """run(x, w, bias) -> conv2d(x, w, bias, ...) for exactly these shapes and dtype.
+
+    x, w (and bias) must be C-contiguous native arrays of dtype.
+    """
+    plan = _conv_plan("conv2d", tuple(x_shape), tuple(w_shape),
+                      (w_shape[0],) if has_bias else None, _hashable(stride),
+                      _hashable(padding), _hashable(dilation), groups, 2)
+    _, _, stride4, pads4, dil4, groups, _, out4 = plan
+    dtype = np.dtype(dtype)
+    kernel = _kernels.conv2d_forward
+
+    def run(x, w, bias=None):
+        y = np.empty(out4, dtype)
+        kernel(x, w, bias, y, stride4, pads4, dil4, groups, get_num_threads())
+        return y
+    return run
+
+
+def max_pool2d_runner(x_shape, dtype, kernel_size, stride=None, padding=0, dilation=1,
+                      ceil_mode=False):
+    """run(x) -> max_pool2d(x, ...) for exactly this shape and dtype (no indices)."""
+    shape4, out4, _, (k, s, p, d) = _pool_setup(
+        "max_pool2d", tuple(x_shape), _hashable(kernel_size), _hashable(stride),
+        _hashable(padding), _hashable(dilation), ceil_mode, 2)
+    dtype = np.dtype(dtype)
+    kernel = _kernels.max_pool2d_forward
+
+    def run(x):
+        y = np.empty(out4, dtype)
+        kernel(x, y, None, k, s, p, d, get_num_threads())
+        return y
+    return run
+
+
+def gemm_runner(m, n, k, dtype, trans_a=False, trans_b=False):
+    """run(a, b) -> op(a) @ op(b) (m x n, inner size k) for C-contiguous arrays of dtype."""
+    if min(m, n, k) < 0:
+        raise ValueError(f"gemm_runner: sizes must be >= 0, got m={m}, n={n}, k={k}")
+    dtype = np.dtype(dtype)
+    trans_a, trans_b = bool(trans_a), bool(trans_b)
+    kernel = _kernels.gemm
+
+    def run(a, b):
+        out = np.empty((m, n), dtype)
+        kernel(trans_a, trans_b, 1.0, a, b, 0.0, out, get_num_threads())
+        return out
+    return run
 
 
 # ---------------------------------------------------------------- textbook operators

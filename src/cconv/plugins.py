@@ -316,6 +316,19 @@ def run_kernel(op, *args, **kwargs):
     return function(*args, **kwargs)
 
 
+def static_kernel(op):
+    """The one function every call of op runs now, or None when calls are chosen per call.
+
+    Planned fast paths (a layer's plan_forward) use the built-in kernel directly
+    only while it is what run_kernel would pick anyway, so a plugin kernel or a
+    forced one always takes over.
+    """
+    regs = _current
+    if regs is None or regs.generation != regs.pm.generation:
+        regs = registry()
+    return regs.kernels.static.get(op)
+
+
 def force_kernel(op, name):
     """Always run kernel `name` for op (process-wide); None restores automatic selection."""
     with _lock:

@@ -1,5 +1,5 @@
 """Conv1d and Conv2d: cross-correlation layers (like every DL framework)."""
-from .. import ops
+from .. import ops, plugins
 from . import _util
 from ._util import run_kernel
 from .base import Layer
@@ -123,6 +123,28 @@ class _ConvNd(Layer):
         if training:
             self._saved = (x,)
         return y
+
+    def plan_forward(self, input_shapes, dtype):
+        """Inference function for one input shape: checks done once, not per call.
+
+        Used while the built-in kernel is the one run_kernel would pick; a
+        plugin or forced kernel, or an input of another dtype or layout,
+        takes the general path.
+        """
+        if self.nd != 2:
+            return self.forward
+        run = ops.conv2d_runner(input_shapes[0], self.params["weight"].shape, self.bias,
+                                dtype, **self._op_args())
+        builtin, params = ops.conv2d, self.params
+
+        def forward(x):
+            if plugins.static_kernel("conv2d") is builtin:
+                try:
+                    return run(x, params["weight"], params.get("bias"))
+                except (TypeError, ValueError):
+                    pass  # the general path converts the input or explains the error
+            return self.forward(x)
+        return forward
 
     can_skip_input_grad = True
 

@@ -65,6 +65,25 @@ class Linear(Layer):
             self._saved = (x,)
         return y
 
+    def plan_forward(self, input_shapes, dtype):
+        """Inference function for one input shape: checks done once, not per call."""
+        shape = tuple(input_shapes[0])
+        self.output_shape([shape[1:]])
+        rows = int(np.prod(shape[:-1], dtype=np.int64))
+        run = ops.gemm_runner(rows, self.out_features, self.in_features, dtype, trans_b=True)
+        out_shape = shape[:-1] + (self.out_features,)
+        params, bias = self.params, self.bias
+
+        def forward(x):
+            try:
+                y = run(x.reshape(rows, self.in_features), params["weight"])
+            except (TypeError, ValueError, AttributeError):
+                return self.forward(x)
+            if bias:
+                y += params["bias"]
+            return y.reshape(out_shape)
+        return forward
+
     def backward(self, grad_out):
         (x,) = _util.saved(self)
         g2 = np.asarray(grad_out).reshape(-1, self.out_features)

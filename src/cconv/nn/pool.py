@@ -1,7 +1,7 @@
 """Max / average pooling layers and GlobalAvgPool."""
 import numpy as np
 
-from .. import ops
+from .. import ops, plugins
 from . import _util
 from ._util import run_kernel
 from .base import Layer
@@ -90,6 +90,22 @@ class _MaxPoolNd(_PoolNd):
         # backward needs x's shape and dtype only, not its values (they are in indices)
         self._saved = (np.shape(x), np.asarray(x).dtype, indices)
         return y
+
+    def plan_forward(self, input_shapes, dtype):
+        """Inference function for one input shape (see Conv2d.plan_forward)."""
+        if self.nd != 2:
+            return self.forward
+        run = ops.max_pool2d_runner(input_shapes[0], dtype, **self._op_args())
+        builtin = ops.max_pool2d
+
+        def forward(x):
+            if plugins.static_kernel("max_pool2d") is builtin:
+                try:
+                    return run(x)
+                except (TypeError, ValueError):
+                    pass
+            return self.forward(x)
+        return forward
 
     def backward(self, grad_out):
         shape, dtype, indices = _util.saved(self)
