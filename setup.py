@@ -21,6 +21,7 @@ HERE = Path(__file__).parent
 CORE = Path("src/cconv/_core")
 CORE_SOURCES = sorted(str(p) for p in (HERE / CORE).glob("*.c"))
 CORE_SOURCES = [str(Path(p).relative_to(HERE)) for p in CORE_SOURCES]
+INCLUDE = Path("src/cconv/include")          # the public C API header, cconv.h
 
 OPENMP_TEST = r"""
 #include <omp.h>
@@ -76,17 +77,80 @@ class BuildExt(build_ext):
             ext.extra_compile_args = flags + list(ext.extra_compile_args or [])
             ext.extra_link_args = link + list(ext.extra_link_args or [])
         super().build_extensions()
+        self.build_static_library(openmp and not is_msvc, is_msvc)
+
+    def build_static_library(self, openmp, is_msvc):
+        """The C core once more as cconv/lib/libcconv.a, for C programs
+        (include/cconv.h, docs/c-api.md): compiled without Python's flags'
+        debug info and without CCONV_EXTRA_CFLAGS, so it is small and
+        portable; plus cconv/lib/pkgconfig/cconv.pc, which `python -m cconv
+        --cflags --libs` reads."""
+        if is_msvc:
+            warnings.warn("cconv: no static library with MSVC (the C API is "
+                          "available to extensions through cconv._C_API)")
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from setuptools.errors import CompileError, LibError
+
+        pkg_dir = Path(self.get_ext_fullpath("cconv._kernels")).parent
+        lib_dir = pkg_dir / "lib"
+        flags = ["-O3", "-g0", "-fPIC", "-fno-math-errno"] + (["-fopenmp"] if openmp else [])
+        tmp = os.path.join(self.build_temp, "libcconv")
+        inputs = [Path(p) for p in CORE_SOURCES] + list(CORE.glob("*.h")) + list(INCLUDE.glob("*.h"))
+        lib = lib_dir / "libcconv.a"
+        if (not self.force and lib.exists() and (lib_dir / "pkgconfig" / "cconv.pc").exists()
+                and lib.stat().st_mtime >= max(p.stat().st_mtime for p in inputs)):
+            return
+        try:
+            # one compiler process per source, in parallel (gemm.c alone takes seconds)
+            with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                objs = [o for objs in pool.map(
+                    lambda src: self.compiler.compile(
+                        [src], output_dir=tmp, include_dirs=[str(CORE), str(INCLUDE)],
+                        extra_postargs=flags),
+                    CORE_SOURCES) for o in objs]
+            lib_dir.mkdir(parents=True, exist_ok=True)
+            self.compiler.create_static_lib(objs, "cconv", output_dir=str(lib_dir))
+        except (CompileError, LibError, OSError) as exc:
+            # the extension is built; only C programs lose the library
+            warnings.warn(f"cconv: building the static library libcconv.a failed: {exc}")
+            return
+        (lib_dir / "pkgconfig").mkdir(exist_ok=True)
+        omp = " -fopenmp" if openmp else ""
+        (lib_dir / "pkgconfig" / "cconv.pc").write_text(
+            "prefix=${pcfiledir}/../..\n"
+            "includedir=${prefix}/include\n"
+            "libdir=${prefix}/lib\n\n"
+            "Name: cconv\n"
+            "Description: C API of the cconv kernels (convolution, pooling, GEMM, eigh)\n"
+            f"Version: {self.distribution.get_version()}\n"
+            "Cflags: -I${includedir}\n"
+            f"Libs: -L${{libdir}} -lcconv{omp} -lm\n")
+
+    def copy_extensions_to_source(self):
+        """--inplace and editable installs: the static library goes along."""
+        super().copy_extensions_to_source()
+        built = Path(self.build_lib) / "cconv" / "lib"
+        if built.is_dir():
+            pkg = Path(self.get_finalized_command("build_py").get_package_dir("cconv"))
+            shutil.copytree(built, pkg / "lib", dirs_exist_ok=True)
 
 
 def make_extensions():
     from Cython.Build import cythonize
 
     common = dict(
-        include_dirs=[str(CORE), np.get_include()],
+        include_dirs=[str(CORE), str(INCLUDE), np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
     )
     exts = [
         Extension("cconv._kernels", ["src/cconv/_kernels.pyx"] + CORE_SOURCES, **common),
+        # LAPACK through scipy.linalg.cython_lapack (its .pxd is needed at build
+        # time); separate so that `import cconv` does not import scipy.linalg.
+        Extension("cconv._lapack", ["src/cconv/_lapack.pyx"],
+                  include_dirs=[np.get_include()],
+                  define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]),
     ]
     return cythonize(
         exts,

@@ -29,4 +29,11 @@ LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
     python -m pytest -q -p no:cacheprovider -m "not slow" \
         tests/test_conv.py tests/test_pool.py tests/test_gemm.py tests/test_convolve.py \
         tests/test_bad_input.py
+
+# The public C API (include/cconv.h) from C: bad arguments -> status codes,
+# naive references for every operation, concurrent calls (tests/c/test_capi.c),
+# with the whole C core instrumented.
+gcc -O1 -g $flags -fopenmp -Isrc/cconv/_core -Isrc/cconv/include src/cconv/_core/*.c \
+    tests/c/test_capi.c -o "$build/test_capi" -lm -pthread
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$build/test_capi" 100
 echo "sanitizers: clean"

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
     "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict", "hookimpl",
+    "get_include",
 ]
 
 _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
@@ -20,7 +21,8 @@ _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plug
 # Top-level names served lazily from a submodule: name -> module.
 _LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
                "fit": "train", "evaluate": "train", "predict": "train",
-               "hookimpl": "hookspecs"}  # plugins: @cconv.hookimpl (imports pluggy late)
+               "hookimpl": "hookspecs",  # plugins: @cconv.hookimpl (imports pluggy late)
+               "_C_API": "_kernels"}  # capsule of the C API's function table (docs/c-api.md)
 
 
 def openmp_enabled():
@@ -28,6 +30,13 @@ def openmp_enabled():
     from . import _kernels
 
     return _kernels.openmp_enabled()
+
+
+def get_include():
+    """Directory of cconv's public C headers (cconv.h, cconv_capsule.h); see docs/c-api.md."""
+    import os
+
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
 def __getattr__(name):

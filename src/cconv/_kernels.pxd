@@ -93,3 +93,40 @@ cdef int gemm_t(int transa, int transb, int64_t M, int64_t N, int64_t K,
               floating alpha, const floating *A, int64_t lda, const floating *B,
               int64_t ldb, floating beta, floating *C, int64_t ldc,
               int nthreads) noexcept nogil
+
+# ---- image filtering (cconv.filters) ----
+cdef extern from "cconv_core.h" nogil:
+    enum:
+        CCONV_BORDER_CONSTANT
+        CCONV_BORDER_REFLECT
+        CCONV_BORDER_MIRROR
+        CCONV_BORDER_NEAREST
+        CCONV_BORDER_WRAP
+    enum:
+        CCONV_DT_COMPUTE
+        CCONV_DT_U8
+        CCONV_DT_I8
+        CCONV_DT_U16
+        CCONV_DT_I16
+
+    ctypedef struct cconv_filter2d_params:
+        int64_t n, h, w, c
+        int64_t kh, kw
+        int64_t anchor_h, anchor_w
+        int64_t out_h, out_w
+        int border
+        double cval
+        int in_type, out_type
+
+    int cconv_filter2d_check(const cconv_filter2d_params *p)
+    int64_t cconv_border_index(int64_t i, int64_t n, int border)
+    int cconv_filter2d_f32(const cconv_filter2d_params *p, const void *x,
+                           const float *k, void *y, int nthreads)
+    int cconv_filter2d_f64(const cconv_filter2d_params *p, const void *x,
+                           const double *k, void *y, int nthreads)
+    int cconv_sepfilter2d_f32(const cconv_filter2d_params *p, const void *x,
+                              const float *kcol, const float *krow, void *y, int nthreads)
+    int cconv_sepfilter2d_f64(const cconv_filter2d_params *p, const void *x,
+                              const double *kcol, const double *krow, void *y,
+                              int nthreads)
+# ---- end of image filtering ----

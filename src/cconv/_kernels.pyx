@@ -405,3 +405,139 @@ def openmp_enabled():
 
 def max_threads():
     return cconv_max_threads()
+
+
+# ---- image filtering (cconv.filters) ----
+# Images are (n, h, w, c) C-contiguous, channels interleaved; one 2-D kernel
+# (or its two separable factors) is applied to every channel. The kernel's
+# dtype (float32/float64) is the compute type; the image and the output have
+# it too, or are 8/16-bit integers (converted inside the C loops).
+
+BORDER_CODES = {
+    "constant": CCONV_BORDER_CONSTANT, "reflect": CCONV_BORDER_REFLECT,
+    "mirror": CCONV_BORDER_MIRROR, "nearest": CCONV_BORDER_NEAREST,
+    "wrap": CCONV_BORDER_WRAP,
+}
+_INT_TYPES = {cnp.NPY_UINT8: CCONV_DT_U8, cnp.NPY_INT8: CCONV_DT_I8,
+              cnp.NPY_UINT16: CCONV_DT_U16, cnp.NPY_INT16: CCONV_DT_I16}
+#: numpy dtypes that the C loops take for the image and the output directly
+FILTER_INT_DTYPES = ("uint8", "int8", "uint16", "int16")
+
+
+cdef inline int _filter_type(object a, int compute, str name, int *typenum) except -1:
+    """CCONV_DT_* of array a for compute type `compute`; its typenum in typenum."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a numpy array")
+    cdef int t = cnp.PyArray_TYPE(<cnp.ndarray>a)
+    typenum[0] = t
+    if t == compute:
+        return CCONV_DT_COMPUTE
+    if t in _INT_TYPES:
+        return _INT_TYPES[t]
+    raise TypeError(f"{name} has dtype {a.dtype}, expected {_TYPE_NAMES[compute]} or "
+                    f"one of {', '.join(FILTER_INT_DTYPES)}")
+
+
+cdef cconv_filter2d_params _filter_params(object x, object y, int64_t kh, int64_t kw,
+                                          int64_t anchor_h, int64_t anchor_w,
+                                          int border, double cval, int compute,
+                                          int64_t *xs, int64_t *ys,
+                                          int *tx, int *ty) except *:
+    _dims4(x, xs, "image")
+    _dims4(y, ys, "output")
+    cdef cconv_filter2d_params p
+    p.n, p.h, p.w, p.c = xs[0], xs[1], xs[2], xs[3]
+    p.kh, p.kw = kh, kw
+    p.anchor_h, p.anchor_w = anchor_h, anchor_w
+    p.out_h, p.out_w = ys[1], ys[2]
+    p.border = border
+    p.cval = cval
+    p.in_type = _filter_type(x, compute, "image", tx)
+    p.out_type = _filter_type(y, compute, "output", ty)
+    if ys[0] != xs[0] or ys[3] != xs[3]:
+        raise ValueError("filter2d: image and output batch/channels disagree")
+    _raise_on(cconv_filter2d_check(&p))
+    return p
+
+
+def filter2d(x, k, y, int64_t anchor_h, int64_t anchor_w, int border, double cval,
+             int nthreads):
+    """y (preallocated, written) = correlation of x (n, h, w, c) with k (kh, kw)."""
+    cdef int64_t xs[4]
+    cdef int64_t ys[4]
+    cdef int64_t ks[2]
+    cdef int tx, ty
+    cdef int t = _typenum(k, "kernel")
+    if cnp.PyArray_NDIM(<cnp.ndarray>k) != 2:
+        raise ValueError("kernel must be a 2-D numpy array")
+    ks[0] = cnp.PyArray_DIMS(<cnp.ndarray>k)[0]
+    ks[1] = cnp.PyArray_DIMS(<cnp.ndarray>k)[1]
+    cdef cconv_filter2d_params p = _filter_params(x, y, ks[0], ks[1], anchor_h, anchor_w,
+                                                  border, cval, t, xs, ys, &tx, &ty)
+    cdef char *xp = _data(x, tx, 4, xs, False, "image")
+    cdef char *kp = _data(k, t, 2, ks, False, "kernel")
+    cdef char *yp = _data(y, ty, 4, ys, True, "output")
+    if p.n == 0:
+        return
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = cconv_filter2d_f32(&p, xp, <float *>kp, yp, nthreads)
+        else:
+            status = cconv_filter2d_f64(&p, xp, <double *>kp, yp, nthreads)
+    _raise_on(status)
+
+
+def sepfilter2d(x, kcol, krow, y, int64_t anchor_h, int64_t anchor_w, int border,
+                double cval, int nthreads):
+    """y = correlation of x with the rank-1 kernel outer(kcol, krow)."""
+    cdef int64_t xs[4]
+    cdef int64_t ys[4]
+    cdef int64_t kh, kw
+    cdef int tx, ty
+    cdef int t = _typenum(kcol, "kcol")
+    if cnp.PyArray_NDIM(<cnp.ndarray>kcol) != 1 or not cnp.PyArray_Check(krow) or \
+       cnp.PyArray_NDIM(<cnp.ndarray>krow) != 1:
+        raise ValueError("kcol and krow must be 1-D numpy arrays")
+    kh = cnp.PyArray_DIMS(<cnp.ndarray>kcol)[0]
+    kw = cnp.PyArray_DIMS(<cnp.ndarray>krow)[0]
+    cdef cconv_filter2d_params p = _filter_params(x, y, kh, kw, anchor_h, anchor_w,
+                                                  border, cval, t, xs, ys, &tx, &ty)
+    cdef char *xp = _data(x, tx, 4, xs, False, "image")
+    cdef char *cp = _data(kcol, t, 1, &kh, False, "kcol")
+    cdef char *rp = _data(krow, t, 1, &kw, False, "krow")
+    cdef char *yp = _data(y, ty, 4, ys, True, "output")
+    if p.n == 0:
+        return
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = cconv_sepfilter2d_f32(&p, xp, <float *>cp, <float *>rp, yp, nthreads)
+        else:
+            status = cconv_sepfilter2d_f64(&p, xp, <double *>cp, <double *>rp, yp,
+                                           nthreads)
+    _raise_on(status)
+
+
+def border_index(int64_t i, int64_t n, int border):
+    """Input index at position i of an axis of length n (-1: outside, constant)."""
+    if n < 1:
+        raise ValueError("border_index: n must be >= 1")
+    return cconv_border_index(i, n, border)
+# ---- end of image filtering ----
+
+
+# ---- public C API (include/cconv.h, src/cconv/_core/capi.c; docs/c-api.md) ----
+# The capsule cconv._C_API holds the library's function table (cconv_api_t,
+# ABI version first); include/cconv_capsule.h's import_cconv() reads it.
+from cpython.pycapsule cimport PyCapsule_New
+
+cdef extern from "cconv.h" nogil:
+    ctypedef struct cconv_api_t:
+        int abi_major
+        int abi_minor
+    const cconv_api_t *cconv_get_api()
+
+_C_API = PyCapsule_New(<void *>cconv_get_api(), b"cconv._C_API", NULL)
+C_ABI_VERSION = (cconv_get_api().abi_major, cconv_get_api().abi_minor)
+# ---- end of public C API ----

@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "train": "cconv.cli_train:add_parser",
     "predict": "cconv.cli_train:add_parser",
     "hessian": "cconv.cli_hessian:add_parser",
+    "summary": "cconv.cli_hessian:add_parser",
     "filter": "cconv.cli_filter:add_parser",
     "gallery": "cconv.cli_gallery:add_parser",
 }

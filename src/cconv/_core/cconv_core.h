@@ -113,6 +113,86 @@ int cconv_avg_pool2d_backward_f32(const cconv_pool2d_params *p, const float *dy,
 int cconv_avg_pool2d_backward_f64(const cconv_pool2d_params *p, const double *dy,
                                   double *dx, int nthreads);
 
+/* ---- image filtering (cconv.filters; src/cconv/_core/filter.c) ----
+ * Correlation of channel-interleaved images (n, h, w, c) with one 2-D kernel
+ * applied to every channel, any output size, the input extended beyond its
+ * edges by a border rule:
+ *   y[b, i, j, ch] = sum_{u<kh, v<kw} k[u, v] * X[b, i + u - anchor_h, j + v - anchor_w, ch]
+ * Convolution is correlation with the flipped kernel (and anchor k - 1 - a).
+ * Borders use scipy.ndimage's names: for a row "a b c d",
+ *   REFLECT  d c b a | a b c d | d c b a   (OpenCV BORDER_REFLECT)
+ *   MIRROR     d c b | a b c d | c b a     (OpenCV BORDER_REFLECT_101)
+ *   NEAREST  a a a a | a b c d | d d d d   (OpenCV BORDER_REPLICATE)
+ *   WRAP     a b c d | a b c d | a b c d   (OpenCV BORDER_WRAP)
+ *   CONSTANT k k k k | a b c d | k k k k   (k = cval; OpenCV BORDER_CONSTANT)
+ * repeated as often as needed, so a kernel may be larger than the image.
+ * The sums are computed in the entry point's type (f32 or f64); the image and
+ * the output may instead hold 8- or 16-bit integers (in_type, out_type):
+ * inputs are converted exactly, outputs rounded half to even and clipped to
+ * the type's range (NaN gives the type's minimum). */
+enum {
+    CCONV_BORDER_CONSTANT = 0,
+    CCONV_BORDER_REFLECT = 1,
+    CCONV_BORDER_MIRROR = 2,
+    CCONV_BORDER_NEAREST = 3,
+    CCONV_BORDER_WRAP = 4,
+};
+
+enum {
+    CCONV_DT_COMPUTE = 0,                  /* the entry point's float type */
+    CCONV_DT_U8 = 1,
+    CCONV_DT_I8 = 2,
+    CCONV_DT_U16 = 3,
+    CCONV_DT_I16 = 4,
+};
+
+typedef struct {
+    int64_t n, h, w, c;                    /* input  (n, h, w, c) */
+    int64_t kh, kw;                        /* kernel (kh, kw), row-major */
+    int64_t anchor_h, anchor_w;            /* 0 <= anchor < kernel size */
+    int64_t out_h, out_w;                  /* output (n, out_h, out_w, c) */
+    int border;                            /* CCONV_BORDER_* */
+    double cval;                           /* outside value for CONSTANT */
+    int in_type, out_type;                 /* CCONV_DT_* of x and y */
+} cconv_filter2d_params;
+
+/* CCONV_EINVAL when a size, anchor, border or type is out of range. */
+int cconv_filter2d_check(const cconv_filter2d_params *p);
+/* Index of the input sample that stands at position i of an axis of length n
+ * (any i), or -1 for CONSTANT outside [0, n). */
+int64_t cconv_border_index(int64_t i, int64_t n, int border);
+
+/* Direct 2-D correlation; y is written. Zero weights are skipped (as
+ * scipy.ndimage does), so a NaN or inf under a zero weight does not spread. */
+int cconv_filter2d_f32(const cconv_filter2d_params *p, const void *x,
+                       const float *k, void *y, int nthreads);
+int cconv_filter2d_f64(const cconv_filter2d_params *p, const void *x,
+                       const double *k, void *y, int nthreads);
+/* Separable correlation with the rank-1 kernel k[u, v] = kcol[u] * krow[v]:
+ * a horizontal pass (krow) then a vertical one (kcol), row by row. */
+int cconv_sepfilter2d_f32(const cconv_filter2d_params *p, const void *x,
+                          const float *kcol, const float *krow, void *y,
+                          int nthreads);
+int cconv_sepfilter2d_f64(const cconv_filter2d_params *p, const void *x,
+                          const double *kcol, const double *krow, void *y,
+                          int nthreads);
+/* ---- end of image filtering ---- */
+
+/* ---- symmetric eigensolver (eigh.c; public through cconv_eigh in capi.c) ----
+ * A = V diag(w) V^T for a symmetric n x n A (row-major, leading dimension
+ * lda >= n; only the lower triangle is read, the upper one when upper != 0).
+ * w: eigenvalues ascending; v (n x n, may be NULL, may alias a): eigenvectors
+ * as columns. Householder tridiagonalisation + implicit QL with shifts, in
+ * double also for f32: a portable reference, not LAPACK speed. Serial.
+ * Returns CCONV_OK, CCONV_ENOMEM or CCONV_ENOCONV (NaN/inf in A, or the
+ * iteration limit was reached). */
+enum { CCONV_ENOCONV = 3 };
+int cconv_eigh_f32(int64_t n, const float *a, int64_t lda, int upper, float *w,
+                   float *v);
+int cconv_eigh_f64(int64_t n, const double *a, int64_t lda, int upper, double *w,
+                   double *v);
+/* ---- end of symmetric eigensolver ---- */
+
 #ifdef __cplusplus
 }
 #endif

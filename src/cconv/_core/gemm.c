@@ -1,24 +1,34 @@
 /* Row-major GEMM, single and double precision:
  *     C[M,N] = alpha * op(A) op(B) + beta * C
- * Self-contained C99 + OpenMP (no BLAS). Goto/BLIS structure:
+ * Self-contained C99 (+ OpenMP when compiled with it), no BLAS.
  *
- *   for jc in N by NC:                      (B panel  KC x NC  -> L3)
- *     for pc in K by KC:  pack op(B) panel into NR-column slivers
- *       for ic in M by MC:  pack op(A) block into MR-row slivers (-> L2)
- *         for jr in NC by NR:               (B sliver KC x NR  -> L1)
- *           for ir in MC by MR:  micro-kernel, an MR x NR register tile
+ * Goto/BLIS structure: op(A) is packed into MR-row slivers (element (i,k) at
+ * k*MR + i), op(B) into NR-column slivers (element (k,j) at k*NR + j), and a
+ * register-blocked micro-kernel computes one MR x NR tile of C from a sliver
+ * of each over a block of KC k's. The loop order depends on the shape:
+ *   - general (Goto/BLIS): for NC columns (packed B panel in L3), for KC k's,
+ *     for MC rows (packed A block in L2), for NR columns (B sliver in L1),
+ *     for MR rows: micro-kernel;
+ *   - one block of rows (M <= MC): A packed once per KC block, B packed in
+ *     L2-sized panels used right away; with very few rows (<= 36) and B not
+ *     transposed, B is read in place instead (each sliver serves few tiles);
+ *   - few columns (packed KC x N panel of B <= 128 KiB): B packed, A read in
+ *     place sliver by sliver (the micro-kernel takes A with any strides).
+ * Edge tiles are computed into a small buffer (rows past M and columns past N
+ * packed as zeros) and written back; 4-row edges have their own kernel.
  *
- * Micro-kernels: AVX2+FMA (6x16 floats / 6x8 doubles, 12 ymm accumulators)
+ * Micro-kernels: AVX2+FMA 6x16 floats / 6x8 doubles (12 ymm accumulators),
  * chosen at run time with __builtin_cpu_supports, else a portable C kernel of
- * the same shape (so both share the packing code). All AVX2 code sits in
- * functions with target attributes: the file is compiled for the baseline ISA.
+ * the same shape (same packing). All AVX2 code sits in functions with target
+ * attributes: the file is compiled for the baseline ISA (no -march).
  * CCONV_GEMM_PORTABLE=1 in the environment forces the portable kernels.
  *
- * Tiny problems (few multiply-adds, or M == 1 / N == 1) run a direct loop
- * without packing or allocation. With nthreads > 1 and enough work the C
- * matrix is cut into a grid of row x column blocks, one per thread, each
- * thread packing its own operands into its own buffers (allocated up front, so
- * an allocation failure returns CCONV_ENOMEM before anything is written).
+ * Tiny problems (< 32k multiply-adds, or M == 1, or N == 1) run direct loops
+ * without packing or allocation. With nthreads > 1 and enough work, C is cut
+ * into a grid of row x column blocks, one per thread; each thread packs its
+ * own operands into its own buffers, all allocated before the parallel
+ * region (an allocation failure returns CCONV_ENOMEM before C is touched).
+ * nthreads <= 1 never opens an OpenMP region.
  *
  * The generic part is written once and instantiated for float and double by
  * including this file into itself (GEMM_T defined).
@@ -26,7 +36,6 @@
 #ifndef GEMM_T
 
 #include <stdlib.h>
-#include <string.h>
 #include <stdint.h>
 #include "cconv_core.h"
 #ifdef _OPENMP
@@ -38,6 +47,7 @@
 #define GEMM_X86 1
 #include <immintrin.h>
 #define GEMM_AVX2 __attribute__((target("avx2,fma")))
+#define GEMM_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
 #else
 #define GEMM_X86 0
 #endif
@@ -54,12 +64,14 @@
 #define GEMM_PREFETCH(p) ((void)0)
 #endif
 
-/* 32-byte vectors of the compiler (unaligned, may alias the matrices);
- * outside AVX2 functions they are lowered to pairs of SSE operations. */
+/* Vectors of the compiler (unaligned, may alias the matrices); outside AVX2
+ * functions the 32-byte ones are lowered to pairs of SSE operations. */
 #if defined(__GNUC__) || defined(__clang__)
 #define GEMM_VEC 1
 typedef float gemm_v8f __attribute__((vector_size(32), aligned(4), may_alias));
 typedef double gemm_v4d __attribute__((vector_size(32), aligned(8), may_alias));
+typedef float gemm_v4f __attribute__((vector_size(16), aligned(4), may_alias));
+typedef double gemm_v2d __attribute__((vector_size(16), aligned(8), may_alias));
 #else
 #define GEMM_VEC 0
 #endif
@@ -81,7 +93,7 @@ typedef double gemm_v4d __attribute__((vector_size(32), aligned(8), may_alias));
 /* When the packed B panel (KC x all columns) takes at most this many bytes,
  * A is read in place (macro_adirect). */
 #ifndef GEMM_ADIRECT_PANEL
-#define GEMM_ADIRECT_PANEL (256 * 1024)
+#define GEMM_ADIRECT_PANEL (128 * 1024)
 #endif
 /* Multiply-adds per thread below which an extra thread is not worth waking. */
 #define GEMM_WORK_PER_THREAD 1.0e6
@@ -193,122 +205,92 @@ static void gemm_grid(int nt, int64_t M, int64_t N, int64_t K, int mr, int nr,
 /* ============================ AVX2 kernels ============================ */
 #if GEMM_X86
 
-/* 6x16 float tile: c[6][16] (row stride ldc) = alpha * op(A) B + beta * c
- * over kc steps, element (i, k) of A at a[i*rsa + k*csa] (packed: rsa = 1,
- * csa = 6), row k of B at b + k*ldbk (16 contiguous). beta == 0: c is only
- * written. */
-GEMM_AVX2 static void kern_avx2_f32(int64_t kc, const float *GEMM_RESTRICT a,
-                                    int64_t rsa, int64_t csa,
-                                    const float *GEMM_RESTRICT b, int64_t ldbk,
-                                    float *GEMM_RESTRICT c, int64_t ldc,
-                                    float alpha, float beta)
+/* R x 16 float tile (R = 6, or 4 for the last rows of a matrix): c[R][16]
+ * (row stride ldc) = alpha * op(A) B + beta * c over kc steps, element (i, k)
+ * of A at a[i*rsa + k*csa] (packed: rsa = 1, csa = 6), row k of B at
+ * b + k*ldbk (16 contiguous). beta == 0: c is only written. */
+GEMM_AVX2_INLINE __m256 gemm_upd_ps(__m256 acc, float *c, __m256 va, __m256 vb, int zb)
 {
-    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    for (int i = 0; i < 6; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 15), _MM_HINT_T0);
-    }
-    const float *a0 = a, *a3 = a + 3 * rsa;
-    /* not unrolled on purpose: GCC then keeps all 12 accumulators in
-     * registers (unrolled, it spills some of them) */
-    for (int64_t k = 0; k < kc; k++) {
-        const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        __m256 av;
-        av = _mm256_broadcast_ss(a0);
-        c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a0 + rsa);
-        c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a0 + 2 * rsa);
-        c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a3);
-        c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a3 + rsa);
-        c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a3 + 2 * rsa);
-        c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
-        a0 += csa; a3 += csa; b += ldbk;
-    }
-    const __m256 va = _mm256_set1_ps(alpha);
-    if (beta == 0.0f) {
-#define GEMM_ST32(r, x0, x1)                                                  \
-        _mm256_storeu_ps(c + (r) * ldc, _mm256_mul_ps(va, x0));               \
-        _mm256_storeu_ps(c + (r) * ldc + 8, _mm256_mul_ps(va, x1));
-        GEMM_ST32(0, c00, c01) GEMM_ST32(1, c10, c11) GEMM_ST32(2, c20, c21)
-        GEMM_ST32(3, c30, c31) GEMM_ST32(4, c40, c41) GEMM_ST32(5, c50, c51)
-#undef GEMM_ST32
-    } else {
-        const __m256 vb = _mm256_set1_ps(beta);
-#define GEMM_UP32(r, x0, x1)                                                  \
-        _mm256_storeu_ps(c + (r) * ldc, _mm256_fmadd_ps(va, x0,               \
-                         _mm256_mul_ps(vb, _mm256_loadu_ps(c + (r) * ldc))));  \
-        _mm256_storeu_ps(c + (r) * ldc + 8, _mm256_fmadd_ps(va, x1,           \
-                         _mm256_mul_ps(vb, _mm256_loadu_ps(c + (r) * ldc + 8))));
-        GEMM_UP32(0, c00, c01) GEMM_UP32(1, c10, c11) GEMM_UP32(2, c20, c21)
-        GEMM_UP32(3, c30, c31) GEMM_UP32(4, c40, c41) GEMM_UP32(5, c50, c51)
-#undef GEMM_UP32
-    }
+    return zb ? _mm256_mul_ps(va, acc)
+              : _mm256_fmadd_ps(va, acc, _mm256_mul_ps(vb, _mm256_loadu_ps(c)));
 }
 
-/* 6x8 double tile, same contract as kern_avx2_f32. */
-GEMM_AVX2 static void kern_avx2_f64(int64_t kc, const double *GEMM_RESTRICT a,
-                                    int64_t rsa, int64_t csa,
-                                    const double *GEMM_RESTRICT b, int64_t ldbk,
-                                    double *GEMM_RESTRICT c, int64_t ldc,
-                                    double alpha, double beta)
+GEMM_AVX2_INLINE __m256d gemm_upd_pd(__m256d acc, double *c, __m256d va, __m256d vb, int zb)
 {
-    __m256d c00 = _mm256_setzero_pd(), c01 = _mm256_setzero_pd();
-    __m256d c10 = _mm256_setzero_pd(), c11 = _mm256_setzero_pd();
-    __m256d c20 = _mm256_setzero_pd(), c21 = _mm256_setzero_pd();
-    __m256d c30 = _mm256_setzero_pd(), c31 = _mm256_setzero_pd();
-    __m256d c40 = _mm256_setzero_pd(), c41 = _mm256_setzero_pd();
-    __m256d c50 = _mm256_setzero_pd(), c51 = _mm256_setzero_pd();
-    for (int i = 0; i < 6; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + 7), _MM_HINT_T0);
-    }
-    const double *a0 = a, *a3 = a + 3 * rsa;
-    for (int64_t k = 0; k < kc; k++) {
-        const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
-        __m256d av;
-        av = _mm256_broadcast_sd(a0);
-        c00 = _mm256_fmadd_pd(av, b0, c00); c01 = _mm256_fmadd_pd(av, b1, c01);
-        av = _mm256_broadcast_sd(a0 + rsa);
-        c10 = _mm256_fmadd_pd(av, b0, c10); c11 = _mm256_fmadd_pd(av, b1, c11);
-        av = _mm256_broadcast_sd(a0 + 2 * rsa);
-        c20 = _mm256_fmadd_pd(av, b0, c20); c21 = _mm256_fmadd_pd(av, b1, c21);
-        av = _mm256_broadcast_sd(a3);
-        c30 = _mm256_fmadd_pd(av, b0, c30); c31 = _mm256_fmadd_pd(av, b1, c31);
-        av = _mm256_broadcast_sd(a3 + rsa);
-        c40 = _mm256_fmadd_pd(av, b0, c40); c41 = _mm256_fmadd_pd(av, b1, c41);
-        av = _mm256_broadcast_sd(a3 + 2 * rsa);
-        c50 = _mm256_fmadd_pd(av, b0, c50); c51 = _mm256_fmadd_pd(av, b1, c51);
-        a0 += csa; a3 += csa; b += ldbk;
-    }
-    const __m256d va = _mm256_set1_pd(alpha);
-    if (beta == 0.0) {
-#define GEMM_ST64(r, x0, x1)                                                  \
-        _mm256_storeu_pd(c + (r) * ldc, _mm256_mul_pd(va, x0));               \
-        _mm256_storeu_pd(c + (r) * ldc + 4, _mm256_mul_pd(va, x1));
-        GEMM_ST64(0, c00, c01) GEMM_ST64(1, c10, c11) GEMM_ST64(2, c20, c21)
-        GEMM_ST64(3, c30, c31) GEMM_ST64(4, c40, c41) GEMM_ST64(5, c50, c51)
-#undef GEMM_ST64
-    } else {
-        const __m256d vb = _mm256_set1_pd(beta);
-#define GEMM_UP64(r, x0, x1)                                                  \
-        _mm256_storeu_pd(c + (r) * ldc, _mm256_fmadd_pd(va, x0,               \
-                         _mm256_mul_pd(vb, _mm256_loadu_pd(c + (r) * ldc))));  \
-        _mm256_storeu_pd(c + (r) * ldc + 4, _mm256_fmadd_pd(va, x1,           \
-                         _mm256_mul_pd(vb, _mm256_loadu_pd(c + (r) * ldc + 4))));
-        GEMM_UP64(0, c00, c01) GEMM_UP64(1, c10, c11) GEMM_UP64(2, c20, c21)
-        GEMM_UP64(3, c30, c31) GEMM_UP64(4, c40, c41) GEMM_UP64(5, c50, c51)
-#undef GEMM_UP64
-    }
+    return zb ? _mm256_mul_pd(va, acc)
+              : _mm256_fmadd_pd(va, acc, _mm256_mul_pd(vb, _mm256_loadu_pd(c)));
 }
+
+#define GEMM_KERNEL_AVX2(NAME, NAME4, T, V, VL, SET0, LOAD, BCAST, FMA, SET1, STORE, UPD) \
+GEMM_AVX2_INLINE void NAME##_body(const int R, int64_t kc, const T *GEMM_RESTRICT a,   \
+                             int64_t rsa, int64_t csa, const T *GEMM_RESTRICT b, \
+                             int64_t ldbk, T *GEMM_RESTRICT c, int64_t ldc,      \
+                             T alpha, T beta)                                    \
+{                                                                               \
+    V c00 = SET0(), c01 = SET0(), c10 = SET0(), c11 = SET0();                   \
+    V c20 = SET0(), c21 = SET0(), c30 = SET0(), c31 = SET0();                   \
+    V c40 = SET0(), c41 = SET0(), c50 = SET0(), c51 = SET0();                   \
+    for (int i = 0; i < R; i++) {                                               \
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                 \
+        _mm_prefetch((const char *)(c + i * ldc + 2 * VL - 1), _MM_HINT_T0);    \
+    }                                                                           \
+    const T *a0 = a, *a3 = a + 3 * rsa;                                         \
+    /* not unrolled on purpose: GCC then keeps all 12 accumulators in           \
+     * registers (unrolled, it spills some of them) */                          \
+    for (int64_t k = 0; k < kc; k++) {                                          \
+        const V b0 = LOAD(b), b1 = LOAD(b + VL);                                \
+        V av;                                                                   \
+        av = BCAST(a0);                                                         \
+        c00 = FMA(av, b0, c00); c01 = FMA(av, b1, c01);                         \
+        av = BCAST(a0 + rsa);                                                   \
+        c10 = FMA(av, b0, c10); c11 = FMA(av, b1, c11);                         \
+        av = BCAST(a0 + 2 * rsa);                                               \
+        c20 = FMA(av, b0, c20); c21 = FMA(av, b1, c21);                         \
+        av = BCAST(a3);                                                         \
+        c30 = FMA(av, b0, c30); c31 = FMA(av, b1, c31);                         \
+        if (R > 4) {                                                            \
+            av = BCAST(a3 + rsa);                                               \
+            c40 = FMA(av, b0, c40); c41 = FMA(av, b1, c41);                     \
+            av = BCAST(a3 + 2 * rsa);                                           \
+            c50 = FMA(av, b0, c50); c51 = FMA(av, b1, c51);                     \
+        }                                                                       \
+        a0 += csa; a3 += csa; b += ldbk;                                        \
+    }                                                                           \
+    const V va = SET1(alpha), vb = SET1(beta);                                  \
+    const int zb = beta == 0;                                                   \
+    STORE(c, UPD(c00, c, va, vb, zb));                                          \
+    STORE(c + VL, UPD(c01, c + VL, va, vb, zb));                                \
+    STORE(c + ldc, UPD(c10, c + ldc, va, vb, zb));                              \
+    STORE(c + ldc + VL, UPD(c11, c + ldc + VL, va, vb, zb));                    \
+    STORE(c + 2 * ldc, UPD(c20, c + 2 * ldc, va, vb, zb));                      \
+    STORE(c + 2 * ldc + VL, UPD(c21, c + 2 * ldc + VL, va, vb, zb));            \
+    STORE(c + 3 * ldc, UPD(c30, c + 3 * ldc, va, vb, zb));                      \
+    STORE(c + 3 * ldc + VL, UPD(c31, c + 3 * ldc + VL, va, vb, zb));            \
+    if (R > 4) {                                                                \
+        STORE(c + 4 * ldc, UPD(c40, c + 4 * ldc, va, vb, zb));                  \
+        STORE(c + 4 * ldc + VL, UPD(c41, c + 4 * ldc + VL, va, vb, zb));        \
+        STORE(c + 5 * ldc, UPD(c50, c + 5 * ldc, va, vb, zb));                  \
+        STORE(c + 5 * ldc + VL, UPD(c51, c + 5 * ldc + VL, va, vb, zb));        \
+    }                                                                           \
+}                                                                               \
+GEMM_AVX2 static void NAME(int64_t kc, const T *a, int64_t rsa, int64_t csa,     \
+                           const T *b, int64_t ldbk, T *c, int64_t ldc,         \
+                           T alpha, T beta)                                     \
+{ NAME##_body(6, kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta); }              \
+GEMM_AVX2 static void NAME4(int64_t kc, const T *a, int64_t rsa, int64_t csa, \
+                                const T *b, int64_t ldbk, T *c, int64_t ldc,    \
+                                T alpha, T beta)                                \
+{ NAME##_body(4, kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta); }
+
+/* 6x16 / 4x16 floats */
+GEMM_KERNEL_AVX2(kern_avx2_f32, kern_avx2_r4_f32, float, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps,
+                 _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_set1_ps,
+                 _mm256_storeu_ps, gemm_upd_ps)
+/* 6x8 / 4x8 doubles */
+GEMM_KERNEL_AVX2(kern_avx2_f64, kern_avx2_r4_f64, double, __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd,
+                 _mm256_broadcast_sd, _mm256_fmadd_pd, _mm256_set1_pd,
+                 _mm256_storeu_pd, gemm_upd_pd)
+#undef GEMM_KERNEL_AVX2
 
 /* In-register 8x8 float transpose. */
 #define GEMM_TRANSPOSE8_PS(r0, r1, r2, r3, r4, r5, r6, r7)                    \
@@ -472,6 +454,7 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 
 #define GEMM_T float
 #define GEMM_VT gemm_v8f
+#define GEMM_VT16 gemm_v4f
 #define GEMM_S(name) name##_f32
 #define GEMM_MR 6
 #define GEMM_NR 16
@@ -481,6 +464,7 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 #include "gemm.c"
 #undef GEMM_T
 #undef GEMM_VT
+#undef GEMM_VT16
 #undef GEMM_S
 #undef GEMM_MR
 #undef GEMM_NR
@@ -490,6 +474,7 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 
 #define GEMM_T double
 #define GEMM_VT gemm_v4d
+#define GEMM_VT16 gemm_v2d
 #define GEMM_S(name) name##_f64
 #define GEMM_MR 6
 #define GEMM_NR 8
@@ -499,6 +484,7 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 #include "gemm.c"
 #undef GEMM_T
 #undef GEMM_VT
+#undef GEMM_VT16
 #undef GEMM_S
 #undef GEMM_MR
 #undef GEMM_NR
@@ -523,11 +509,41 @@ typedef struct {
     int isa;
 } S(gemm_job);
 
-/* ---- portable micro-kernel, same contract as the AVX2 ones ---- */
+/* ---- portable micro-kernel, same contract as the AVX2 ones ----
+ * With GCC/clang vectors: the tile in column halves of two 16-byte vectors
+ * per row (12 accumulators, as many as SSE2 has registers for). */
 static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a, int64_t rsa,
                       int64_t csa, const T *GEMM_RESTRICT b, int64_t ldbk,
                       T *GEMM_RESTRICT c, int64_t ldc, T alpha, T beta)
 {
+#if GEMM_VEC
+    typedef GEMM_VT16 V;
+    enum { VL = 16 / (int)sizeof(T) };
+    for (int h = 0; h < NR; h += 2 * VL) {
+        V acc[MR][2];
+        for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = (V){0};
+        const T *ak = a, *bk = b + h;
+        for (int64_t k = 0; k < kc; k++) {
+            const V b0 = *(const V *)bk, b1 = *(const V *)(bk + VL);
+            for (int i = 0; i < MR; i++) {
+                const T ai = ak[i * rsa];
+                acc[i][0] += ai * b0;
+                acc[i][1] += ai * b1;
+            }
+            ak += csa; bk += ldbk;
+        }
+        for (int i = 0; i < MR; i++) {
+            V *cv = (V *)(c + i * ldc + h);
+            if (beta == 0) {
+                cv[0] = alpha * acc[i][0];
+                cv[1] = alpha * acc[i][1];
+            } else {
+                cv[0] = alpha * acc[i][0] + beta * cv[0];
+                cv[1] = alpha * acc[i][1] + beta * cv[1];
+            }
+        }
+    }
+#else
     T acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = 0;
@@ -546,20 +562,51 @@ static void S(kern_c)(int64_t kc, const T *GEMM_RESTRICT a, int64_t rsa,
             for (int j = 0; j < NR; j++)
                 c[i * ldc + j] = alpha * acc[i][j] + beta * c[i * ldc + j];
     }
+#endif
 }
 
-GEMM_INLINE void S(kern)(int isa, int64_t kc, const T *a, int64_t rsa, int64_t csa,
-                         const T *b, int64_t ldbk, T *c, int64_t ldc, T alpha, T beta)
+/* Micro-tile of mr <= MR rows. Returns the number of rows written to c: MR,
+ * or 4 when a 4-row kernel served mr <= 4. */
+GEMM_INLINE int S(kern)(int isa, int64_t mr, int64_t kc, const T *a, int64_t rsa,
+                        int64_t csa, const T *b, int64_t ldbk, T *c, int64_t ldc,
+                        T alpha, T beta)
 {
 #if GEMM_X86
     if (isa == GEMM_ISA_AVX2) {
+        if (mr <= 4) {
+            S(kern_avx2_r4)(kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta);
+            return 4;
+        }
         S(kern_avx2)(kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta);
-        return;
+        return MR;
     }
 #else
     (void)isa;
 #endif
+    (void)mr;
     S(kern_c)(kc, a, rsa, csa, b, ldbk, c, ldc, alpha, beta);
+    return MR;
+}
+
+/* Rows the kernel for mr rows writes (see kern). */
+GEMM_INLINE int64_t S(kern_rows)(int isa, int64_t mr)
+{
+    return isa == GEMM_ISA_AVX2 && mr <= 4 ? 4 : MR;
+}
+
+/* c[mr][nr] = alpha * t[mr][nr] (row stride NR) + beta * c (beta == 0: c
+ * only written): the write-back of an edge tile. */
+GEMM_INLINE void S(merge)(int64_t mr, int64_t nr, const T *t, T *c, int64_t ldc,
+                          T alpha, T beta)
+{
+    for (int64_t i = 0; i < mr; i++) {
+        T *ci = c + i * ldc;
+        const T *ti = t + i * NR;
+        if (beta == 0)
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
+        else
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j] + beta * ci[j];
+    }
 }
 
 /* ---- packing ----
@@ -730,19 +777,11 @@ static void S(macro)(int isa, int64_t mc, int64_t nc, int64_t kc,
             const int64_t mr = gemm_min(MR, mc - ir);
             const T *a = ap + ir * kc;
             T *cc = c + ir * ldc + jr;
-            if (mr == MR && nr == NR) {
-                S(kern)(isa, kc, a, 1, MR, b, ldbk, cc, ldc, alpha, beta);
+            if (nr == NR && mr == S(kern_rows)(isa, mr)) {
+                S(kern)(isa, mr, kc, a, 1, MR, b, ldbk, cc, ldc, alpha, beta);
             } else {
-                S(kern)(isa, kc, a, 1, MR, b, ldbk, tmp, NR, (T)1, (T)0);
-                for (int64_t i = 0; i < mr; i++) {
-                    T *ci = cc + i * ldc;
-                    const T *ti = tmp + i * NR;
-                    if (beta == 0)
-                        for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
-                    else
-                        for (int64_t j = 0; j < nr; j++)
-                            ci[j] = alpha * ti[j] + beta * ci[j];
-                }
+                S(kern)(isa, mr, kc, a, 1, MR, b, ldbk, tmp, NR, (T)1, (T)0);
+                S(merge)(mr, nr, tmp, cc, ldc, alpha, beta);
             }
         }
     }
@@ -774,19 +813,11 @@ static void S(macro_adirect)(const S(gemm_job) *x, int64_t m0, int64_t m1,
         for (int64_t jr = 0; jr < nc; jr += NR) {
             const int64_t nr = gemm_min(NR, nc - jr);
             const T *b = bp + jr * kc;
-            if (mr == MR && nr == NR) {
-                S(kern)(isa, kc, a, rs, cs, b, NR, cr + jr, ldc, alpha, beta);
+            if (nr == NR && mr == S(kern_rows)(isa, mr)) {
+                S(kern)(isa, mr, kc, a, rs, cs, b, NR, cr + jr, ldc, alpha, beta);
             } else {
-                S(kern)(isa, kc, a, rs, cs, b, NR, tmp, NR, (T)1, (T)0);
-                for (int64_t i = 0; i < mr; i++) {
-                    T *ci = cr + i * ldc + jr;
-                    const T *ti = tmp + i * NR;
-                    if (beta == 0)
-                        for (int64_t j = 0; j < nr; j++) ci[j] = alpha * ti[j];
-                    else
-                        for (int64_t j = 0; j < nr; j++)
-                            ci[j] = alpha * ti[j] + beta * ci[j];
-                }
+                S(kern)(isa, mr, kc, a, rs, cs, b, NR, tmp, NR, (T)1, (T)0);
+                S(merge)(mr, nr, tmp, cr + jr, ldc, alpha, beta);
             }
         }
     }
@@ -808,8 +839,11 @@ static void S(buf_sizes)(int64_t mch, int64_t nch, int64_t K,
     int64_t kc = gemm_even_block(K, GEMM_KC, 1);
     /* every row block is at most min(MC, rows); round up for the padding */
     int64_t mc = gemm_cdiv(gemm_min(GEMM_MC, mch), MR) * MR;
-    int64_t nc = GEMM_NC;
-    if (nc < S(small_m_nc)(kc)) nc = S(small_m_nc)(kc);
+    /* B panels: L2-sized when every block of rows is a single one (at most
+     * MC rows, see blocked), else up to NC columns; A read in place needs at
+     * most GEMM_ADIRECT_PANEL bytes, less than either */
+    int64_t nc = S(small_m_nc)(kc);
+    if (mch > GEMM_MC && nc < GEMM_NC) nc = GEMM_NC;
     nc = gemm_cdiv(gemm_min(nc, nch), NR) * NR;
     /* whole multiples of 64 bytes, so that every buffer stays aligned */
     const size_t line = 64 / sizeof(T);
@@ -831,9 +865,13 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
     const int direct_b = !x->tb && mc1 <= n1 - n0 &&
         (mc1 <= 2 * MR || (mc1 <= GEMM_DIRECT_B_ROWS &&
                            (x->ldb * (int64_t)sizeof(T)) % 512 != 0));
-    if (!direct_b && (n1 - n0) * kcb * (int64_t)sizeof(T) <= GEMM_ADIRECT_PANEL) {
-        /* Few columns: the whole packed B panel stays in L2, A is read in
-         * place, one sliver at a time. */
+    /* A read in place when each of its slivers serves few micro-tiles (few
+     * columns, the whole packed B panel then stays in L2); with transa its
+     * slivers are narrow column strips, worth it for fewer columns only */
+    const int direct_a = !direct_b &&
+        (n1 - n0) * kcb * (int64_t)sizeof(T) <= GEMM_ADIRECT_PANEL &&
+        (!x->ta || n1 - n0 <= 2 * NR);
+    if (direct_a) {
         for (int64_t pc = 0; pc < K; pc += kcb) {
             const int64_t kc = gemm_min(kcb, K - pc);
             S(pack_b)(x, pc, kc, n0, n1 - n0, bbuf);

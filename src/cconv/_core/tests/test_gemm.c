@@ -96,7 +96,9 @@ static int check_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K,         
             if (!(e <= tol)) { bad = 1; maxerr = e; break; }                       \
             if (e > maxerr) maxerr = e;                                            \
         }                                                                          \
-    /* the row after the last one must be untouched too */                         \
+    /* the element after the last row must be untouched too */                     \
+    if (!bad && (double)C[nc - 1] != Cd[nc - 1] &&                                 \
+        !(isnan((double)C[nc - 1]) && isnan(Cd[nc - 1]))) bad = 1;                 \
     n_cases++;                                                                     \
     if (bad) {                                                                     \
         n_fail++;                                                                  \
@@ -180,6 +182,18 @@ static void strides(void)
                 run_case(ta, tb, 20, 256, 60, 0, 0, 0, 1.0, 1.0, nt, 0);
                 run_case(ta, tb, 70, 256, 128, 0, 0, 0, 1.0, 0.0, nt, 0);
             }
+}
+
+static void threads(void)
+{
+    /* more threads than cores, odd thread counts, thread grids of all shapes */
+    static const int64_t shapes[][3] = {
+        {200, 300, 100}, {13, 2000, 90}, {700, 20, 150}, {64, 577, 300}, {9, 9, 40000},
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int nt = 3; nt <= 7; nt += 2)
+            run_case((int)s & 1, (int)(s >> 1) & 1, shapes[s][0], shapes[s][1],
+                     shapes[s][2], 1, 2, 3, 1.0, s % 2 ? 0.0 : -1.0, nt, 0);
 }
 
 static void edge(void)
@@ -271,6 +285,7 @@ int main(int argc, char **argv)
         long before = n_fail, cases = n_cases;
         edge();
         strides();
+        threads();
         sweep(quick);
         big();
         printf("%s kernels: %ld cases, %ld failures\n",
