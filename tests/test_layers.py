@@ -145,10 +145,12 @@ def test_inference_keeps_no_state(case, rng):
         assert layer.rng.bit_generator.state == rng_state
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+# Transpose's backward needs nothing saved by the forward, so it has no such check.
+NEEDS_SAVED = [c for c in CASES if c.id != "transpose"]
+
+
+@pytest.mark.parametrize("case", NEEDS_SAVED, ids=[c.id for c in NEEDS_SAVED])
 def test_backward_without_training_forward_raises(case, rng):
-    if case.id == "transpose":
-        pytest.skip("Transpose needs nothing from the forward")
     layer = built(case)
     y = layer.forward(*case.draw(rng, np.float32))
     with pytest.raises(RuntimeError, match="training=True"):
