@@ -17,7 +17,7 @@ __all__ = [
 ]
 
 _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
-                    "graph", "io", "train", "hookspecs"}
+                    "graph", "io", "train", "hookspecs", "transfer"}
 # Top-level names served lazily from a submodule: name -> module.
 _LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
                "fit": "train", "evaluate": "train", "predict": "train",

@@ -141,6 +141,28 @@ class Graph:
         """(node name, layer) pairs in insertion order."""
         return [(n.name, n.layer) for n in self.nodes.values()]
 
+    def replace_layer(self, name, layer):
+        """Run `layer` in node `name` instead of its current layer (same wiring).
+
+        The graph must be built again (build() keeps the other layers'
+        parameters); returns the old layer.
+        """
+        if name not in self.nodes:
+            raise KeyError(f"no node named {name!r}; nodes: {list(self.nodes)}")
+        node = self.nodes[name]
+        if not hasattr(layer, "forward") or not hasattr(layer, "backward"):
+            raise GraphError(f"node {name!r}: expected a Layer, got {type(layer).__name__}")
+        try:
+            layer.check_num_inputs(node.inputs)
+        except ValueError as exc:
+            raise GraphError(f"node {name!r}: {exc} ({node.inputs})") from None
+        old, node.layer = node.layer, layer
+        self._buffers = {b for b in self._buffers if not b.startswith(name + ".")}
+        if layer.built:
+            self._buffers.update(f"{name}.{p}" for p, t in layer.trainable.items() if not t)
+        self._invalidate()
+        return old
+
     def _invalidate(self):
         self._plan = None
         self.input_shapes = None
@@ -405,8 +427,10 @@ class Graph:
         output that the loss ignores). Parameter gradients land in the layers'
         `grads` (see named_gradients()); returns the gradient w.r.t. the
         input(s): one array, or a tuple for several inputs. With
-        input_grads=False (training) layers that read only the network's
-        inputs skip that gradient where they can, and None is returned.
+        input_grads=False (training) only the gradients that reach a trainable
+        parameter are computed: a layer with nothing trainable in or upstream
+        of it is skipped, one with nothing trainable upstream skips its input
+        gradient where it can (can_skip_input_grad), and None is returned.
         """
         plan = self._plan
         if plan is None or not self._last_training:
@@ -419,15 +443,22 @@ class Graph:
         grads = [None] * plan["n_slots"]
         for i, g in zip(outs, grads_out):
             grads[i] = g if grads[i] is None or g is None else grads[i] + g
-        n_in = plan["n_inputs"]
+        # Without input gradients, a value needs a gradient only when some
+        # trainable parameter lies upstream of it: frozen layers at the bottom
+        # of a fine-tuned net then do no backward work at all.
+        needs = None if input_grads else self._slots_needing_grad()
         for bwd, ins, out in plan["backward"]:
             g = grads[out]
             if g is None:  # nothing downstream depends on this node
                 continue
             grads[out] = None
-            if (not input_grads and all(i < n_in for i in ins)
-                    and getattr(bwd.__self__, "can_skip_input_grad", False)):
-                bwd(g, need_input_grad=False)
+            if needs is not None and not any(needs[i] for i in ins):
+                if not needs[out]:
+                    continue   # no trainable parameter here or upstream: skip the layer
+                if getattr(bwd.__self__, "can_skip_input_grad", False):
+                    bwd(g, need_input_grad=False)
+                else:
+                    bwd(g)
                 continue
             gin = bwd(g)
             if len(ins) == 1:
@@ -438,7 +469,22 @@ class Graph:
                 grads[i] = gi if acc is None else acc + gi
         if not input_grads:
             return None
+        n_in = plan["n_inputs"]
         return grads[0] if n_in == 1 else tuple(grads[:n_in])
+
+    def _slots_needing_grad(self):
+        """Per slot: True when a trainable parameter lies in or upstream of its producer.
+
+        Recomputed per call (a pass over the nodes) since freezing flips
+        layer.trainable directly.
+        """
+        plan = self._plan
+        needs = [False] * plan["n_slots"]
+        for layer, ins, out, _ in plan["steps"]:
+            # .get(p, True): as the optimizers read it, unlisted means trainable
+            needs[out] = (any(needs[i] for i in ins) or
+                          any(layer.trainable.get(p, True) for p in layer.params))
+        return needs
 
     # ------------------------------------------------------------ parameters
     def _param_refs(self):

@@ -84,7 +84,9 @@ class Linear(Layer):
             return y.reshape(out_shape)
         return forward
 
-    def backward(self, grad_out):
+    can_skip_input_grad = True
+
+    def backward(self, grad_out, need_input_grad=True):
         (x,) = _util.saved(self)
         g2 = np.asarray(grad_out).reshape(-1, self.out_features)
         if self.trainable["weight"]:
@@ -94,4 +96,6 @@ class Linear(Layer):
             _util.set_grad(self, "weight", None)
         if self.bias:
             _util.set_grad(self, "bias", g2.sum(axis=0) if self.trainable["bias"] else None)
+        if not need_input_grad:
+            return None
         return ops.gemm(g2, self.params["weight"]).reshape(x.shape)

@@ -62,18 +62,34 @@ class _BatchNorm(Layer):
             return self.params["weight"][:, None], self.params["bias"][:, None]
         return None, None
 
+    @property
+    def frozen(self):
+        """True when weight and bias are both frozen: the layer then trains as in inference.
+
+        A fine-tuned net's frozen BatchNorm keeps the statistics it was
+        trained with: normalising by a small new data set's batch
+        statistics (and moving the running ones towards them) would change
+        what the frozen layers after it see. Without affine parameters there
+        is nothing to freeze, and the layer always uses batch statistics.
+        """
+        t = self.trainable
+        return self.affine and not (t.get("weight", True) or t.get("bias", True))
+
     def forward(self, x, training=False):
         _util.need_built(self)
         x3 = self._as3d(x)
         gamma, beta = self._affine()
-        if not training:
+        if not training or self.frozen:
             inv_std = 1.0 / np.sqrt(self.params["running_var"] + self.eps)
             scale = inv_std if gamma is None else gamma[:, 0] * inv_std
             shift = -self.params["running_mean"] * scale
             if beta is not None:
                 shift = shift + beta[:, 0]
             dtype = np.result_type(x3, scale)
-            y = x3 * scale.astype(dtype)[:, None] + shift.astype(dtype)[:, None]
+            scale = scale.astype(dtype)[:, None]
+            y = x3 * scale + shift.astype(dtype)[:, None]
+            if training:   # frozen: backward is the affine map's, y = scale*x + shift
+                self._saved = (None, scale, np.shape(x))
             return y.reshape(np.shape(x))
         m = x3.shape[0] * x3.shape[2]
         if m < 2:
@@ -94,6 +110,11 @@ class _BatchNorm(Layer):
 
     def backward(self, grad_out):
         xhat, inv_std, shape = _util.saved(self)
+        if xhat is None:   # frozen: inv_std holds the per-channel scale
+            for name in ("weight", "bias"):
+                _util.set_grad(self, name, None)
+            g = np.asarray(grad_out)
+            return (g.reshape(g.shape[0], self.num_features, -1) * inv_std).reshape(shape)
         g = np.asarray(grad_out).reshape(xhat.shape)
         gamma, _ = self._affine()
         if self.affine:
