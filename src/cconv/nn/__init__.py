@@ -4,12 +4,16 @@ from .activations import (HardSigmoid, HardSwish, LeakyReLU, PReLU, ReLU, Sigmoi
                           Softmax, Tanh)
 from .base import Layer
 from .conv import Conv1d, Conv2d
+from .convtranspose import ConvTranspose2d
 from .dropout import Dropout
+from .elementwise import BroadcastAdd, Clip, ConstantOp, Div, MatMul, Mul, Sub
 from .linear import Linear
 from .losses import LOSSES, get_loss, mse, softmax_cross_entropy
 from .merge import Add, Concat
 from .norm import BatchNorm1d, BatchNorm2d
+from .pad import Pad
 from .pool import AvgPool1d, AvgPool2d, GlobalAvgPool, MaxPool1d, MaxPool2d
+from .resize import Resize
 from .shape import Flatten, Reshape, Transpose
 
 #: type_name -> class of every built-in layer (the plugin registry registers these).
@@ -19,6 +23,7 @@ LAYER_CLASSES = {cls.type_name: cls for cls in (
     ReLU, LeakyReLU, PReLU, Sigmoid, Tanh, HardSigmoid, HardSwish, Softmax,
     Linear, Flatten, Reshape, Transpose,
     BatchNorm1d, BatchNorm2d, Dropout, Add, Concat,
+    ConvTranspose2d, Clip, BroadcastAdd, Sub, Mul, Div, ConstantOp, MatMul, Resize, Pad,
 )}
 
 __all__ = [
@@ -29,6 +34,8 @@ __all__ = [
     "ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Softmax",
     "Linear", "Flatten", "Reshape", "Transpose",
     "BatchNorm1d", "BatchNorm2d", "Dropout", "Add", "Concat",
+    "ConvTranspose2d", "Clip", "BroadcastAdd", "Sub", "Mul", "Div", "ConstantOp", "MatMul",
+    "Resize", "Pad",
 ]
 
 
