@@ -151,6 +151,9 @@ def make_extensions():
         Extension("cconv._lapack", ["src/cconv/_lapack.pyx"],
                   include_dirs=[np.get_include()],
                   define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]),
+        # bias/ReLU epilogues of compiled inference plans (cconv.compiled)
+        Extension("cconv._plan", ["src/cconv/_plan.pyx"], include_dirs=[np.get_include()],
+                  define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]),
     ]
     return cythonize(
         exts,

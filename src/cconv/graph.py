@@ -308,65 +308,26 @@ class Graph:
             "backward": tuple((layer.backward, ins, out) for layer, ins, out, _ in
                               reversed(steps)),
             "dtype": self._param_dtype(),
-            "plannable": any(hasattr(layer, "plan_forward") for layer, *_ in steps),
         }
-        self._runners = {}
 
-    # Inference runners, one per input shape: layers that offer
-    #     layer.plan_forward(input_shapes, dtype) -> fn(*inputs) -> output
-    # (batch-inclusive shapes; fn computes forward(training=False) for inputs of
-    # exactly those shapes and dtype, in any memory layout, with every check and
-    # shape computation done once in plan_forward) get that fn on the hot path. fn must keep no per-call
-    # state, so one runner serves several threads. Plans are dropped whenever
-    # parameters may have been replaced (build, astype).
-    _MAX_RUNNERS = 8
+    def compile(self, *input_shapes, reuse_output=False):
+        """This thread's compiled inference plan for batch-inclusive input shapes.
 
-    def _runner(self, xs):
-        key = tuple(x.shape for x in xs)
-        runner = self._runners.get(key)
-        if runner is not None:
-            return runner
-        plan = self._plan
-        batch = key[0][0]
-        per_sample = self._walk_shapes(self.input_shapes, None)
-        slot_shapes = [(batch,) + per_sample[n] for n in self.input_names + plan["order"]]
-        fns = []
-        for layer, ins, out, frees in plan["steps"]:
-            make = getattr(layer, "plan_forward", None)
-            if make is None:
-                fns.append(layer.forward)
-            else:
-                fns.append(make([slot_shapes[i] for i in ins], plan["dtype"]))
-        if plan["chain"] is not None:
-            fns = tuple(fns)
+        forward() makes one by itself on the first inference call per input
+        shape (per thread); compile() does it ahead of time and returns it
+        (cconv.compiled.CompiledPlan: fused steps, buffers planned once).
+        Builds the graph first if needed (seed self.seed).
+        """
+        from . import compiled
 
-            def runner(xs):
-                x = xs[0]
-                for fn in fns:
-                    x = fn(x)
-                return x
-        else:
-            steps = tuple((fn, ins, out, frees) for fn, (_, ins, out, frees)
-                          in zip(fns, plan["steps"]))
-            runner = self._general_runner(steps)
-        if len(self._runners) >= self._MAX_RUNNERS:
-            self._runners.clear()
-        self._runners[key] = runner
-        return runner
-
-    def _general_runner(self, steps):
-        plan = self._plan
-        n_slots, outs = plan["n_slots"], plan["outputs"]
-
-        def runner(xs):
-            vals = [None] * n_slots
-            vals[:len(xs)] = xs
-            for fn, ins, out, frees in steps:
-                vals[out] = fn(*[vals[i] for i in ins])
-                for i in frees:
-                    vals[i] = None
-            return vals[outs[0]] if len(outs) == 1 else tuple(vals[i] for i in outs)
-        return runner
+        shapes = [_shape(s) for s in input_shapes]
+        if len(shapes) == 1 and shapes and len(self.input_names) != 1:
+            raise GraphError(f"compile takes one shape per input ({self.input_names})")
+        if self._plan is None:
+            self.build([s[1:] for s in shapes], seed=self.seed)
+        dtype = self._plan["dtype"]
+        xs = self._prepare_inputs([np.empty(s, dtype) for s in shapes])
+        return compiled.plan_for(self, xs, reuse_output)
 
     # ------------------------------------------------------------ running
     def _prepare_inputs(self, xs):
@@ -385,19 +346,27 @@ class Graph:
             out.append(x)
         return out
 
-    def forward(self, *xs, training=False):
+    def forward(self, *xs, training=False, reuse_output=False):
         """Outputs for a batch: one array, or a tuple for several outputs.
 
         Builds the graph on first use from the inputs' shapes (seed 0) if
         build() was not called. training=True keeps what backward() needs.
+        Inference runs this thread's compiled plan for the input shapes
+        (cconv.compiled); the arrays it returns are new on every call, unless
+        reuse_output=True: then they are the plan's buffers, overwritten by
+        the next reuse_output call with these shapes in this thread.
         """
         if self._plan is None:
             self.build([np.shape(x)[1:] for x in xs], seed=self.seed)
         plan = self._plan
         xs = self._prepare_inputs(xs)
         self._last_training = training
-        if not training and plan["plannable"]:
-            return self._runner(xs)(xs)
+        if not training:
+            from .compiled import plan_for
+            try:
+                return plan_for(self, xs, reuse_output).run(*xs)
+            except (TypeError, ValueError):
+                pass  # an input layout or parameter the plan cannot take: general path
         chain = plan["chain"]
         if chain is not None:
             x = xs[0]
@@ -553,8 +522,8 @@ class Graph:
         for node in self.nodes.values():
             node.layer.astype(dtype)
         if self._plan is not None:
-            self._plan["dtype"] = self._dtype
-            self._runners = {}
+            # a new schedule object: compiled plans made for the old one are stale
+            self._plan = dict(self._plan, dtype=self._dtype)
         return self
 
     @property

@@ -1,0 +1,375 @@
+"""Compiled inference plans: a Graph's forward for one input shape, prepared once.
+
+`Graph.forward(x)` (inference) runs through a plan made on the first call
+for each input shape, in each thread; `net.compile(shape)` makes it ahead of
+time and returns it. A plan
+
+- resolves the topological order, every shape and every kernel argument once;
+- fuses Conv2d + ReLU and Linear + ReLU into one step (the ReLU, and
+  Linear's bias, run in place on the fresh output: `ops.conv2d_runner`'s
+  `activation=` epilogue when the kernels offer it, else cconv._plan's
+  loops, else numpy);
+- preallocates one output buffer per step and reuses it on every call, so
+  a batch-1 forward allocates only its result. Flatten/Reshape are views.
+
+Buffers belong to the plan, and a plan to one thread (see `_plans`), so
+threads sharing a net never share a buffer. Arrays returned by
+`forward` are fresh on every call unless `reuse_output=True`, which returns
+the plan's own buffer: overwritten by the next call in the same thread.
+
+Built-in kernels are called directly only while they are what the plugin
+registry would pick (no plugin kernel, no forced one, no autotuned choice);
+otherwise that step runs the layer's own forward. Anything unexpected on the
+hot path (a replaced parameter of another dtype, an input in another memory
+layout) raises TypeError/ValueError in the C wrappers, and the caller then
+takes the general path, which converts or explains.
+"""
+import inspect
+import threading
+import weakref
+
+import numpy as np
+
+from . import ops, plugins
+
+try:  # the C epilogues; numpy does the same, slower, if the extension is absent
+    from . import _plan
+except ImportError:  # pragma: no cover - only in a source tree without build
+    _plan = None
+
+__all__ = ["CompiledPlan", "plan_for", "clear"]
+
+# Plans kept per graph per thread; a net fed ever-new shapes drops them all.
+MAX_PLANS = 8
+
+
+def _relu_into(x, y):
+    if _plan is not None:
+        try:
+            _plan.relu(x, y)
+            return y
+        except (TypeError, ValueError):
+            pass
+    return np.maximum(x, 0, out=y)
+
+
+def _bias_act(y2, bias, relu):
+    """y2 (rows, n) += bias, then ReLU, in place (same rounding as `y += bias`)."""
+    if _plan is not None:
+        try:
+            _plan.bias_act_rows(y2, bias, relu)
+            return
+        except (TypeError, ValueError):
+            pass
+    if bias is not None:
+        y2 += bias
+    if relu:
+        np.maximum(y2, 0, out=y2)
+
+
+def _conv_takes_activation():
+    """8A's fused epilogue: ops.conv2d_runner(..., activation="relu") when it exists."""
+    try:
+        return "activation" in inspect.signature(ops.conv2d_runner).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
+def _registry_state():
+    """What the kernel choice depends on; a plan is rebuilt when it changes."""
+    regs = plugins.registry()
+    return regs, regs.kernels.static
+
+
+# ---------------------------------------------------------------- steps
+# Each step maker returns fn(*inputs) -> output. `fresh` says the output is a
+# graph output: a new array per call (unless reuse) so callers may keep it.
+
+class _Buffer:
+    """The output array of one step, or a new one per call for graph outputs."""
+
+    __slots__ = ("shape", "dtype", "array", "fresh")
+
+    def __init__(self, shape, dtype, fresh):
+        self.shape, self.dtype, self.fresh = shape, dtype, fresh
+        self.array = np.empty(shape, dtype)
+
+
+def _conv_step(layer, in_shape, dtype, relu, buf):
+    """Conv2d (+ ReLU) into the step's buffer.
+
+    With the kernels' fused epilogue (ops.conv2d_runner(activation=...)) the
+    runner does it all; else the C kernel writes straight into the buffer
+    (the arguments ops.conv2d_runner would pass, checked once by ops._conv_plan)
+    and ReLU follows in place.
+    """
+    params, has_bias = layer.params, layer.bias
+    if relu and _conv_takes_activation():
+        run = ops.conv2d_runner(in_shape, params["weight"].shape, has_bias, dtype,
+                                activation="relu", **layer._op_args())
+        takes_out = "out" in inspect.signature(run).parameters
+        if takes_out:
+            def step(x):
+                y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+                return run(x, params["weight"], params["bias"] if has_bias else None, out=y)
+        else:
+            def step(x):
+                return run(x, params["weight"], params["bias"] if has_bias else None)
+        return step
+    a = layer._op_args()
+    h = ops._hashable
+    _, _, stride4, pads4, dil4, groups, _, _ = ops._conv_plan(
+        "conv2d", tuple(in_shape), tuple(params["weight"].shape),
+        (params["weight"].shape[0],) if has_bias else None, h(a["stride"]),
+        h(a["padding"]), h(a["dilation"]), a["groups"], 2)
+    kernel, threads = ops._kernels.conv2d_forward, ops.get_num_threads
+
+    def step(x):
+        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        kernel(x, params["weight"], params["bias"] if has_bias else None, y, stride4, pads4,
+               dil4, groups, threads())
+        if relu:
+            _relu_into(y, y)
+        return y
+    return step
+
+
+def _pool_step(layer, in_shape, dtype, buf):
+    a = layer._op_args()
+    h = ops._hashable
+    _, _, _, (k, st, p, d) = ops._pool_setup(
+        "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]), h(a["padding"]),
+        h(a["dilation"]), a["ceil_mode"], 2)
+    kernel, threads = ops._kernels.max_pool2d_forward, ops.get_num_threads
+
+    def step(x):
+        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        kernel(x, y, None, k, st, p, d, threads())
+        return y
+    return step
+
+
+def _linear_step(layer, in_shape, dtype, relu, buf):
+    rows = int(np.prod(in_shape[:-1], dtype=np.int64))
+    n_in, n_out = layer.in_features, layer.out_features
+    gemm = ops._kernels.gemm
+    threads = ops.get_num_threads
+    params, has_bias = layer.params, layer.bias
+    shape2 = (rows, n_out)
+
+    def step(x):
+        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        y2 = y.reshape(shape2)
+        gemm(False, True, 1.0, x.reshape(rows, n_in), params["weight"], 0.0, y2, threads())
+        if has_bias or relu:
+            _bias_act(y2, params["bias"] if has_bias else None, relu)
+        return y
+    return step
+
+
+def _relu_step(buf):
+    def step(x):
+        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        return _relu_into(x, y)
+    return step
+
+
+def _reshape_step(out_shape):
+    def step(x):
+        return x.reshape(out_shape)
+    return step
+
+
+# ---------------------------------------------------------------- the plan
+
+class CompiledPlan:
+    """Inference of one graph for one tuple of input shapes and one dtype.
+
+    `plan(*xs)` returns what `graph.forward(*xs)` returns. A plan owns its
+    buffers: use it from one thread at a time (Graph.forward keeps one per
+    thread). With reuse_output, the arrays it returns are its own buffers,
+    overwritten by its next call. `steps` lists (kind, node names).
+    """
+
+    def __init__(self, graph, shapes, dtype, reuse_output=False):
+        from .nn.activations import ReLU
+        from .nn.conv import Conv2d
+        from .nn.linear import Linear
+        from .nn.pool import MaxPool2d
+        from .nn.shape import Flatten
+
+        self.graph = graph
+        self.schedule = sched = graph._plan
+        self.shapes = tuple(tuple(int(d) for d in s) for s in shapes)
+        self.dtype = dtype = np.dtype(dtype)
+        self.reuse_output = bool(reuse_output)
+        self.registry_state = _registry_state()
+        static = self.registry_state[1]
+        native = dtype in ops._FLOATS
+        conv_ok = native and static.get("conv2d") is ops.conv2d
+        pool_ok = native and static.get("max_pool2d") is ops.max_pool2d
+
+        n_in = len(graph.input_names)
+        names = graph.input_names + sched["order"]
+        per_sample = graph._walk_shapes([s[1:] for s in self.shapes], None)
+        batch = self.shapes[0][0]
+        slot_shapes = [(batch,) + per_sample[n] for n in names]
+        outputs = set(sched["outputs"])
+        readers = {}
+        for i, (_, ins, _, _) in enumerate(sched["steps"]):
+            for s in ins:
+                readers.setdefault(s, []).append(i)
+
+        def fusable_relu(out):
+            """Index of the ReLU step that alone reads slot `out`, or None."""
+            r = readers.get(out, ())
+            if out in outputs or len(r) != 1:
+                return None
+            return r[0] if type(sched["steps"][r[0]][0]) is ReLU else None
+
+        def buffer(slot):
+            return _Buffer(slot_shapes[slot], dtype, slot in outputs and not reuse_output)
+
+        steps, absorbed, self.steps = [], set(), []
+        views = set()   # slots whose value may be (a view of) a plan buffer
+        for i, (layer, ins, out, frees) in enumerate(sched["steps"]):
+            if i in absorbed:
+                continue
+            t = type(layer)
+            nodes = [names[out]]
+            relu_j = fusable_relu(out) if (t is Conv2d and conv_ok) or \
+                (t is Linear and native) else None
+            if relu_j is not None:
+                absorbed.add(relu_j)
+                _, _, out, relu_frees = sched["steps"][relu_j]
+                frees = tuple(frees) + tuple(relu_frees)
+                nodes.append(names[out])
+            in_shape = slot_shapes[ins[0]]
+            fused = "+relu" if relu_j is not None else ""
+            if t is Conv2d and conv_ok:
+                buf = buffer(out)
+                fn, kind = _conv_step(layer, in_shape, dtype, bool(fused), buf), "conv2d" + fused
+            elif t is Linear and native:
+                buf = buffer(out)
+                fn, kind = _linear_step(layer, in_shape, dtype, bool(fused), buf), "linear" + fused
+            elif t is MaxPool2d and pool_ok:
+                buf = buffer(out)
+                fn, kind = _pool_step(layer, in_shape, dtype, buf), "max_pool2d"
+            elif t is ReLU and native:
+                buf = buffer(out)
+                fn, kind = _relu_step(buf), "relu"
+            elif t is Flatten and out not in outputs:
+                buf = None
+                fn, kind = _reshape_step(slot_shapes[out]), "view"
+                if ins[0] in views:
+                    views.add(out)
+            else:
+                buf = None
+                fn, kind = self._generic(layer, [slot_shapes[s] for s in ins], out,
+                                         outputs, ins, views)
+            if buf is not None and not buf.fresh:
+                views.add(out)
+            steps.append((fn, tuple(ins), out, tuple(frees)))
+            self.steps.append((kind, tuple(nodes)))
+
+        self._n_slots = len(names)
+        self._outputs = tuple(sched["outputs"])
+        # A chain (each step reads the previous value, one output at the end)
+        # runs as `x = fn(x)`: the cheapest loop Python has.
+        prev = [0] + [s[2] for s in steps[:-1]]
+        chain = (n_in == 1 and len(self._outputs) == 1 and steps
+                 and steps[-1][2] == self._outputs[0]
+                 and all(st[1] == (p,) for st, p in zip(steps, prev)))
+        self._chain = tuple(s[0] for s in steps) if chain else None
+        self._run_steps = tuple(steps)
+
+    def _generic(self, layer, in_shapes, out, outputs, ins, views):
+        """A layer without a fused step: its plan_forward, else forward (inference)."""
+        make = getattr(layer, "plan_forward", None)
+        fn = make(in_shapes, self.dtype) if make is not None else layer.forward
+        # a layer may return (a view of) its input (Flatten, Dropout at
+        # inference): a graph output that might view a plan buffer is copied
+        if any(s in views for s in ins):
+            views.add(out)
+            if out in outputs and not self.reuse_output:
+                inner = fn
+
+                def fn(*xs):
+                    return np.array(inner(*xs), copy=True)
+        return fn, "layer"
+
+    def valid(self):
+        """False once the graph or the kernel registry changed since compiling."""
+        g = self.graph
+        if g._plan is not self.schedule or g._plan["dtype"] != self.dtype:
+            return False
+        regs = plugins._current
+        return (regs is self.registry_state[0] and regs is not None
+                and regs.generation == regs.pm.generation
+                and regs.kernels.static is self.registry_state[1])
+
+    def run(self, *xs):
+        """Outputs for inputs xs (arrays of the planned shapes and dtype, C-contiguous)."""
+        chain = self._chain
+        if chain is not None:
+            x = xs[0]
+            for fn in chain:
+                x = fn(x)
+            return x
+        vals = [None] * self._n_slots
+        vals[:len(xs)] = xs
+        for fn, ins, out, frees in self._run_steps:
+            vals[out] = fn(*[vals[i] for i in ins])
+            for i in frees:
+                vals[i] = None
+        outs = self._outputs
+        return vals[outs[0]] if len(outs) == 1 else tuple(vals[i] for i in outs)
+
+    __call__ = run
+
+    def describe(self):
+        """One line per step: its kind and the nodes it runs."""
+        return "\n".join(f"{kind:12s} {' + '.join(nodes)}" for kind, nodes in self.steps)
+
+    def __repr__(self):
+        return (f"CompiledPlan(shapes={list(self.shapes)}, dtype={self.dtype}, "
+                f"steps={len(self.steps)}, reuse_output={self.reuse_output})")
+
+
+# ---------------------------------------------------------------- per-thread cache
+
+_local = threading.local()
+
+
+def _thread_plans(graph):
+    cache = getattr(_local, "plans", None)
+    if cache is None:
+        cache = _local.plans = weakref.WeakKeyDictionary()
+    plans = cache.get(graph)
+    if plans is None:
+        plans = cache[graph] = {}
+    return plans
+
+
+def plan_for(graph, xs, reuse_output=False):
+    """This thread's plan for inputs xs, made on first use (and again when stale)."""
+    key = (tuple(x.shape for x in xs), bool(reuse_output))
+    plans = _thread_plans(graph)
+    plan = plans.get(key)
+    if plan is not None and plan.valid():
+        return plan
+    if len(plans) >= MAX_PLANS:
+        plans.clear()
+    plan = plans[key] = CompiledPlan(graph, key[0], graph._plan["dtype"], reuse_output)
+    return plan
+
+
+def clear(graph=None):
+    """Drop this thread's plans (of one graph, or all)."""
+    cache = getattr(_local, "plans", None)
+    if cache is None:
+        return
+    if graph is None:
+        cache.clear()
+    else:
+        cache.pop(graph, None)
