@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import autotune as _autotune
+
 __all__ = ["PluginError", "DuplicateNameError", "UnknownNameError",
            "KernelNotSupportedError", "Entry", "Kernel", "Registry", "KernelRegistry"]
 
@@ -210,15 +212,23 @@ class KernelRegistry:
     def _changed(self):
         self._cache.clear()
         self.static = {}
+        tuner = _autotune.active()
         for op, ranked in self._ranked.items():
             if op in self._forced:   # a forced kernel may refuse a call: always check
                 continue
+            if tuner is not None and len({id(k.function) for k in ranked
+                                          if k.priority > _autotune.MIN_PRIORITY}) > 1:
+                continue             # autotuning chooses per call signature
             for kernel in ranked:
                 if kernel.function is not ranked[0].function:
                     break
                 if kernel.supports is None:  # the first one that takes every call
                     self.static[op] = kernel.function
                     break
+
+    def refresh(self):
+        """Forget cached selections (after autotuning was switched on or off)."""
+        self._changed()
 
     # ---- queries
     def ops(self):
@@ -290,6 +300,12 @@ class KernelRegistry:
                 f"kernel {forced!r} is forced for op {op!r} but does not support the call "
                 f"{op}({describe_call(args, kwargs)}); kernels that do: "
                 f"{', '.join(able) or 'none'}")
+        tuner = _autotune.active()
+        if tuner is not None:
+            able = [k for k in ranked if k.priority > _autotune.MIN_PRIORITY
+                    and k.supports_call(args, kwargs)]
+            if len({id(k.function) for k in able}) > 1:
+                return tuner.choose(op, able, args, kwargs)
         for kernel in ranked:
             if kernel.supports_call(args, kwargs):
                 return kernel
