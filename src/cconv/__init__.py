@@ -13,13 +13,14 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
     "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict", "hookimpl",
-    "get_include",
+    "get_include", "load_weights",
 ]
 
 _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
                     "graph", "io", "train", "hookspecs", "transfer"}
 # Top-level names served lazily from a submodule: name -> module.
 _LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
+               "load_weights": "io",
                "fit": "train", "evaluate": "train", "predict": "train",
                "hookimpl": "hookspecs",  # plugins: @cconv.hookimpl (imports pluggy late)
                "_C_API": "_kernels"}  # capsule of the C API's function table (docs/c-api.md)

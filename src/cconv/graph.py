@@ -530,10 +530,13 @@ class Graph:
     def dtype(self):
         return self._param_dtype()
 
-    def load_weights(self, source, strict=True):
-        """Copy weights from a safetensors path or a {name: array} dict; see cconv.io."""
+    def load_weights(self, source, strict=True, **options):
+        """Copy weights from a weight file or a {name: array} dict; see cconv.io.load_weights.
+
+        options: mapping=, layout=, cast=, dry_run=, loader=, label=.
+        """
         from .io import load_weights
-        return load_weights(self, source, strict=strict)
+        return load_weights(self, source, strict=strict, **options)
 
     # ------------------------------------------------------------ config
     def get_config(self):

@@ -12,6 +12,7 @@ import json
 import os
 import struct
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,7 @@ _DTYPES = {
     "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"),
     "I8": np.dtype("i1"), "U64": np.dtype("<u8"), "U32": np.dtype("<u4"),
     "U16": np.dtype("<u2"), "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+    "BF16": np.dtype("<u2"),   # raw 16-bit words, widened to float32 after reading
 }
 
 
@@ -58,23 +60,52 @@ class WeightsMismatchError(ValueError):
 
 @dataclass
 class LoadReport:
+    """What load_weights did (or, in a dry run, would do).
+
+    Names in loaded/missing/mismatched/converted are the net's; in
+    unexpected/skipped the source's (renamed: source -> net name).
+    """
+
     loaded: list = field(default_factory=list)
     missing: list = field(default_factory=list)      # in the net, not in the source
     unexpected: list = field(default_factory=list)   # in the source, not in the net
     mismatched: list = field(default_factory=list)   # (name, expected, got) shape/dtype
+    skipped: list = field(default_factory=list)      # dropped on purpose by the mapping
+    renamed: dict = field(default_factory=dict)      # source name -> net name
+    converted: list = field(default_factory=list)    # (name, "HWIO->OIHW" / "float64->float32")
+    hints: set = field(default_factory=set)
+    dry_run: bool = False
 
     @property
     def ok(self):
         return not (self.missing or self.unexpected or self.mismatched)
 
+    def as_dict(self):
+        """JSON-ready form (for `cconv convert --json`)."""
+        return {"ok": self.ok, "dry_run": self.dry_run, "loaded": list(self.loaded),
+                "missing": list(self.missing), "unexpected": list(self.unexpected),
+                "mismatched": [list(m) for m in self.mismatched],
+                "skipped": list(self.skipped), "renamed": dict(self.renamed),
+                "converted": [list(c) for c in self.converted], "hints": sorted(self.hints)}
+
     def __str__(self):
-        lines = [f"loaded {len(self.loaded)} tensor(s)"]
+        verb = "would load" if self.dry_run else "loaded"
+        lines = [f"{verb} {len(self.loaded)} tensor(s)"]
+        if self.renamed:
+            lines.append(f"renamed {len(self.renamed)} source name(s)")
+        if self.converted:
+            lines.append("converted: " + ", ".join(f"{n} ({how})" for n, how in self.converted))
+        if self.skipped:
+            lines.append(f"skipped on purpose (mapping): {self.skipped}")
         if self.missing:
             lines.append(f"missing from the source: {self.missing}")
         if self.unexpected:
-            lines.append(f"not in the net: {self.unexpected}")
+            lines.append("not in the net: " + str(
+                [f"{n} (as {self.renamed[n]})" if n in self.renamed else n
+                 for n in self.unexpected]))
         for name, expected, got in self.mismatched:
             lines.append(f"{name}: net has {expected}, source has {got}")
+        lines += [f"hint: {h}" for h in sorted(self.hints)]
         return "\n".join(lines)
 
 
@@ -176,7 +207,7 @@ def _parse_header(path, header_bytes, data_len):
             raise WeightFileError(path, f"tensor {name!r}: shape {shape} in "
                                         f"{info['dtype']} needs {nbytes} bytes, the offsets "
                                         f"give {end - begin}")
-        entries[name] = (dtype, tuple(shape), begin, end)
+        entries[name] = (dtype, tuple(shape), begin, end, info["dtype"] == "BF16")
     return entries, metadata
 
 
@@ -202,10 +233,11 @@ def read_safetensors(path):
     if len(data) != size - 8 - header_len:
         raise WeightFileError(path, "the file changed while it was read")
     tensors = {}
-    for name, (dtype, shape, begin, end) in entries.items():
+    for name, (dtype, shape, begin, end, bf16) in entries.items():
         arr = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                            offset=begin)
-        tensors[name] = arr.reshape(shape)
+                            offset=begin).reshape(shape)
+        # bfloat16 is the top half of a float32: no numpy dtype, so widen it
+        tensors[name] = (arr.astype("<u4") << 16).view("<f4") if bf16 else arr
     return tensors, metadata
 
 
@@ -230,35 +262,74 @@ def load(path):
     return net
 
 
-def load_weights(net, source, strict=True, label=None):
+def _read_source(source, label, loader):
+    """({name: array}, label) from a dict of arrays or a weight file."""
+    if isinstance(source, Mapping):
+        return source, label or "the given dict"
+    from . import plugins
+
+    try:
+        path = os.fspath(source)
+    except TypeError:
+        raise TypeError(f"load_weights: source must be a path or a dict of arrays, got "
+                        f"{type(source).__name__}") from None
+    if callable(loader):
+        function = loader
+    elif loader is not None:
+        function = plugins.get_weight_loader(loader)
+    else:
+        try:
+            function = plugins.find_weight_loader(path)
+        except plugins.UnknownNameError as exc:
+            # no loader claims the suffix: it may still be a safetensors file
+            try:
+                tensors, _ = read_safetensors(path)
+                return tensors, label or path
+            except WeightFileError as why:
+                raise WeightFileError(path, f"{exc}; and it is not a safetensors file "
+                                            f"({why}); pass loader=NAME") from None
+    tensors = function(path)
+    if isinstance(tensors, tuple):   # read_safetensors-style (tensors, metadata)
+        tensors = tensors[0]
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"weight loader {function!r} returned {type(tensors).__name__}, "
+                        f"expected a dict of arrays")
+    return tensors, label or path
+
+
+def load_weights(net, source, strict=True, label=None, *, mapping=None, layout=None,
+                 cast=False, dry_run=False, loader=None):
     """Copy weights into net's parameter arrays (in place); returns a LoadReport.
 
-    source: a safetensors path or a {name: array} dict. strict (default):
-    any missing, unexpected or mismatched (shape or dtype) tensor raises
-    WeightsMismatchError and nothing is changed. Not strict: the matching
-    tensors are loaded, the rest only reported.
+    source: a {name: array} dict or a weight file; a file is read by the
+    weight loader registered for its suffix (.safetensors built in; .pt/.pth/.bin
+    with the cconv-torch plugin), or the one named by loader= (a name or a
+    function path -> dict).
+
+    mapping: source names -> net names (a prefix to strip, {old: new},
+    [(regex, replacement)...], a callable returning a name or None to skip,
+    or a cconv.weightmap.NameMap); layout: conversions such as "HWIO->OIHW"
+    or {name regex: "IO->OI"} (see cconv.weightmap). cast=False: a dtype
+    different from the parameter's is a mismatch; cast=True converts
+    integer and floating-point sources to the parameter's dtype on purpose
+    (float64 -> float32 rounds; a value that overflows is still a mismatch).
+
+    Everything is renamed, converted and checked before any parameter
+    changes. strict (default): any missing, unexpected or mismatched tensor
+    raises WeightsMismatchError and nothing is changed. Not strict: the
+    matching tensors are loaded, the rest only reported. dry_run: nothing is
+    changed and nothing raised; the report says what would happen.
     """
-    if isinstance(source, dict):
-        tensors, label = source, label or "the given dict"
-    else:
-        path = os.fspath(source)
-        tensors, _ = read_safetensors(path)
-        label = label or path
-    report = LoadReport()
+    from .weightmap import plan_load
+
+    tensors, label = _read_source(source, label, loader)
+    report = LoadReport(dry_run=bool(dry_run))
     params = dict(net.named_parameters())
-    for name, target in params.items():
-        if name not in tensors:
-            report.missing.append(name)
-            continue
-        value = np.asarray(tensors[name])
-        if value.shape != target.shape or value.dtype != target.dtype:
-            report.mismatched.append((name, f"{target.shape} {target.dtype}",
-                                      f"{value.shape} {value.dtype}"))
-        else:
-            report.loaded.append(name)
-    report.unexpected = [n for n in tensors if n not in params]
+    plan = plan_load(params, tensors, report, mapping=mapping, layout=layout, cast=cast)
+    if dry_run:
+        return report
     if strict and not report.ok:
         raise WeightsMismatchError(report, label)
-    for name in report.loaded:
-        np.copyto(params[name], tensors[name])
+    for name, value in plan.items():
+        np.copyto(params[name], value)
     return report
