@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "summary": "cconv.cli_hessian:add_parser",
     "filter": "cconv.cli_filter:add_parser",
     "gallery": "cconv.cli_gallery:add_parser",
+    "convert": "cconv.cli_convert:add_parser",
     "finetune": "cconv.cli_finetune:add_parser",
 }
 
