@@ -37,7 +37,7 @@ try:  # the C epilogues; numpy does the same, slower, if the extension is absent
 except ImportError:  # pragma: no cover - only in a source tree without build
     _plan = None
 
-__all__ = ["CompiledPlan", "plan_for", "clear"]
+__all__ = ["CompiledPlan", "plan_for", "cached_plan", "clear"]
 
 # Plans kept per graph per thread; a net fed ever-new shapes drops them all.
 MAX_PLANS = 8
@@ -65,6 +65,13 @@ def _bias_act(y2, bias, relu):
         y2 += bias
     if relu:
         np.maximum(y2, 0, out=y2)
+
+
+# On the plan's own buffers (C-contiguous, float32/64, writable) the C loops
+# cannot refuse; only a replaced parameter (bias of another dtype) can, and
+# then the whole call takes the general path.
+relu_own = _plan.relu if _plan is not None else _relu_into
+bias_act = _plan.bias_act_rows if _plan is not None else _bias_act
 
 
 def _conv_takes_activation():
@@ -103,6 +110,7 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
     (the arguments ops.conv2d_runner would pass, checked once by ops._conv_plan)
     and ReLU follows in place.
     """
+    fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     params, has_bias = layer.params, layer.bias
     if relu and _conv_takes_activation():
         run = ops.conv2d_runner(in_shape, params["weight"].shape, has_bias, dtype,
@@ -110,7 +118,7 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
         takes_out = "out" in inspect.signature(run).parameters
         if takes_out:
             def step(x):
-                y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+                y = empty(shape, dt) if fresh else arr
                 return run(x, params["weight"], params["bias"] if has_bias else None, out=y)
         else:
             def step(x):
@@ -125,16 +133,17 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
     kernel, threads = ops._kernels.conv2d_forward, ops.get_num_threads
 
     def step(x):
-        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        y = empty(shape, dt) if fresh else arr
         kernel(x, params["weight"], params["bias"] if has_bias else None, y, stride4, pads4,
                dil4, groups, threads())
         if relu:
-            _relu_into(y, y)
+            relu_own(y, y)
         return y
     return step
 
 
 def _pool_step(layer, in_shape, dtype, buf):
+    fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     a = layer._op_args()
     h = ops._hashable
     _, _, _, (k, st, p, d) = ops._pool_setup(
@@ -143,13 +152,14 @@ def _pool_step(layer, in_shape, dtype, buf):
     kernel, threads = ops._kernels.max_pool2d_forward, ops.get_num_threads
 
     def step(x):
-        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        y = empty(shape, dt) if fresh else arr
         kernel(x, y, None, k, st, p, d, threads())
         return y
     return step
 
 
 def _linear_step(layer, in_shape, dtype, relu, buf):
+    fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     rows = int(np.prod(in_shape[:-1], dtype=np.int64))
     n_in, n_out = layer.in_features, layer.out_features
     gemm = ops._kernels.gemm
@@ -158,18 +168,19 @@ def _linear_step(layer, in_shape, dtype, relu, buf):
     shape2 = (rows, n_out)
 
     def step(x):
-        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        y = empty(shape, dt) if fresh else arr
         y2 = y.reshape(shape2)
         gemm(False, True, 1.0, x.reshape(rows, n_in), params["weight"], 0.0, y2, threads())
         if has_bias or relu:
-            _bias_act(y2, params["bias"] if has_bias else None, relu)
+            bias_act(y2, params["bias"] if has_bias else None, relu)
         return y
     return step
 
 
 def _relu_step(buf):
+    fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     def step(x):
-        y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+        y = empty(shape, dt) if fresh else arr
         return _relu_into(x, y)
     return step
 
@@ -204,7 +215,8 @@ class CompiledPlan:
         self.dtype = dtype = np.dtype(dtype)
         self.reuse_output = bool(reuse_output)
         self.registry_state = _registry_state()
-        static = self.registry_state[1]
+        self._regs, self._static = static = self.registry_state
+        static = static[1]
         native = dtype in ops._FLOATS
         conv_ok = native and static.get("conv2d") is ops.conv2d
         pool_ok = native and static.get("max_pool2d") is ops.max_pool2d
@@ -300,13 +312,12 @@ class CompiledPlan:
 
     def valid(self):
         """False once the graph or the kernel registry changed since compiling."""
-        g = self.graph
-        if g._plan is not self.schedule or g._plan["dtype"] != self.dtype:
+        schedule = self.graph._plan
+        if schedule is not self.schedule or schedule["dtype"] != self.dtype:
             return False
         regs = plugins._current
-        return (regs is self.registry_state[0] and regs is not None
-                and regs.generation == regs.pm.generation
-                and regs.kernels.static is self.registry_state[1])
+        return (regs is self._regs and regs.generation == regs.pm.generation
+                and regs.kernels.static is self._static)
 
     def run(self, *xs):
         """Outputs for inputs xs (arrays of the planned shapes and dtype, C-contiguous)."""
@@ -342,13 +353,47 @@ _local = threading.local()
 
 
 def _thread_plans(graph):
-    cache = getattr(_local, "plans", None)
-    if cache is None:
-        cache = _local.plans = weakref.WeakKeyDictionary()
-    plans = cache.get(graph)
-    if plans is None:
-        plans = cache[graph] = {}
-    return plans
+    """{(input shapes, reuse_output): plan} of graph in this thread.
+
+    Keyed by id(graph) with a weak reference beside it (a dead graph's id
+    may be reused): nothing is stored on the graph, which stays picklable
+    and deep-copyable, and a thread's plans die with the thread.
+    """
+    table = getattr(_local, "plans", None)
+    if table is None:
+        table = _local.plans = {}
+    entry = table.get(id(graph))
+    if entry is None or entry[0]() is not graph:
+        if len(table) > 64:   # drop entries of graphs that are gone
+            for k in [k for k, (ref, _) in table.items() if ref() is None]:
+                del table[k]
+        entry = table[id(graph)] = (weakref.ref(graph), {})
+    return entry[1]
+
+
+def cached_plan(graph, xs, reuse_output):
+    """This thread's valid plan for exactly these input arrays, or None (the hot path).
+
+    None sends the caller to plan_for() after the full input checks.
+    """
+    table = getattr(_local, "plans", None)
+    if table is None:
+        return None
+    entry = table.get(id(graph))
+    if entry is None or entry[0]() is not graph:
+        return None
+    try:
+        key = ((xs[0].shape,) if len(xs) == 1 else tuple(x.shape for x in xs), reuse_output)
+    except AttributeError:
+        return None
+    plan = entry[1].get(key)
+    if plan is None or not plan.valid():
+        return None
+    dtype = plan.dtype
+    for x in xs:
+        if type(x) is not np.ndarray or x.dtype != dtype:
+            return None
+    return plan
 
 
 def plan_for(graph, xs, reuse_output=False):
@@ -366,10 +411,10 @@ def plan_for(graph, xs, reuse_output=False):
 
 def clear(graph=None):
     """Drop this thread's plans (of one graph, or all)."""
-    cache = getattr(_local, "plans", None)
-    if cache is None:
+    table = getattr(_local, "plans", None)
+    if table is None:
         return
     if graph is None:
-        cache.clear()
+        table.clear()
     else:
-        cache.pop(graph, None)
+        table.pop(id(graph), None)

@@ -12,6 +12,8 @@ training=True)` keeps what `net.backward(grad)` needs.
 """
 import numpy as np
 
+from . import compiled as _compiled
+
 __all__ = ["Graph", "GraphError", "Sequential"]
 
 CONFIG_FORMAT = "cconv.graph"
@@ -318,8 +320,6 @@ class Graph:
         (cconv.compiled.CompiledPlan: fused steps, buffers planned once).
         Builds the graph first if needed (seed self.seed).
         """
-        from . import compiled
-
         shapes = [_shape(s) for s in input_shapes]
         if len(shapes) == 1 and shapes and len(self.input_names) != 1:
             raise GraphError(f"compile takes one shape per input ({self.input_names})")
@@ -327,7 +327,7 @@ class Graph:
             self.build([s[1:] for s in shapes], seed=self.seed)
         dtype = self._plan["dtype"]
         xs = self._prepare_inputs([np.empty(s, dtype) for s in shapes])
-        return compiled.plan_for(self, xs, reuse_output)
+        return _compiled.plan_for(self, xs, reuse_output)
 
     # ------------------------------------------------------------ running
     def _prepare_inputs(self, xs):
@@ -356,15 +356,22 @@ class Graph:
         reuse_output=True: then they are the plan's buffers, overwritten by
         the next reuse_output call with these shapes in this thread.
         """
+        if not training:
+            compiled_plan = _compiled.cached_plan(self, xs, reuse_output)
+            if compiled_plan is not None:   # the hot path: inputs as planned
+                self._last_training = False
+                try:
+                    return compiled_plan.run(*xs)
+                except (TypeError, ValueError):
+                    pass  # an input layout or parameter the plan cannot take
         if self._plan is None:
             self.build([np.shape(x)[1:] for x in xs], seed=self.seed)
         plan = self._plan
         xs = self._prepare_inputs(xs)
         self._last_training = training
         if not training:
-            from .compiled import plan_for
             try:
-                return plan_for(self, xs, reuse_output).run(*xs)
+                return _compiled.plan_for(self, xs, reuse_output).run(*xs)
             except (TypeError, ValueError):
                 pass  # an input layout or parameter the plan cannot take: general path
         chain = plan["chain"]
