@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "filter": "cconv.cli_filter:add_parser",
     "gallery": "cconv.cli_gallery:add_parser",
     "convert": "cconv.cli_convert:add_parser",
+    "import": "cconv.cli_import:add_parser",
     "finetune": "cconv.cli_finetune:add_parser",
 }
 

@@ -165,10 +165,12 @@ class ConstantOp(Layer):
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         self.params, self.grads, self.trainable = {}, {}, {}
+        # a scalar is stored with shape (1,): weight files hold no 0-d tensors
+        shape = self.shape or (1,)
         if self._initial is not None:
-            value = self._initial.astype(np.float32)
+            value = self._initial.astype(np.float32).reshape(shape)
         else:
-            value = np.full(self.shape, 1.0 if self.op in ("mul", "div") else 0.0, np.float32)
+            value = np.full(shape, 1.0 if self.op in ("mul", "div") else 0.0, np.float32)
         self.add_param("value", value, trainable=self.is_trainable)
         super().build(input_shapes, rng)
 
@@ -176,7 +178,7 @@ class ConstantOp(Layer):
         _util.need_built(self)
         x = _float(x)
         c = self.params["value"]
-        if c.ndim > x.ndim - 1:
+        if len(self.shape) > x.ndim - 1:
             raise ValueError(f"ConstantOp: input of shape {x.shape} has fewer per-sample "
                              f"axes than the constant {c.shape}")
         c = c.astype(x.dtype, copy=False)

@@ -104,7 +104,7 @@ class Resize(Layer):
                              f"(C, {n} spatial axes), got {shape}")
         if self.size is not None:
             return shape[:1] + self.size
-        out = tuple(int(math.floor(s * f)) for s, f in zip(shape[1:], self.scale))
+        out = tuple(math.floor(s * f) for s, f in zip(shape[1:], self.scale))
         if min(out) < 1:
             raise ValueError(f"Resize: scale {self.scale} shrinks {shape} to nothing")
         return shape[:1] + out

@@ -1,0 +1,75 @@
+"""`cconv import`: turn a foreign model file into a saved cconv network.
+
+    cconv import mobilenet.onnx -o mobilenet.safetensors
+    cconv import model.onnx --input-shape input=3,224,224     # unknown ONNX input sizes
+
+The format is found by the file's suffix among the registered weight
+loaders; a loader that can rebuild the whole network offers
+`loader.load_graph(path, input_shapes=None) -> cconv.Graph` (the cconv-onnx
+plugin's does). The result is written with cconv.save, so `cconv.load`,
+`cconv summary` and `cconv hessian` read it.
+"""
+import os
+import sys
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "import", help="import a model file (ONNX with the cconv-onnx plugin) as a cconv net",
+        description="Import a whole network with its weights from another framework's "
+                    "file (.onnx through the cconv-onnx plugin), print its summary and save "
+                    "it in cconv's native format (safetensors weights + JSON config).")
+    p.add_argument("model", help="the model file, e.g. model.onnx")
+    p.add_argument("-o", "--output", default=None,
+                   help="where to save (default: the model path with .safetensors)")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=C,H,W",
+                   help="per-sample shape of an input whose size the file leaves open "
+                        "(repeat for several inputs)")
+    p.set_defaults(func=run_import)
+    return p
+
+
+def _parse_shapes(specs):
+    shapes = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise ValueError(f"--input-shape must look like NAME=C,H,W, got {spec!r}") from None
+    return shapes
+
+
+def _graph_loader(path):
+    from . import plugins
+
+    try:
+        loader = plugins.find_weight_loader(path)
+    except LookupError as exc:
+        hint = (" (install the ONNX importer: pip install ./plugins/cconv-onnx)"
+                if os.fspath(path).lower().endswith(".onnx") else "")
+        raise ValueError(f"{exc}{hint}") from None
+    load_graph = getattr(loader, "load_graph", None)
+    if load_graph is None:
+        raise ValueError(f"the weight loader for {path!r} reads weights only, not a "
+                         f"network: build the net and use cconv.load_weights instead")
+    return load_graph
+
+
+def run_import(args):
+    from . import io
+
+    output = args.output or os.path.splitext(args.model)[0] + ".safetensors"
+    try:
+        shapes = _parse_shapes(args.input_shape)
+        load_graph = _graph_loader(args.model)
+        net = load_graph(args.model, input_shapes=shapes or None)
+    except (ValueError, OSError) as exc:
+        print(f"cconv import: error: {exc}", file=sys.stderr)
+        return 1
+    print(net.summary())
+    io.save(net, output, metadata={"imported_from": os.path.basename(args.model)})
+    print(f"saved {output}")
+    return 0

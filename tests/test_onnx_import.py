@@ -1,0 +1,416 @@
+"""The cconv-onnx plugin: ONNX models -> cconv graphs, compared with onnxruntime.
+
+Structural tests need only `onnx`; parity runs against onnxruntime and, so
+that CI without it still compares numbers, against onnx's own reference
+evaluator (onnx.reference), whichever are installed.
+"""
+import importlib
+import importlib.metadata
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from onnx import TensorProto, helper
+from onnx_models import Builder, assorted_ops, mobile_cnn
+
+import cconv
+from cconv import plugins
+from cconv.gradcheck import check_gradients
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
+
+
+@pytest.fixture(scope="module")
+def cconv_onnx():
+    """The cconv-onnx package, pip-installed (editable) when missing."""
+    try:
+        importlib.metadata.distribution("cconv-onnx")
+    except importlib.metadata.PackageNotFoundError:
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+               "--no-build-isolation", "-e", PLUGIN_DIR]
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
+        if done.returncode:
+            pytest.fail(f"cannot pip install {PLUGIN_DIR}:\n{done.stderr}")
+        importlib.invalidate_caches()
+    try:
+        module = importlib.import_module("cconv_onnx")
+    except ImportError:   # an editable install's .pth is read at interpreter start only
+        sys.path.insert(0, os.path.join(PLUGIN_DIR, "src"))
+        module = importlib.import_module("cconv_onnx")
+    plugins.reset()
+    yield module
+    plugins.reset()
+
+
+def _run_onnxruntime(model, feeds):
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _run_reference(model, feeds):
+    reference = pytest.importorskip("onnx.reference")
+    return reference.ReferenceEvaluator(model).run(None, feeds)
+
+
+@pytest.fixture(params=["onnxruntime", "onnx_reference"])
+def oracle(request):
+    return _run_onnxruntime if request.param == "onnxruntime" else _run_reference
+
+
+def _compare(model, oracle, cconv_onnx, rng, batch=3, atol=1e-4):
+    net = cconv_onnx.import_onnx(model)
+    x = rng.standard_normal((batch,) + net.input_shapes[0]).astype(np.float32)
+    expected = oracle(model, {model.graph.input[0].name: x})[0]
+    y = net(x)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, atol=atol, rtol=1e-4)
+    return net, x
+
+
+# ---------------------------------------------------------------- parity
+
+@pytest.mark.parametrize("se_with_gemm", [False, True], ids=["se_conv", "se_gemm_shape_fold"])
+def test_mobile_cnn_matches_oracle(se_with_gemm, oracle, cconv_onnx, rng):
+    model = mobile_cnn(rng, se_with_gemm=se_with_gemm)
+    net, _ = _compare(model, oracle, cconv_onnx, rng)
+    types = {layer.type_name for _, layer in net.layers()}
+    assert {"Conv2d", "BatchNorm2d", "HardSwish", "Mul", "Add", "Linear"} <= types
+    # the depthwise convolutions kept their groups
+    assert any(getattr(layer, "groups", 1) == 8 for _, layer in net.layers())
+
+
+def test_assorted_operators_match_oracle(oracle, cconv_onnx, rng):
+    net, _ = _compare(assorted_ops(rng), oracle, cconv_onnx, rng)
+    types = {layer.type_name for _, layer in net.layers()}
+    assert {"ConvTranspose2d", "Resize", "Pad", "Clip", "PReLU", "Div", "Sub"} <= types
+
+
+def _single(op_type, x_shape, out_shape, rng, opset=17, consts=(), **attrs):
+    b = Builder(rng, opset=opset)
+    names = [c if isinstance(c, str) else
+             b.const(c, np.asarray(c).dtype if np.asarray(c).dtype.kind == "i" else np.float32)
+             for c in consts]
+    out = b.op(op_type, ["x"] + names, **attrs)
+    return b.model("x", x_shape, out, out_shape)
+
+
+SINGLE_OPS = [
+    ("conv_same_lower", lambda r: _single(
+        "Conv", (2, 7, 8), ["N", 3, 4, 4], r, consts=[r.standard_normal((3, 2, 3, 3))],
+        strides=[2, 2], auto_pad="SAME_LOWER")),
+    ("conv1d_pads", lambda r: _single(
+        "Conv", (2, 9), ["N", 4, None], r, consts=[r.standard_normal((4, 2, 3)),
+                                                   r.standard_normal(4)], pads=[2, 0])),
+    ("convtranspose_output_shape", lambda r: _single(
+        "ConvTranspose", (3, 4, 4), ["N", 2, 9, 8], r,
+        consts=[r.standard_normal((3, 2, 3, 3))], strides=[2, 2], output_shape=[9, 8])),
+    ("convtranspose_groups", lambda r: _single(
+        "ConvTranspose", (4, 3, 3), ["N", 6, None, None], r,
+        consts=[r.standard_normal((4, 3, 2, 2))], strides=[2, 1], group=2)),
+    ("maxpool_same_upper", lambda r: _single(
+        "MaxPool", (2, 7, 7), ["N", 2, 4, 4], r, kernel_shape=[3, 3], strides=[2, 2],
+        auto_pad="SAME_UPPER")),
+    ("maxpool_ceil_dilated", lambda r: _single(
+        "MaxPool", (2, 8, 9), ["N", 2, None, None], r, kernel_shape=[2, 2], strides=[2, 2],
+        dilations=[2, 2], ceil_mode=1)),
+    ("avgpool_include_pad_asym", lambda r: _single(
+        "AveragePool", (2, 6, 6), ["N", 2, None, None], r, kernel_shape=[3, 3],
+        pads=[0, 1, 2, 1], count_include_pad=1)),
+    ("globalavgpool", lambda r: _single("GlobalAveragePool", (3, 4, 5), ["N", 3, 1, 1], r)),
+    ("hardsigmoid_custom", lambda r: _single(
+        "HardSigmoid", (3, 4), ["N", 3, 4], r, alpha=0.3, beta=0.4)),
+    ("clip_opset6_attrs", lambda r: _single("Clip", (3, 4), ["N", 3, 4], r, opset=6,
+                                            min=-0.5, max=0.25)),
+    ("relu6_clip", lambda r: _single("Clip", (3, 4), ["N", 3, 4], r,
+                                     consts=[np.float32(0), np.float32(6)])),
+    ("prelu_shared", lambda r: _single("PRelu", (3, 4), ["N", 3, 4], r,
+                                       consts=[np.float32([0.2])])),
+    ("softmax_opset11_last", lambda r: _single("Softmax", (3, 5), ["N", 3, 5], r, opset=11,
+                                               axis=2)),
+    ("upsample_opset9", lambda r: _single(
+        "Upsample", (2, 3, 4), ["N", 2, 6, 12], r, opset=9,
+        consts=[np.float32([1, 1, 2, 3])], mode="nearest")),
+    ("resize_linear_align_corners", lambda r: _single(
+        "Resize", (2, 3, 4), ["N", 2, 5, 7], r, consts=["", np.float32([1, 1, 1.7, 1.9])],
+        mode="linear", coordinate_transformation_mode="align_corners")),
+    ("resize_nearest_half_pixel_down", lambda r: _single(
+        "Resize", (2, 8, 9), ["N", 2, 4, 3], r, consts=["", np.float32([1, 1, 0.5, 0.4])],
+        mode="nearest")),
+    ("pad_edge_opset2", lambda r: _single("Pad", (2, 3, 4), ["N", 2, None, None], r,
+                                          opset=2, mode="edge", pads=[0, 0, 1, 2, 0, 0, 2, 0])),
+    ("pad_constant_value_crop", lambda r: _single(
+        "Pad", (2, 5, 4), ["N", 2, None, None], r,
+        consts=[np.int64([0, 0, 2, -1, 0, 0, -1, 3]), np.float32(0.7)])),
+    ("matmul_constant", lambda r: _single("MatMul", (3, 4), ["N", 3, 2], r,
+                                          consts=[r.standard_normal((4, 2))])),
+    ("gemm_transposed_scalar_bias", lambda r: _single(
+        "Gemm", (4,), ["N", 3], r, consts=[r.standard_normal((3, 4)), np.float32(0.5)],
+        transB=1, alpha=2.0, beta=3.0)),
+    ("div_by_channel_constant", lambda r: _single(
+        "Div", (3, 2, 2), ["N", 3, 2, 2], r, consts=[r.uniform(1, 2, (1, 3, 1, 1))])),
+    ("leakyrelu", lambda r: _single("LeakyRelu", (3, 4), ["N", 3, 4], r, alpha=0.3)),
+]
+
+
+# Cases onnx's reference evaluator gets wrong or cannot run (onnx 1.23); onnxruntime
+# and torch agree with cconv on them.
+REFERENCE_GAPS = {
+    "convtranspose_output_shape": "reference ConvTranspose ignores output_shape",
+    "convtranspose_groups": "reference ConvTranspose does not support group > 1",
+    "resize_linear_align_corners": "reference Resize align_corners with scales differs "
+                                   "from onnxruntime and torch",
+    "pad_constant_value_crop": "reference Pad refuses negative pads",
+}
+
+
+@pytest.mark.parametrize("case", [i for i, _ in SINGLE_OPS])
+def test_single_operator_matches_oracle(case, oracle, cconv_onnx, rng):
+    if oracle is _run_reference and case in REFERENCE_GAPS:
+        pytest.skip(REFERENCE_GAPS[case])
+    _compare(dict(SINGLE_OPS)[case](rng), oracle, cconv_onnx, rng, batch=2)
+
+
+def _torch_export(module, x):
+    torch = pytest.importorskip("torch")
+    buf = io.BytesIO()
+    try:
+        torch.onnx.export(module, (torch.from_numpy(x),), buf, dynamo=False,
+                          input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "N"}}, opset_version=17)
+    except (ImportError, ModuleNotFoundError, RuntimeError, TypeError) as exc:
+        pytest.skip(f"torch.onnx.export is unavailable here: {type(exc).__name__}: {exc}")
+    return buf.getvalue()
+
+
+def test_torch_exported_mobile_block_matches_torch(cconv_onnx, rng):
+    torch = pytest.importorskip("torch")
+    tnn = torch.nn
+
+    class Block(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = tnn.Sequential(tnn.Conv2d(3, 8, 3, 2, 1, bias=False),
+                                       tnn.BatchNorm2d(8), tnn.Hardswish())
+            self.dw = tnn.Sequential(tnn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False),
+                                     tnn.BatchNorm2d(8), tnn.ReLU6())
+            self.se1, self.se2 = tnn.Conv2d(8, 4, 1), tnn.Conv2d(4, 8, 1)
+            self.up = tnn.Upsample(scale_factor=2, mode="bilinear")
+            self.pool = tnn.MaxPool2d(3, 2, ceil_mode=True)
+            self.fc = tnn.Linear(8, 5)
+
+        def forward(self, x):
+            h = self.stem(x)
+            d = self.dw(h)
+            s = tnn.functional.adaptive_avg_pool2d(d, 1)
+            s = tnn.functional.hardsigmoid(self.se2(torch.relu(self.se1(s))))
+            h = self.pool(self.up(h + d * s))
+            h = torch.flatten(tnn.functional.adaptive_avg_pool2d(h, 1), 1)
+            return self.fc(h).reshape(h.shape[0], -1)
+
+    torch.manual_seed(0)
+    module = Block().eval()
+    for bn in (module.stem[1], module.dw[1]):   # non-trivial statistics
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    net = cconv_onnx.import_onnx(_torch_export(module, x))
+    x3 = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)   # another batch size
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x3)).numpy()
+    np.testing.assert_allclose(net(x3), expected, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- the imported graph
+
+def test_imported_graph_trains_with_exact_gradients(cconv_onnx, rng):
+    net = cconv_onnx.import_onnx(assorted_ops(rng)).astype(np.float64)
+    x = rng.standard_normal((2,) + net.input_shapes[0])
+    errors = check_gradients(net, [x], max_coords=6, params=net.named_parameters(True))
+    assert "input0" in errors and any(k.startswith("param:") for k in errors)
+
+
+def test_imported_mobile_cnn_gradients_and_fit_step(cconv_onnx, rng):
+    net = cconv_onnx.import_onnx(mobile_cnn(rng, se_with_gemm=True))
+    x = rng.standard_normal((4,) + net.input_shapes[0]).astype(np.float32)
+    before = {n: p.copy() for n, p in net.named_parameters()}
+    y = net.forward(x, training=True)
+    net.backward(np.ones_like(y) - y)
+    opt = cconv.optim.SGD(net, lr=0.1)
+    opt.step()
+    changed = [n for n, p in net.named_parameters() if not np.array_equal(p, before[n])]
+    assert any(n.endswith(".weight") for n in changed)
+    net64 = cconv_onnx.import_onnx(mobile_cnn(np.random.default_rng(1))).astype(np.float64)
+    check_gradients(net64, [rng.standard_normal((3,) + net64.input_shapes[0])],
+                    max_coords=4, params=net64.named_parameters(True))
+
+
+def test_save_and_load_round_trip_keeps_outputs(cconv_onnx, rng, tmp_path):
+    net = cconv_onnx.import_onnx(assorted_ops(rng))
+    path = tmp_path / "net.safetensors"
+    cconv.save(net, path)
+    again = cconv.load(path)
+    x = rng.standard_normal((2,) + net.input_shapes[0]).astype(np.float32)
+    np.testing.assert_array_equal(again(x), net(x))
+    assert again.get_config() == net.get_config()
+
+
+def test_weight_loader_is_registered_and_reads_initializers(cconv_onnx, rng, tmp_path):
+    model = mobile_cnn(rng)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    loader = plugins.find_weight_loader(str(path))
+    assert loader is cconv_onnx.load_onnx_weights
+    assert plugins.registry().weight_loaders.entry("onnx").source == "cconv-onnx"
+    weights = loader(str(path))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    floats = {k for k, v in inits.items() if v.dtype.kind == "f"}
+    assert set(weights) == floats
+    for k in floats:
+        np.testing.assert_array_equal(weights[k], inits[k])
+    assert isinstance(loader.load_graph(str(path)), cconv.Graph)
+
+
+def test_graph_with_fixed_batch_and_several_outputs(cconv_onnx, rng):
+    b = Builder(rng)
+    h = b.conv("x", 2, 3, 3)
+    r = b.op("Relu", [h])
+    s = b.op("Sigmoid", [h])
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2, 5, 5])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3, 5, 5]) for n in (r, s)]
+    model = helper.make_model(helper.make_graph(b.nodes, "g", [x], outs, initializer=b.inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    net = cconv_onnx.import_onnx(model)
+    xv = rng.standard_normal((2, 2, 5, 5)).astype(np.float32)
+    yr, ys = net(xv)
+    assert yr.shape == ys.shape == (2, 3, 5, 5)
+    pos = yr > 0   # both outputs read the same conv: relu(h) and sigmoid(h)
+    assert pos.any() and (~pos).any()
+    np.testing.assert_allclose(ys[pos], 1 / (1 + np.exp(-yr[pos])), rtol=1e-5)
+    assert (ys[~pos] <= 0.5 + 1e-7).all()
+
+
+# ---------------------------------------------------------------- errors
+
+def _model(nodes, inits=(), x_shape=("N", 3, 4, 4), opset=17, out="y", out_shape=None):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape or ["N"])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_every_unsupported_operator_is_listed_in_one_error(cconv_onnx):
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
+             helper.make_node("Erf", ["a"], ["b"], name="erf1"),
+             helper.make_node("Exp", ["b"], ["c"], name="exp1"),
+             helper.make_node("Erf", ["c"], ["d"], name="erf2"),
+             helper.make_node("ReduceMean", ["d"], ["y"], name="mean", keepdims=0)]
+    with pytest.raises(cconv_onnx.OnnxImportError) as info:
+        cconv_onnx.import_onnx(_model(nodes))
+    msg = str(info.value)
+    assert "3 operator(s)" in msg and "nothing was imported" in msg
+    assert "Erf: 2 node(s), e.g. erf1, erf2" in msg
+    assert "Exp: 1 node(s), e.g. exp1" in msg and "ReduceMean" in msg
+    assert "Relu:" not in msg
+    assert cconv_onnx.unsupported_operators(_model(nodes)) == {
+        "Erf": ["erf1", "erf2"], "Exp": ["exp1"], "ReduceMean": ["mean"]}
+
+
+def test_custom_domain_operator_is_reported_with_its_domain(cconv_onnx):
+    nodes = [helper.make_node("FusedConv", ["x"], ["y"], name="f", domain="com.microsoft")]
+    model = _model(nodes)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    with pytest.raises(cconv_onnx.OnnxImportError, match="com.microsoft.FusedConv"):
+        cconv_onnx.import_onnx(model)
+
+
+def test_truncated_and_garbage_files_raise_clear_errors(cconv_onnx, rng, tmp_path):
+    good = mobile_cnn(rng).SerializeToString()
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(good[: len(good) // 3])
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\xffnot an onnx model at all" * 10)
+    for path in (truncated, garbage):
+        with pytest.raises(cconv_onnx.OnnxImportError, match="ONNX model"):
+            cconv_onnx.import_onnx(str(path))
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        cconv_onnx.import_onnx(str(tmp_path / "missing.onnx"))
+
+
+def test_malformed_graph_raises_clear_error(cconv_onnx):
+    # a node that reads a tensor nothing defines
+    nodes = [helper.make_node("Add", ["x", "ghost"], ["y"], name="add")]
+    with pytest.raises(cconv_onnx.OnnxImportError, match="ghost"):
+        cconv_onnx.import_onnx(_model(nodes))
+
+
+@pytest.mark.parametrize("nodes, inits, match", [
+    ([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")],
+     [onnx.numpy_helper.from_array(np.int64([-1, 16]), "s")], "batch axis"),
+    ([helper.make_node("Transpose", ["x"], ["y"], name="t", perm=[1, 0, 2, 3])], [],
+     "moves the batch axis"),
+    ([helper.make_node("Flatten", ["x"], ["y"], name="f", axis=2)], [], "axis=1"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+     [], "must be a constant"),
+    ([helper.make_node("Resize", ["x", "", "sc"], ["y"], name="rs", mode="cubic")],
+     [onnx.numpy_helper.from_array(np.float32([1, 1, 2, 2]), "sc")], "cubic"),
+    ([helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=0)], [], "batch axis"),
+])
+def test_unrepresentable_nodes_are_refused_naming_the_node(cconv_onnx, nodes, inits, match):
+    model = _model(nodes, inits)
+    if nodes[0].op_type == "Conv":   # the weight is a graph input, computed at run time
+        model.graph.input.append(
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3, 1, 1]))
+        with pytest.raises(cconv_onnx.OnnxImportError, match="weight"):
+            cconv_onnx.import_onnx(model, input_shapes={"w": (3, 1, 1)})
+        return
+    with pytest.raises(cconv_onnx.OnnxImportError, match=match) as info:
+        cconv_onnx.import_onnx(model)
+    assert repr(nodes[0].name) in str(info.value)
+
+
+def test_unknown_input_size_needs_input_shapes(cconv_onnx, rng):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
+    model = _model(nodes, x_shape=("N", 3, "H", "W"))
+    with pytest.raises(cconv_onnx.OnnxImportError, match="input_shapes"):
+        cconv_onnx.import_onnx(model)
+    net = cconv_onnx.import_onnx(model, input_shapes={"x": (3, 5, 6)})
+    assert net.input_shapes == [(3, 5, 6)]
+
+
+# ---------------------------------------------------------------- CLI
+
+def test_cli_import_saves_a_loadable_net(cconv_onnx, rng, tmp_path, capsys):
+    from cconv.cli import main
+
+    model = mobile_cnn(rng)
+    src = tmp_path / "mobile.onnx"
+    onnx.save(model, src)
+    out = tmp_path / "mobile.safetensors"
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "HardSwish" in text and "total parameters" in text and f"saved {out}" in text
+    net = cconv.load(out)
+    x = rng.standard_normal((2, 3, 18, 18)).astype(np.float32)
+    np.testing.assert_allclose(net(x), cconv_onnx.import_onnx(model)(x), rtol=1e-6)
+
+
+def test_cli_import_reports_errors_with_exit_code(cconv_onnx, tmp_path, capsys):
+    from cconv.cli import main
+
+    nodes = [helper.make_node("Erf", ["x"], ["y"], name="e")]
+    src = tmp_path / "bad.onnx"
+    onnx.save(_model(nodes), src)
+    assert main(["import", str(src), "-o", str(tmp_path / "o.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert "Erf" in err and "cconv import: error" in err
+    assert not (tmp_path / "o.safetensors").exists()
+    assert main(["import", str(tmp_path / "model.h5")]) == 1
+    assert "no weight loader" in capsys.readouterr().err
