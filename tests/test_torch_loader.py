@@ -413,3 +413,33 @@ def test_checked_load_through_load_weights_reports_mismatch(torch_plugin, tmp_pa
     with pytest.raises(WeightsMismatchError, match="4_linear.weight"):
         cconv.load_weights(net, path)
     assert_same(params(net), before)
+
+
+@pytest.mark.slow
+def test_plugin_installs_and_is_discovered_by_entry_point(tmp_path):
+    """pip-installs a copy of plugins/cconv-torch into a private folder (not this
+    environment) and checks a fresh interpreter finds its loader by entry point."""
+    import shutil
+
+    package = tmp_path / "cconv-torch"
+    shutil.copytree(os.path.join(REPO, "plugins", "cconv-torch"), package,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    target = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--no-build-isolation", "--target", str(target), str(package)],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode:
+        pytest.skip(f"cannot pip install the plugin here: {done.stderr[-500:]}")
+    ckpt = tf.write(tmp_path / "w.pt", tf.state_dict_obj({"w": np.arange(3.0)}), "legacy")
+    code = ("import sys; from cconv import plugins; "
+            f"f = plugins.find_weight_loader('x.pth'); print(f.__module__, "
+            f"plugins.registry().weight_loaders.entry('torch').source, "
+            f"f({str(ckpt)!r})['w'].tolist())")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(target)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env.pop("CCONV_DISABLE_PLUGIN_AUTOLOAD", None)
+    env.pop("CCONV_LOAD_PLUGINS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cconv_torch.reader", "cconv-torch", "[0.0,", "1.0,", "2.0]"]
