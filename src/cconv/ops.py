@@ -85,6 +85,8 @@ def _int_param(name, value, minimum):
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > _MAX_ELEMENTS:   # would overflow the C kernels' 64-bit index arithmetic
+        raise ValueError(f"{name} must be <= {_MAX_ELEMENTS}, got {value}")
     return value
 
 

@@ -23,7 +23,8 @@ class _Activation(Layer):
 
 
 def _dtype_of(x):
-    return x.dtype if x.dtype.kind == "f" else np.float64
+    # native byte order: ufuncs refuse a big-endian dtype= argument
+    return x.dtype.newbyteorder("=") if x.dtype.kind == "f" else np.dtype(np.float64)
 
 
 class ReLU(_Activation):
