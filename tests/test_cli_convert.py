@@ -5,9 +5,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch_files as tf
 
 import cconv
-import torch_files as tf
 from cconv.cli import main
 from cconv.examples import digits
 from cconv.graph import Sequential
@@ -18,7 +18,7 @@ PLUGIN_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 if PLUGIN_SRC not in sys.path:
     sys.path.insert(0, PLUGIN_SRC)
 
-import cconv_torch  # noqa: E402
+import cconv_torch
 
 
 @pytest.fixture(autouse=True)

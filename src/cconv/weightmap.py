@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["NameMap", "as_name_map", "as_layout", "layout_axes", "plan_load"]
+__all__ = ["NameMap", "as_layout", "as_name_map", "layout_axes", "plan_load"]
 
 
 def _as_list(value):

@@ -10,8 +10,16 @@ import cconv
 from .reader import WRAPPER_KEYS, find_state_dict, load_torch, read_checkpoint
 from .unpickler import ALLOWED, TorchFileError, UnsafePickleError
 
-__all__ = ["load_torch", "read_checkpoint", "find_state_dict", "TorchFileError",
-           "UnsafePickleError", "ALLOWED", "WRAPPER_KEYS", "SUFFIXES"]
+__all__ = [
+    "ALLOWED",
+    "SUFFIXES",
+    "WRAPPER_KEYS",
+    "TorchFileError",
+    "UnsafePickleError",
+    "find_state_dict",
+    "load_torch",
+    "read_checkpoint",
+]
 
 SUFFIXES = (".pt", ".pth", ".bin")
 

@@ -20,10 +20,16 @@ import zipfile
 
 import numpy as np
 
-from .unpickler import (BF16, StorageType, TensorRef, TorchFileError, numpy_dtype,
-                        restricted_load)
+from .unpickler import (
+    BF16,
+    StorageType,
+    TensorRef,
+    TorchFileError,
+    numpy_dtype,
+    restricted_load,
+)
 
-__all__ = ["read_checkpoint", "load_torch", "find_state_dict", "WRAPPER_KEYS"]
+__all__ = ["WRAPPER_KEYS", "find_state_dict", "load_torch", "read_checkpoint"]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -220,7 +226,7 @@ def _read_zip(path, file_size):
             return storages[key]
 
         pickled = _read_entry(path, zf, entries[root + "data.pkl"], file_size)
-        obj, end = restricted_load(path, pickled, 0, "data.pkl", persistent_load)
+        obj, _ = restricted_load(path, pickled, 0, "data.pkl", persistent_load)
         return _convert(path, obj, byteorder)
 
 

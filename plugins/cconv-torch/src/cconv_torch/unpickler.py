@@ -21,8 +21,15 @@ import numpy as np
 
 from cconv.io import WeightFileError
 
-__all__ = ["TorchFileError", "UnsafePickleError", "StorageType", "TensorRef",
-           "ALLOWED", "scan_pickle", "restricted_load"]
+__all__ = [
+    "ALLOWED",
+    "StorageType",
+    "TensorRef",
+    "TorchFileError",
+    "UnsafePickleError",
+    "restricted_load",
+    "scan_pickle",
+]
 
 
 class TorchFileError(WeightFileError):
@@ -58,7 +65,7 @@ class _Frozen:
 class StorageType(_Frozen):
     """Stands in for torch.FloatStorage & co.: just the element dtype of the storage."""
 
-    __slots__ = ("name", "dtype")
+    __slots__ = ("dtype", "name")
 
     def __init__(self, name, dtype):
         self.name, self.dtype = name, dtype
@@ -70,7 +77,7 @@ class StorageType(_Frozen):
 class DType(_Frozen):
     """Stands in for torch.float32 & co. (the dtype argument of _rebuild_tensor_v3)."""
 
-    __slots__ = ("name", "dtype")
+    __slots__ = ("dtype", "name")
 
     def __init__(self, name, dtype):
         self.name, self.dtype = name, dtype
@@ -82,7 +89,7 @@ class DType(_Frozen):
 class _Callable(_Frozen):
     """An allowed callable (one of ours, or a plain container type), frozen."""
 
-    __slots__ = ("qualname", "function")
+    __slots__ = ("function", "qualname")
 
     def __init__(self, qualname, function):
         self.qualname, self.function = qualname, function
