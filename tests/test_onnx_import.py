@@ -376,6 +376,30 @@ def test_unrepresentable_nodes_are_refused_naming_the_node(cconv_onnx, nodes, in
     assert repr(nodes[0].name) in str(info.value)
 
 
+def test_weights_from_constant_nodes(cconv_onnx, rng):
+    w = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    scale = rng.uniform(1, 2, (1, 2, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Constant", [], ["w"], name="cw",
+                              value=onnx.numpy_helper.from_array(w)),
+             helper.make_node("Constant", [], ["s"], name="cs",
+                              value=onnx.numpy_helper.from_array(scale)),
+             helper.make_node("Conv", ["x", "w"], ["h"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Mul", ["h", "s"], ["y"], name="mul")]
+    net = cconv_onnx.import_onnx(_model(nodes))
+    np.testing.assert_array_equal(net["conv"].params["weight"], w)
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    expected = cconv.ops.conv2d(x, w, padding=1) * scale
+    np.testing.assert_allclose(net(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_hostile_constant_shapes_are_refused_not_allocated(cconv_onnx):
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"], name="huge"),
+             helper.make_node("Add", ["x", "big"], ["y"], name="add")]
+    shape = onnx.numpy_helper.from_array(np.int64([1 << 20, 1 << 20]), "shape")
+    with pytest.raises(cconv_onnx.OnnxImportError, match="huge.*elements"):
+        cconv_onnx.import_onnx(_model(nodes, [shape]))
+
+
 def test_unknown_input_size_needs_input_shapes(cconv_onnx, rng):
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
     model = _model(nodes, x_shape=("N", 3, "H", "W"))
@@ -383,6 +407,8 @@ def test_unknown_input_size_needs_input_shapes(cconv_onnx, rng):
         cconv_onnx.import_onnx(model)
     net = cconv_onnx.import_onnx(model, input_shapes={"x": (3, 5, 6)})
     assert net.input_shapes == [(3, 5, 6)]
+    with pytest.raises(cconv_onnx.OnnxImportError, match="'input'"):
+        cconv_onnx.import_onnx(model, input_shapes={"input": (3, 5, 6)})
 
 
 # ---------------------------------------------------------------- CLI

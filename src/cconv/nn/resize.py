@@ -14,6 +14,8 @@ from .base import Layer
 MODES = ("nearest", "linear")
 COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric")
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+#: per-axis matrices are dense; beyond this (e.g. 4096 -> 8192) refuse, not allocate GBs
+MAX_MATRIX_ENTRIES = 1 << 25
 
 
 def _source_coords(n_out, n_in, scale, mode):
@@ -118,6 +120,11 @@ class Resize(Layer):
         mats = self._matrices.get(key)
         if mats is None:
             out = self.output_shape([(1,) + spatial_in])[1:]
+            for o, i in zip(out, spatial_in):
+                if o * i > MAX_MATRIX_ENTRIES:
+                    raise ValueError(f"Resize from {spatial_in} to {out}: a {o} x {i} "
+                                     f"interpolation matrix exceeds {MAX_MATRIX_ENTRIES} "
+                                     f"entries")
             scales = self.scale or tuple(o / i for o, i in zip(out, spatial_in))
             mats = [interpolation_matrix(o, i, s, self.mode, self.coordinate_transformation_mode,
                                          self.nearest_mode).astype(dtype)

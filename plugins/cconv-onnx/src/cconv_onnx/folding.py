@@ -114,7 +114,21 @@ def _cast(node, args, attrs, opset):
     return np.asarray(args[0]).astype(_CAST_TYPES[to])
 
 
+#: largest constant (elements) folding may create: a corrupt or hostile shape
+#: must not make the importer allocate gigabytes
+MAX_FOLDED_ELEMENTS = 1 << 24
+
+
+def _check_size(node, shape):
+    size = int(np.prod([max(int(d), 0) for d in shape], dtype=np.float64))
+    if size > MAX_FOLDED_ELEMENTS:
+        raise OnnxImportError(f"{node.op_type} node {node.name!r} would create a constant of "
+                              f"shape {list(shape)} ({size} elements, limit "
+                              f"{MAX_FOLDED_ELEMENTS})")
+
+
 def _constant_of_shape(node, args, attrs, opset):
+    _check_size(node, np.reshape(args[0], -1))
     value = attrs.get("value")
     value = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
     return np.full([int(d) for d in np.reshape(args[0], -1)], value[0], value.dtype)
@@ -130,6 +144,9 @@ def _transpose(node, args, attrs, opset):
 
 def _range(node, args, attrs, opset):
     start, limit, delta = (np.asarray(a).item() for a in args)
+    if delta == 0:
+        raise OnnxImportError(f"Range node {node.name!r} has delta 0")
+    _check_size(node, [max(np.ceil((limit - start) / delta), 0)])
     return np.arange(start, limit, delta, dtype=np.asarray(args[0]).dtype)
 
 

@@ -184,6 +184,10 @@ class Importer:
         inputs = [vi for vi in graph.input if vi.name not in inits]
         if not inputs:
             raise OnnxImportError("the ONNX graph has no (non-initializer) input")
+        unknown = set(self._input_shapes) - {vi.name for vi in inputs}
+        if unknown:
+            raise OnnxImportError(f"input_shapes names {sorted(unknown)}, which are not "
+                                  f"inputs of the model ({[vi.name for vi in inputs]})")
         shapes, batches = [], set()
         for vi in inputs:
             dims = _tensor_dims(vi)

@@ -1,0 +1,133 @@
+"""Values and argument checks of the layers added for ONNX import (their gradients
+are checked with every layer in test_layers.py through layer_cases.py)."""
+import numpy as np
+import pytest
+
+import cconv
+from cconv import nn
+
+
+def _built(layer, *shapes):
+    layer.build(list(shapes), rng=np.random.default_rng(0))
+    return layer
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"stride": 2, "padding": 1, "output_padding": 1},
+    {"stride": (1, 3), "padding": (0, 2), "dilation": 2, "groups": 2},
+])
+def test_conv_transpose_matches_torch(kwargs, rng):
+    torch = pytest.importorskip("torch")
+    layer = _built(nn.ConvTranspose2d(4, 6, 3, **kwargs), (4, 5, 6)).astype(np.float64)
+    layer.params["bias"][:] = rng.standard_normal(6)
+    x = rng.standard_normal((2, 4, 5, 6))
+    expected = torch.nn.functional.conv_transpose2d(
+        torch.from_numpy(x), torch.from_numpy(layer.params["weight"]),
+        torch.from_numpy(layer.params["bias"]), **kwargs).numpy()
+    np.testing.assert_allclose(layer(x), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, torch_kwargs", [
+    ({"scale": (2.0, 3.0), "coordinate_transformation_mode": "asymmetric",
+      "nearest_mode": "floor"}, {"scale_factor": (2.0, 3.0), "mode": "nearest"}),
+    ({"size": (7, 9), "mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"},
+     {"size": (7, 9), "mode": "bilinear"}),
+    ({"size": (3, 4), "mode": "linear"}, {"size": (3, 4), "mode": "bilinear"}),
+    ({"size": (8, 11), "mode": "linear", "coordinate_transformation_mode": "align_corners"},
+     {"size": (8, 11), "mode": "bilinear", "align_corners": True}),
+])
+def test_resize_matches_torch_interpolate(kwargs, torch_kwargs, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 5, 6))
+    expected = torch.nn.functional.interpolate(torch.from_numpy(x), **torch_kwargs).numpy()
+    np.testing.assert_allclose(_built(nn.Resize(**kwargs), (3, 5, 6))(x), expected,
+                               atol=1e-12)
+
+
+def test_resize_nearest_2x_repeats_pixels(rng):
+    x = rng.standard_normal((1, 2, 3, 4)).astype(np.float32)
+    y = _built(nn.Resize(scale=(2.0, 2.0)), (2, 3, 4))(x)
+    np.testing.assert_array_equal(y, x.repeat(2, axis=2).repeat(2, axis=3))
+
+
+def test_resize_refuses_giant_interpolation_matrices():
+    layer = nn.Resize(size=(1 << 20, 4))
+    with pytest.raises(ValueError, match="interpolation matrix"):
+        layer(np.zeros((1, 1, 64, 4), np.float32))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "edge"])
+def test_pad_matches_numpy(mode, rng):
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    pads = ((0, 0), (2, 1), (1, 3))
+    np.testing.assert_array_equal(_built(nn.Pad(pads, mode), (3, 5, 6))(x),
+                                  np.pad(x, ((0, 0),) + pads, mode))
+
+
+def test_pad_constant_value_and_crop(rng):
+    x = rng.standard_normal((1, 1, 4, 4))
+    y = _built(nn.Pad(((0, 0), (1, -1), (-2, 0)), value=7.0), (1, 4, 4))(x)
+    assert y.shape == (1, 1, 4, 2)
+    assert (y[:, :, 0] == 7).all()
+    np.testing.assert_array_equal(y[:, :, 1:], x[:, :, :3, 2:])
+
+
+def test_elementwise_values_and_broadcasting(rng):
+    a = rng.standard_normal((2, 3, 4, 4))
+    b = rng.uniform(1, 2, (2, 3, 1, 1))
+    np.testing.assert_allclose(_built(nn.Mul(), (3, 4, 4), (3, 1, 1))(a, b), a * b)
+    np.testing.assert_allclose(_built(nn.Div(), (3, 4, 4), (3, 1, 1))(a, b), a / b)
+    np.testing.assert_allclose(_built(nn.Sub(), (3, 4, 4), (3, 1, 1))(a, b), a - b)
+    # a lower-rank sample aligns on the right of the sample, not of the batch
+    c = rng.standard_normal((2, 4))
+    np.testing.assert_allclose(_built(nn.BroadcastAdd(), (3, 4, 4), (4,))(a, c),
+                               a + c[:, None, None, :])
+    with pytest.raises(ValueError, match="do not broadcast"):
+        nn.Mul().output_shape([(3, 4), (5,)])
+
+
+def test_constant_op_and_clip_values(rng):
+    x = rng.standard_normal((2, 3, 4))
+    v = rng.uniform(1, 2, (3, 1))
+    np.testing.assert_allclose(_built(nn.ConstantOp("div", value=v, reverse=True), (3, 4))(x),
+                               v / x)
+    np.testing.assert_allclose(_built(nn.ConstantOp("sub", value=2.5), (3, 4))(x), x - 2.5)
+    np.testing.assert_array_equal(_built(nn.Clip(0.0, 6.0), (3, 4))(x * 10),
+                                  np.clip(x * 10, 0, 6))
+    with pytest.raises(ValueError, match="op must be one of"):
+        nn.ConstantOp("pow", value=2.0)
+    with pytest.raises(ValueError, match="min must be <= max"):
+        nn.Clip(1.0, 0.0)
+
+
+def test_matmul_values(rng):
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 4, 5))
+    np.testing.assert_allclose(_built(nn.MatMul(), (3, 4), (4, 5))(a, b), a @ b)
+
+
+def test_constant_values_travel_with_saved_weights(rng, tmp_path):
+    net = nn.Sequential(nn.Conv2d(2, 3, 1), nn.ConstantOp("mul", value=rng.uniform(1, 2, (3, 1, 1))),
+                        nn.ConstantOp("add", value=0.5), nn.Resize(scale=(2.0, 2.0)),
+                        nn.Pad(((0, 0), (1, 1), (1, 1)), "reflect"),
+                        nn.ConvTranspose2d(3, 2, 2, stride=2), nn.Clip(max=1.0))
+    net.build((2, 4, 4), seed=0)
+    cconv.save(net, tmp_path / "n.safetensors")
+    again = cconv.load(tmp_path / "n.safetensors")
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(again(x), net(x))
+    assert again.frozen() == []   # constants are buffers, not frozen weights
+
+
+@pytest.mark.parametrize("cls, kwargs, arg", [
+    (nn.ConvTranspose2d, {"in_ch": 2, "out_ch": 2, "kernel_size": 3, "stride": 2,
+                          "output_padding": 2}, "output_padding"),
+    (nn.ConvTranspose2d, {"in_ch": 2, "out_ch": 2, "kernel_size": 3, "padding": "same"},
+     "padding"),
+    (nn.Resize, {}, "size or scale"),
+    (nn.Resize, {"size": (2, 2), "mode": "cubic"}, "mode"),
+    (nn.Pad, {"pads": [1, 2]}, "pads"),
+    (nn.Pad, {"pads": [(1, 1)], "mode": "wrap"}, "mode"),
+])
+def test_bad_arguments_name_the_argument(cls, kwargs, arg):
+    with pytest.raises(ValueError, match=arg):
+        cls(**kwargs)
