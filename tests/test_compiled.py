@@ -231,3 +231,44 @@ def test_threads_share_a_net_safely(rng):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_epilogue_loops_match_numpy(dtype, rng):
+    _plan = pytest.importorskip("cconv._plan")
+    x = rng.standard_normal((3, 7, 5)).astype(dtype)
+    x[0, 0, :3] = [np.nan, -0.0, np.inf]
+    y = np.empty_like(x)
+    _plan.relu(x, y)
+    np.testing.assert_array_equal(y, np.maximum(x, 0))          # NaN kept, like torch
+    g = rng.standard_normal(x.shape).astype(dtype)
+    out = np.empty_like(x)
+    _plan.relu_backward(g, y, out)
+    np.testing.assert_array_equal(out, np.where(y > 0, g, 0))
+    m = rng.standard_normal((4, 6)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    want = np.maximum(m + b, 0)
+    _plan.bias_act_rows(m, b, True)
+    np.testing.assert_array_equal(m, want)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _plan.relu(x[:, ::2], np.empty_like(x[:, ::2]))
+    with pytest.raises(TypeError, match="float32 or float64, got float16"):
+        _plan.relu(x, np.empty(x.shape, np.float16))
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(TypeError, match="expected"):
+        _plan.relu(x, np.empty(x.shape, other))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        _plan.bias_act_rows(m, b[:5], False)
+    with pytest.raises(ValueError, match="same size"):
+        _plan.relu_backward(g, y, out[:1])
+
+
+def test_relu_layer_takes_odd_inputs(rng):
+    relu = nn.ReLU()
+    x = rng.standard_normal((2, 3, 8))
+    for odd in (x[:, :, ::2], x.astype(">f8"), x.astype(np.float16), x.astype(np.int32)):
+        want = np.maximum(odd, 0, dtype=odd.dtype.type if odd.dtype.kind == "f" else np.float64)
+        np.testing.assert_array_equal(relu.forward(odd), want)
+    y = relu.forward(x, training=True)
+    g = rng.standard_normal(x.shape).astype(np.float32)   # another dtype: numpy's path
+    np.testing.assert_array_equal(relu.backward(g), g * (y > 0))

@@ -42,18 +42,22 @@ def relu(x, y):
     cdef float *yf
     cdef double *xd
     cdef double *yd
+    cdef float vf
+    cdef double vd
     if t == cnp.NPY_FLOAT32:
         xf = <float *>cnp.PyArray_DATA(<cnp.ndarray>x)
         yf = <float *>cnp.PyArray_DATA(<cnp.ndarray>y)
         with nogil:
             for i in range(n):
-                yf[i] = 0 if xf[i] < 0 else xf[i]
+                vf = xf[i]          # one load, then a select: vectorises, no branch
+                yf[i] = 0 if vf < 0 else vf
     else:
         xd = <double *>cnp.PyArray_DATA(<cnp.ndarray>x)
         yd = <double *>cnp.PyArray_DATA(<cnp.ndarray>y)
         with nogil:
             for i in range(n):
-                yd[i] = 0 if xd[i] < 0 else xd[i]
+                vd = xd[i]
+                yd[i] = 0 if vd < 0 else vd
 
 
 def bias_act_rows(y, bias, bint relu):
@@ -96,3 +100,39 @@ def bias_act_rows(y, bias, bint relu):
                 if relu:
                     for j in range(n):
                         yd[r * n + j] = 0 if yd[r * n + j] < 0 else yd[r * n + j]
+
+
+def relu_backward(grad, y, out):
+    """out = grad where y > 0, else 0 (torch's threshold_backward); same size and dtype."""
+    cdef int t = _check(grad, "grad", False)
+    if _check(y, "y", False) != t or _check(out, "out", True) != t:
+        raise TypeError(f"grad, y and out must share one dtype, got {grad.dtype}, "
+                        f"{y.dtype}, {out.dtype}")
+    cdef int64_t n = cnp.PyArray_SIZE(<cnp.ndarray>grad), i
+    if cnp.PyArray_SIZE(<cnp.ndarray>y) != n or cnp.PyArray_SIZE(<cnp.ndarray>out) != n:
+        raise ValueError(f"grad, y and out must have the same size, got {grad.size}, "
+                         f"{y.size}, {out.size}")
+    cdef float *gf
+    cdef float *yf
+    cdef float *of
+    cdef double *gd
+    cdef double *yd
+    cdef double *od
+    cdef float gv
+    cdef double gw
+    if t == cnp.NPY_FLOAT32:
+        gf = <float *>cnp.PyArray_DATA(<cnp.ndarray>grad)
+        yf = <float *>cnp.PyArray_DATA(<cnp.ndarray>y)
+        of = <float *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        with nogil:
+            for i in range(n):
+                gv = gf[i]          # both loads unconditional: a select, not a branch
+                of[i] = gv if yf[i] > 0 else 0
+    else:
+        gd = <double *>cnp.PyArray_DATA(<cnp.ndarray>grad)
+        yd = <double *>cnp.PyArray_DATA(<cnp.ndarray>y)
+        od = <double *>cnp.PyArray_DATA(<cnp.ndarray>out)
+        with nogil:
+            for i in range(n):
+                gw = gd[i]
+                od[i] = gw if yd[i] > 0 else 0

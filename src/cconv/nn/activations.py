@@ -27,16 +27,38 @@ def _dtype_of(x):
     return x.dtype.newbyteorder("=") if x.dtype.kind == "f" else np.dtype(np.float64)
 
 
+try:  # one-pass C loops (cconv._plan); numpy's ufuncs where it is absent or refuses
+    from .._plan import relu as _relu_c, relu_backward as _relu_backward_c
+except ImportError:  # pragma: no cover - a source tree without the build
+    _relu_c = _relu_backward_c = None
+
+
 class ReLU(_Activation):
     def forward(self, x, training=False):
         x = np.asarray(x)
-        y = np.maximum(x, 0, dtype=_dtype_of(x))
+        y = None
+        if _relu_c is not None and x.dtype.kind == "f":
+            y = np.empty(x.shape, x.dtype)
+            try:
+                _relu_c(x, y)   # 2x numpy's maximum, which pays for NaN handling
+            except (TypeError, ValueError):   # float16, strided, byte-swapped
+                y = None
+        if y is None:   # (the scalar type: a byte-swapped dtype is refused here)
+            y = np.maximum(x, 0, dtype=np.dtype(_dtype_of(x)).type)
         if training:
             self._saved = (y,)  # y > 0 exactly where x > 0
         return y
 
     def backward(self, grad_out):
         (y,) = _util.saved(self)
+        if _relu_backward_c is not None and isinstance(grad_out, np.ndarray) \
+                and grad_out.dtype == y.dtype and grad_out.shape == y.shape:
+            out = np.empty(y.shape, y.dtype)
+            try:
+                _relu_backward_c(grad_out, y, out)   # one pass, no mask array
+                return out
+            except (TypeError, ValueError):
+                pass
         # arithmetic on the mask: np.where is several times slower here
         return grad_out * (y > 0)
 
