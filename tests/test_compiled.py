@@ -272,3 +272,20 @@ def test_relu_layer_takes_odd_inputs(rng):
     y = relu.forward(x, training=True)
     g = rng.standard_normal(x.shape).astype(np.float32)   # another dtype: numpy's path
     np.testing.assert_array_equal(relu.backward(g), g * (y > 0))
+
+
+@pytest.mark.parametrize("kernel_epilogue", [True, False], ids=["c_epilogue", "in_place"])
+def test_both_relu_fusions_match(kernel_epilogue, monkeypatch, rng):
+    from cconv import compiled
+
+    if not kernel_epilogue:
+        monkeypatch.setattr(compiled, "_fused_relu_code", lambda: None)
+    elif compiled._fused_relu_code() is None:
+        pytest.skip("this build's conv kernel has no fused ReLU")
+    net = _lenet(np.float64)
+    x = rng.standard_normal((2, 1, 10, 10))
+    compiled.clear(net)
+    plan = net.compile(x.shape)
+    assert plan.steps[0][0] == "conv2d+relu"
+    np.testing.assert_array_equal(plan(x), _layer_by_layer(net, x))
+    compiled.clear(net)

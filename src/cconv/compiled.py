@@ -5,14 +5,14 @@ for each input shape, in each thread; `net.compile(shape)` makes it ahead of
 time and returns it. A plan
 
 - resolves the topological order, every shape and every kernel argument once;
-- fuses Conv2d + ReLU and Linear + ReLU into one step (the ReLU, and
-  Linear's bias, run in place on the fresh output: `ops.conv2d_runner`'s
-  `activation=` epilogue when the kernels offer it, else cconv._plan's
-  loops, else numpy);
+- fuses Conv2d + ReLU and Linear + ReLU into one step: the conv kernel's
+  own ReLU epilogue where the C core has one (`_kernels.ACTIVATIONS`),
+  else ReLU (and Linear's bias) in place on the step's output with
+  cconv._plan's one-pass loops (numpy's ufuncs without the extension);
 - preallocates one output buffer per step and reuses it on every call, so
   a batch-1 forward allocates only its result. Flatten/Reshape are views.
 
-Buffers belong to the plan, and a plan to one thread (see `_plans`), so
+Buffers belong to the plan, and a plan to one thread (see `_thread_plans`), so
 threads sharing a net never share a buffer. Arrays returned by
 `forward` are fresh on every call unless `reuse_output=True`, which returns
 the plan's own buffer: overwritten by the next call in the same thread.
@@ -24,7 +24,6 @@ hot path (a replaced parameter of another dtype, an input in another memory
 layout) raises TypeError/ValueError in the C wrappers, and the caller then
 takes the general path, which converts or explains.
 """
-import inspect
 import threading
 import weakref
 
@@ -74,12 +73,10 @@ relu_own = _plan.relu if _plan is not None else _relu_into
 bias_act = _plan.bias_act_rows if _plan is not None else _bias_act
 
 
-def _conv_takes_activation():
-    """8A's fused epilogue: ops.conv2d_runner(..., activation="relu") when it exists."""
-    try:
-        return "activation" in inspect.signature(ops.conv2d_runner).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        return False
+def _fused_relu_code():
+    """The C kernels' code for a fused ReLU epilogue, or None where they have none."""
+    codes = getattr(ops._kernels, "ACTIVATIONS", None)
+    return codes.get("relu") if isinstance(codes, dict) else None
 
 
 def _registry_state():
@@ -105,25 +102,13 @@ class _Buffer:
 def _conv_step(layer, in_shape, dtype, relu, buf):
     """Conv2d (+ ReLU) into the step's buffer.
 
-    With the kernels' fused epilogue (ops.conv2d_runner(activation=...)) the
-    runner does it all; else the C kernel writes straight into the buffer
-    (the arguments ops.conv2d_runner would pass, checked once by ops._conv_plan)
-    and ReLU follows in place.
+    The C kernel writes straight into the buffer, with the arguments
+    ops.conv2d_runner would pass (checked once by ops._conv_plan). ReLU runs
+    inside the kernel where it offers the fused epilogue (the activation
+    codes of _kernels.ACTIVATIONS), else in place right after.
     """
     fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     params, has_bias = layer.params, layer.bias
-    if relu and _conv_takes_activation():
-        run = ops.conv2d_runner(in_shape, params["weight"].shape, has_bias, dtype,
-                                activation="relu", **layer._op_args())
-        takes_out = "out" in inspect.signature(run).parameters
-        if takes_out:
-            def step(x):
-                y = empty(shape, dt) if fresh else arr
-                return run(x, params["weight"], params["bias"] if has_bias else None, out=y)
-        else:
-            def step(x):
-                return run(x, params["weight"], params["bias"] if has_bias else None)
-        return step
     a = layer._op_args()
     h = ops._hashable
     _, _, stride4, pads4, dil4, groups, _, _ = ops._conv_plan(
@@ -131,6 +116,14 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
         (params["weight"].shape[0],) if has_bias else None, h(a["stride"]),
         h(a["padding"]), h(a["dilation"]), a["groups"], 2)
     kernel, threads = ops._kernels.conv2d_forward, ops.get_num_threads
+    act = _fused_relu_code() if relu else None
+    if act is not None:
+        def step(x):
+            y = empty(shape, dt) if fresh else arr
+            kernel(x, params["weight"], params["bias"] if has_bias else None, y, stride4,
+                   pads4, dil4, groups, threads(), act)
+            return y
+        return step
 
     def step(x):
         y = empty(shape, dt) if fresh else arr
