@@ -157,6 +157,13 @@ SINGLE_OPS = [
     ("div_by_channel_constant", lambda r: _single(
         "Div", (3, 2, 2), ["N", 3, 2, 2], r, consts=[r.uniform(1, 2, (1, 3, 1, 1))])),
     ("leakyrelu", lambda r: _single("LeakyRelu", (3, 4), ["N", 3, 4], r, alpha=0.3)),
+    ("resize_nearest_prefer_ceil", lambda r: _single(
+        "Resize", (2, 4, 5), ["N", 2, 7, 8], r, consts=["", np.float32([1, 1, 1.75, 1.6])],
+        mode="nearest", nearest_mode="round_prefer_ceil")),
+    ("pad_axes_opset18", lambda r: _single(
+        "Pad", (2, 3, 4), ["N", 2, None, None], r, opset=18,
+        consts=[np.int64([1, 2, 0, 1]), "", np.int64([3, 2])], mode="reflect")),
+    ("squeeze_all_ones", lambda r: _single("Squeeze", (3, 1, 4, 1), ["N", 3, 4], r)),
 ]
 
 
@@ -362,6 +369,11 @@ def test_malformed_graph_raises_clear_error(cconv_onnx):
     ([helper.make_node("Resize", ["x", "", "sc"], ["y"], name="rs", mode="cubic")],
      [onnx.numpy_helper.from_array(np.float32([1, 1, 2, 2]), "sc")], "cubic"),
     ([helper.make_node("Softmax", ["x"], ["y"], name="sm", axis=0)], [], "batch axis"),
+    # a literal batch size in a model whose batch is symbolic only works at that size
+    ([helper.make_node("Resize", ["x", "", "", "sz"], ["y"], name="rz")],
+     [onnx.numpy_helper.from_array(np.int64([1, 3, 8, 8]), "sz")], "keep batch"),
+    ([helper.make_node("Reshape", ["x", "s1"], ["y"], name="r1")],
+     [onnx.numpy_helper.from_array(np.int64([1, -1]), "s1")], "batch axis"),
 ])
 def test_unrepresentable_nodes_are_refused_naming_the_node(cconv_onnx, nodes, inits, match):
     model = _model(nodes, inits)

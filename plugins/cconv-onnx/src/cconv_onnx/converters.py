@@ -461,7 +461,9 @@ def resize(im, node, attrs):
         scales = [float(s) for s in np.reshape(scales, -1)]
         if len(scales) != ndim or scales[:2] != [1.0, 1.0]:
             _fail(node, f"scales {scales} must be 1 on batch and channels")
-        size = tuple(math.floor(n * s) for n, s in zip(x.shape[2:], scales[2:]))
+        # in float32, as onnxruntime computes it: 5 * 1.8f is 9, not 8.99999...
+        size = tuple(math.floor(np.float32(n) * np.float32(s))
+                     for n, s in zip(x.shape[2:], scales[2:]))
         layer = nn.Resize(size=size, scale=tuple(scales[2:]), mode=mode,
                           coordinate_transformation_mode=coord, nearest_mode=nearest)
     else:

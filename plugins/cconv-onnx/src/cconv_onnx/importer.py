@@ -30,6 +30,9 @@ __all__ = [
     "unsupported_operators",
 ]
 
+#: the batch size a symbolic batch axis is traced with (see Importer._inputs)
+SYMBOLIC_BATCH = 7
+
 SUPPORTED_OPS = frozenset(CONVERTERS) | frozenset(FOLDERS) | {"Shape"}
 
 
@@ -204,9 +207,12 @@ class Importer:
             if dims and dims[0]:
                 batches.add(dims[0])
             shapes.append(per_sample)
-        # A symbolic batch is traced as 1; a fixed one keeps its value so that
-        # reshape targets computed from it resolve.
-        self.batch = batches.pop() if len(batches) == 1 else 1
+        # A fixed batch keeps its value, so that literal reshape targets like
+        # (1, -1) in a batch-1 export resolve. A symbolic batch is traced with a
+        # size no exporter writes literally: shapes computed from it (Shape ->
+        # Gather -> Concat) carry it and resolve, while a literal batch entry
+        # (which onnxruntime too would honour only at that size) is refused.
+        self.batch = batches.pop() if len(batches) == 1 else SYMBOLIC_BATCH
         return inputs, shapes
 
     def run(self):
