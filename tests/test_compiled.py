@@ -289,3 +289,29 @@ def test_both_relu_fusions_match(kernel_epilogue, monkeypatch, rng):
     assert plan.steps[0][0] == "conv2d+relu"
     np.testing.assert_array_equal(plan(x), _layer_by_layer(net, x))
     compiled.clear(net)
+
+
+def test_buffer_cap_allocates_per_call(monkeypatch, rng):
+    from cconv import compiled
+
+    net = _lenet()
+    x = rng.standard_normal((3, 1, 10, 10)).astype(np.float32)
+    want = _layer_by_layer(net, x)
+    monkeypatch.setattr(compiled, "MAX_BUFFER_BYTES", 0)
+    plan = compiled.CompiledPlan(net, [x.shape], np.float32)
+    assert all(cell is None for cell in _kept_buffers(plan))
+    np.testing.assert_array_equal(plan(x), want)
+    monkeypatch.setattr(compiled, "MAX_BUFFER_BYTES", 1 << 30)
+    plan = compiled.CompiledPlan(net, [x.shape], np.float32)
+    assert any(cell is not None for cell in _kept_buffers(plan))
+    np.testing.assert_array_equal(plan(x), want)
+
+
+def _kept_buffers(plan):
+    """The arrays the plan's steps keep between calls (closure cells named arr)."""
+    out = []
+    for fn, *_ in plan._run_steps:
+        names = fn.__code__.co_freevars
+        if "arr" in names:
+            out.append(fn.__closure__[names.index("arr")].cell_contents)
+    return out

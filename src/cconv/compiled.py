@@ -40,6 +40,10 @@ __all__ = ["CompiledPlan", "plan_for", "cached_plan", "clear"]
 
 # Plans kept per graph per thread; a net fed ever-new shapes drops them all.
 MAX_PLANS = 8
+# Bytes of buffers one plan keeps between calls; the steps past it allocate
+# per call as the uncompiled path does (a big batch gains little from reuse
+# and should not pin its activations in memory after the call).
+MAX_BUFFER_BYTES = 32 << 20
 
 
 def _relu_into(x, y):
@@ -90,13 +94,13 @@ def _registry_state():
 # graph output: a new array per call (unless reuse) so callers may keep it.
 
 class _Buffer:
-    """The output array of one step, or a new one per call for graph outputs."""
+    """The output array of one step, or (fresh) a new one per call."""
 
     __slots__ = ("shape", "dtype", "array", "fresh")
 
     def __init__(self, shape, dtype, fresh):
         self.shape, self.dtype, self.fresh = shape, dtype, fresh
-        self.array = np.empty(shape, dtype)
+        self.array = None if fresh else np.empty(shape, dtype)
 
 
 def _conv_step(layer, in_shape, dtype, relu, buf):
@@ -232,8 +236,16 @@ class CompiledPlan:
                 return None
             return r[0] if type(sched["steps"][r[0]][0]) is ReLU else None
 
+        kept = [0]
+
         def buffer(slot):
-            return _Buffer(slot_shapes[slot], dtype, slot in outputs and not reuse_output)
+            """The step's own array; fresh per call for outputs and past the memory cap."""
+            shape = slot_shapes[slot]
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            own = (slot not in outputs or reuse_output) and kept[0] + nbytes <= MAX_BUFFER_BYTES
+            if own:
+                kept[0] += nbytes
+            return _Buffer(shape, dtype, not own)
 
         steps, absorbed, self.steps = [], set(), []
         views = set()   # slots whose value may be (a view of) a plan buffer
