@@ -31,6 +31,24 @@ cdef extern from "cconv_core.h" nogil:
     int cconv_conv2d_check(cconv_conv2d_params *p)
     int cconv_conv2d_forward_f32(const cconv_conv2d_params *p, const float *x,
                                  const float *w, const float *bias, float *y, int nthreads)
+    enum:
+        CCONV_ACT_NONE
+        CCONV_ACT_RELU
+    enum:
+        CCONV_ALGO_AUTO
+        CCONV_ALGO_GEMM
+        CCONV_ALGO_WINOGRAD
+        CCONV_ALGO_DEPTHWISE
+    int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
+    int cconv_conv2d_algo(const cconv_conv2d_params *p)
+    int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,
+                                    const float *w, const float *bias, float *y,
+                                    int activation, int algo, int nthreads)
+    int cconv_conv2d_forward_ex_f64(const cconv_conv2d_params *p, const double *x,
+                                    const double *w, const double *bias, double *y,
+                                    int activation, int algo, int nthreads)
+    void cconv_set_flush_denormal(int on)
+    int cconv_get_flush_denormal()
     int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
                                  const double *w, const double *bias, double *y, int nthreads)
     int cconv_conv2d_backward_input_f32(const cconv_conv2d_params *p, const float *dy,

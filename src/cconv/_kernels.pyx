@@ -179,9 +179,41 @@ cdef cconv_pool2d_params _pool_params(const int64_t *xs, tuple kernel, tuple str
 
 # ---- Python wrappers over C-contiguous arrays ----
 
+# names of cconv.ops.conv2d's `activation` and `algorithm` -> C enums
+ACTIVATIONS = {None: CCONV_ACT_NONE, "relu": CCONV_ACT_RELU}
+ALGORITHMS = {"auto": CCONV_ALGO_AUTO, "im2col_gemm": CCONV_ALGO_GEMM,
+              "winograd": CCONV_ALGO_WINOGRAD, "depthwise_direct": CCONV_ALGO_DEPTHWISE}
+
+
+def conv2d_algorithm(tuple xshape, tuple wshape, tuple stride, tuple pads,
+                     tuple dilation, int64_t groups):
+    """The ALGORITHMS name that "auto" runs, and whether Winograd applies."""
+    cdef int64_t xs[4]
+    cdef int64_t ws[4]
+    cdef int i
+    for i in range(4):
+        xs[i] = xshape[i]
+        ws[i] = wshape[i]
+    cdef cconv_conv2d_params p = _conv_params(xs, ws, stride, pads, dilation, groups)
+    cdef int algo = cconv_conv2d_algo(&p)
+    name = {v: k for k, v in ALGORITHMS.items()}[algo]
+    return name, bool(cconv_conv2d_winograd_ok(&p))
+
+
+def set_flush_denormal(bint on):
+    cconv_set_flush_denormal(on)
+
+
+def get_flush_denormal():
+    return bool(cconv_get_flush_denormal())
+
+
 def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
-                   int64_t groups, int nthreads):
-    """y = conv2d(x, w) + bias (bias may be None); y preallocated."""
+                   int64_t groups, int nthreads, int activation=0, int algo=0):
+    """y = act(conv2d(x, w) + bias) (bias may be None); y preallocated.
+
+    activation / algo: values of ACTIVATIONS / ALGORITHMS (0: none / auto).
+    """
     cdef int64_t xs[4]
     cdef int64_t ws[4]
     cdef int64_t ys[4]
@@ -201,11 +233,12 @@ def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
     cdef int status
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            status = cconv_conv2d_forward_f32(&p, <float *>xp, <float *>wp, <float *>bp,
-                                              <float *>yp, nthreads)
+            status = cconv_conv2d_forward_ex_f32(&p, <float *>xp, <float *>wp, <float *>bp,
+                                                 <float *>yp, activation, algo, nthreads)
         else:
-            status = cconv_conv2d_forward_f64(&p, <double *>xp, <double *>wp, <double *>bp,
-                                              <double *>yp, nthreads)
+            status = cconv_conv2d_forward_ex_f64(&p, <double *>xp, <double *>wp,
+                                                 <double *>bp, <double *>yp, activation,
+                                                 algo, nthreads)
     _raise_on(status)
 
 

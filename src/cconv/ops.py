@@ -29,7 +29,8 @@ __all__ = [
     "global_avg_pool1d", "global_avg_pool2d",
     "global_avg_pool1d_backward", "global_avg_pool2d_backward",
     "gemm", "convolve", "correlate", "conv_output_size", "pool_output_size",
-    "conv2d_runner", "max_pool2d_runner", "gemm_runner",
+    "conv2d_runner", "max_pool2d_runner", "gemm_runner", "conv2d_algorithms",
+    "set_flush_denormal", "get_flush_denormal",
 ]
 
 # Refuse arrays whose element count could not be indexed safely or would ask
@@ -252,9 +253,56 @@ def _conv_dtype(x, w, third, third_name="bias"):
     return _result_dtype([("x", x), ("w", w), (third_name, third)])
 
 
-def _conv_forward(fn, x, w, bias, stride, padding, dilation, groups, nd):
+def _conv_epilogue(activation, algorithm, plan):
+    """C codes of activation and algorithm, checked against the call's plan."""
+    try:
+        act = _kernels.ACTIVATIONS[activation]
+    except (KeyError, TypeError):
+        raise ValueError(f"activation must be one of {list(_kernels.ACTIVATIONS)}, "
+                         f"got {activation!r}") from None
+    try:
+        algo = _kernels.ALGORITHMS[algorithm]
+    except (KeyError, TypeError):
+        raise ValueError(f"algorithm must be one of {list(_kernels.ALGORITHMS)}, "
+                         f"got {algorithm!r}") from None
+    if algorithm in ("winograd", "depthwise_direct"):
+        shape_x, shape_w, stride4, pads4, dil4, groups = plan[:6]
+        able = conv2d_algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)
+        if algorithm not in able:
+            need = ("a 3x3 kernel, stride 1, dilation 1 and groups 1"
+                    if algorithm == "winograd" else "groups == input channels > 1")
+            raise ValueError(f"algorithm={algorithm!r} needs {need}; got x.shape={shape_x}, "
+                             f"w.shape={shape_w}, stride={stride4}, dilation={dil4}, "
+                             f"groups={groups}")
+    return act, algo
+
+
+@functools.lru_cache(maxsize=512)
+def conv2d_algorithms(x_shape, w_shape, stride, pads, dilation, groups):
+    """Names of the conv2d algorithms that apply, the one "auto" runs first.
+
+    Arguments as the C layer takes them: 4-D shapes, (sh, sw), (top, bottom,
+    left, right), (dh, dw).
+    """
+    auto, winograd = _kernels.conv2d_algorithm(tuple(x_shape), tuple(w_shape),
+                                               tuple(stride), tuple(pads),
+                                               tuple(dilation), groups)
+    names = [auto] + [n for n in ("im2col_gemm", "winograd", "depthwise_direct")
+                      if n != auto]
+    if not winograd:
+        names.remove("winograd")
+    if not (groups > 1 and groups == x_shape[1]):
+        names.remove("depthwise_direct")
+    return tuple(names)
+
+
+def _conv_forward(fn, x, w, bias, stride, padding, dilation, groups, nd,
+                  activation=None, algorithm="auto"):
     x, w, bias, plan = _conv_setup(fn, x, w, bias, stride, padding, dilation, groups, nd)
     shape_x, shape_w, stride4, pads4, dil4, groups, out_shape, out4 = plan
+    act = algo = 0
+    if activation is not None or algorithm != "auto":
+        act, algo = _conv_epilogue(activation, algorithm, plan)
     dtype = _conv_dtype(x, w, bias)
     xs = _prepare("x", x, dtype)
     ws = _prepare("w", w, dtype)
@@ -262,19 +310,28 @@ def _conv_forward(fn, x, w, bias, stride, padding, dilation, groups, nd):
         xs, ws = xs.reshape(shape_x), ws.reshape(shape_w)
     b = None if bias is None else _prepare("bias", bias, dtype)
     y = np.empty(out4, dtype)
-    _kernels.conv2d_forward(xs, ws, b, y, stride4, pads4, dil4, groups, get_num_threads())
+    _kernels.conv2d_forward(xs, ws, b, y, stride4, pads4, dil4, groups, get_num_threads(),
+                            act, algo)
     return y.reshape(out_shape) if nd == 1 else y
 
 
-def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, activation=None,
+           algorithm="auto"):
     """2-D cross-correlation of x (N, C, H, W) with w (C_out, C/groups, KH, KW).
 
     padding: int | (ph, pw) | ((top, bottom), (left, right)) | "valid" | "same".
     "same" gives an output of ceil(size / stride) with the odd pad at the
     bottom/right (torch's choice at stride 1, TensorFlow's at any stride).
+    activation: None or "relu", applied inside the kernel after the bias
+    (one pass over the output instead of two; NaN stays NaN).
+    algorithm: "auto" (by shape, see conv2d_algorithms), "im2col_gemm",
+    "winograd" (F(2x2, 3x3): 3x3, stride 1, no dilation, groups 1) or
+    "depthwise_direct" (groups == input channels); a choice that does not
+    apply raises ValueError.
     Returns (N, C_out, OH, OW).
     """
-    return _conv_forward("conv2d", x, w, bias, stride, padding, dilation, groups, 2)
+    return _conv_forward("conv2d", x, w, bias, stride, padding, dilation, groups, 2,
+                         activation, algorithm)
 
 
 def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -624,23 +681,44 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
 # runner misused with other arrays fails cleanly instead of reading wrong memory.
 
 def conv2d_runner(x_shape, w_shape, has_bias, dtype, stride=1, padding=0, dilation=1,
-                  groups=1):
-    """run(x, w, bias) -> conv2d(x, w, bias, ...) for exactly these shapes and dtype.
+                  groups=1, activation=None, algorithm="auto"):
+    """run(x, w, bias) -> conv2d(x, w, bias, ..., activation, algorithm) for exactly
+    these shapes and dtype.
 
-    x, w (and bias) must be C-contiguous native arrays of dtype.
+    x, w (and bias) must be C-contiguous native arrays of dtype. activation="relu"
+    fuses a following ReLU into the kernel (a graph's Conv2d + ReLU).
     """
     plan = _conv_plan("conv2d", tuple(x_shape), tuple(w_shape),
                       (w_shape[0],) if has_bias else None, _hashable(stride),
                       _hashable(padding), _hashable(dilation), groups, 2)
     _, _, stride4, pads4, dil4, groups, _, out4 = plan
+    act, algo = _conv_epilogue(activation, algorithm, plan)
     dtype = np.dtype(dtype)
     kernel = _kernels.conv2d_forward
 
     def run(x, w, bias=None):
         y = np.empty(out4, dtype)
-        kernel(x, w, bias, y, stride4, pads4, dil4, groups, get_num_threads())
+        kernel(x, w, bias, y, stride4, pads4, dil4, groups, get_num_threads(), act, algo)
         return y
     return run
+
+
+def set_flush_denormal(on):
+    """Flush denormal floats to zero inside cconv's conv and GEMM kernels (default on).
+
+    The kernels set the CPU's flush-to-zero and denormals-are-zero modes on
+    their own threads for the duration of a call and restore them before
+    returning, so the caller's floating-point state never changes. Denormal
+    operands cost ~100x a normal one on x86. Off, the kernels compute with
+    IEEE denormals whatever mode the calling thread is in. The environment
+    variable CCONV_FLUSH_DENORMAL=0 turns it off at start-up. No effect off x86.
+    """
+    _kernels.set_flush_denormal(bool(on))
+
+
+def get_flush_denormal():
+    """Whether the kernels flush denormals to zero (see set_flush_denormal)."""
+    return _kernels.get_flush_denormal()
 
 
 def max_pool2d_runner(x_shape, dtype, kernel_size, stride=None, padding=0, dilation=1,

@@ -7,6 +7,7 @@
 #ifndef CCONV_CORE_H
 #define CCONV_CORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -35,6 +36,28 @@ int cconv_max_threads(void);          /* omp_get_max_threads() or 1 */
 /* How many threads to use for `work` scalar operations at most `nthreads`:
  * small work runs serial because waking a pool costs more than it saves. */
 int cconv_threads_for(int nthreads, double work);
+
+/* ---- denormals ----
+ * Convolution and GEMM kernels run with the SSE flush-to-zero and
+ * denormals-are-zero bits set on every thread that computes (denormal
+ * operands cost ~100 cycles each on x86), and restore each thread's MXCSR
+ * before they return, so the caller's floating-point state is untouched.
+ * On by default; CCONV_FLUSH_DENORMAL=0 in the environment or
+ * cconv_set_flush_denormal(0) turns it off (the kernels then clear both
+ * bits, whatever the calling thread had). No effect off x86. */
+void cconv_set_flush_denormal(int on);
+int cconv_get_flush_denormal(void);
+/* Enter/leave the kernels' floating-point mode on the calling thread;
+ * leave takes what enter returned. */
+unsigned cconv_fp_enter(void);
+void cconv_fp_leave(unsigned saved);
+
+/* Per-thread work buffer for `slot` (0..3), 64-byte aligned, contents
+ * undefined, kept by the thread for its next call (see threads.c); NULL when
+ * out of memory. Give it back with cconv_work_free(slot, p). Slots: 0 and 1
+ * the convolutions' own scratch, 2 the GEMM's packing buffers. */
+void *cconv_work_alloc(int slot, size_t bytes);
+void cconv_work_free(int slot, void *p);
 
 /* ---- GEMM: row-major C[M,N] = alpha * op(A) op(B) + beta * C ----
  * op(A) is M x K: A stored M x K (lda >= K) when transa == 0, else K x M
@@ -70,6 +93,24 @@ int cconv_conv2d_forward_f32(const cconv_conv2d_params *p, const float *x,
 int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
                              const double *w, const double *bias, double *y,
                              int nthreads);
+/* The same with an epilogue and a choice of algorithm: activation is
+ * CCONV_ACT_NONE or CCONV_ACT_RELU (applied after the bias, NaN kept);
+ * algo CCONV_ALGO_AUTO picks by shape (cconv_conv2d_algo), CCONV_ALGO_GEMM
+ * forces im2col + GEMM (also for depthwise), CCONV_ALGO_WINOGRAD forces
+ * Winograd F(2x2, 3x3) and returns CCONV_EINVAL where it does not apply
+ * (cconv_conv2d_winograd_ok). */
+enum { CCONV_ACT_NONE = 0, CCONV_ACT_RELU = 1 };
+enum { CCONV_ALGO_AUTO = 0, CCONV_ALGO_GEMM = 1, CCONV_ALGO_WINOGRAD = 2,
+       CCONV_ALGO_DEPTHWISE = 3 };
+int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
+/* The algorithm CCONV_ALGO_AUTO runs for p (never CCONV_ALGO_AUTO). */
+int cconv_conv2d_algo(const cconv_conv2d_params *p);
+int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,
+                                const float *w, const float *bias, float *y,
+                                int activation, int algo, int nthreads);
+int cconv_conv2d_forward_ex_f64(const cconv_conv2d_params *p, const double *x,
+                                const double *w, const double *bias, double *y,
+                                int activation, int algo, int nthreads);
 /* dx = d loss / d x (overwritten). */
 int cconv_conv2d_backward_input_f32(const cconv_conv2d_params *p, const float *dy,
                                     const float *w, float *dx, int nthreads);

@@ -1,8 +1,9 @@
 /* Type-generic body of conv.c, included once per dtype with T, SFX, GEMM set. */
 
-/* Unfold columns [p0, p0 + pt) of one group of one image into col (K x pt). */
+/* Unfold columns [p0, p0 + pt) of one group of one image into col (K rows of
+ * pt, row stride ld >= pt: several images can share one col). */
 CCONV_CLONES static void SFX(im2col)(const cconv_conv2d_params *p, const T *x, int64_t cin_g,
-                        int64_t p0, int64_t pt, T *col)
+                        int64_t p0, int64_t pt, T *col, int64_t ld)
 {
     const int64_t H = p->h, W = p->w, OW = p->out_w, kh = p->kh, kw = p->kw;
     const int64_t sh = p->stride_h, sw = p->stride_w;
@@ -10,7 +11,7 @@ CCONV_CLONES static void SFX(im2col)(const cconv_conv2d_params *p, const T *x, i
     for (int64_t r = 0; r < K; ++r) {
         const int64_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
         const T *xc = x + c * H * W;
-        T *dst = col + r * pt;
+        T *dst = col + r * ld;
         int64_t q = 0, oh = p0 / OW, ow = p0 % OW;
         while (q < pt) {
             int64_t seg = OW - ow;
@@ -27,6 +28,11 @@ CCONV_CLONES static void SFX(im2col)(const cconv_conv2d_params *p, const T *x, i
                 for (int64_t t = 0; t < lo; ++t) d[t] = 0;
                 if (sw == 1) {
                     memcpy(d + lo, xrow + iw0 + lo, (size_t)(hi - lo) * sizeof(T));
+                } else if (sw == 2) {
+                    /* a constant stride lets the compiler vectorise the gather
+                     * (stem convolutions spent 20% of their time here) */
+                    const T *xs = xrow + iw0;
+                    for (int64_t t = lo; t < hi; ++t) d[t] = xs[2 * t];
                 } else {
                     for (int64_t t = lo; t < hi; ++t) d[t] = xrow[iw0 + t * sw];
                 }
@@ -95,19 +101,48 @@ CCONV_CLONES static void SFX(pad_plane)(const cconv_conv2d_params *p, const T *x
                (size_t)p->w * sizeof(T));
 }
 
-/* 3x3, stride 1, no dilation: all nine taps of an output in registers. */
-CCONV_CLONES static void SFX(dw3x3_s1)(const T *xp, int64_t Wp, const T *k, T b, T *y,
-                                       int64_t OH, int64_t OW)
+/* 3x3, stride 1, no dilation: all nine taps of an output in registers, two
+ * output rows per pass (the four input rows they need are loaded once).
+ * restrict: without it the compiler must assume y aliases the input and
+ * does not vectorise along the row. */
+CCONV_CLONES static void SFX(dw3x3_s1)(const T *CCONV_RESTRICT xp, int64_t Wp,
+                                       const T *CCONV_RESTRICT k, T b,
+                                       T *CCONV_RESTRICT y, int64_t OH, int64_t OW,
+                                       int relu)
 {
     const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
     const T k6 = k[6], k7 = k[7], k8 = k[8];
-    for (int64_t oh = 0; oh < OH; ++oh) {
-        const T *r0 = xp + oh * Wp, *r1 = r0 + Wp, *r2 = r1 + Wp;
-        T *yr = y + oh * OW;
-        for (int64_t ow = 0; ow < OW; ++ow)
-            yr[ow] = b + k0 * r0[ow] + k1 * r0[ow + 1] + k2 * r0[ow + 2]
-                       + k3 * r1[ow] + k4 * r1[ow + 1] + k5 * r1[ow + 2]
-                       + k6 * r2[ow] + k7 * r2[ow + 1] + k8 * r2[ow + 2];
+    int64_t oh = 0;
+    for (; oh + 2 <= OH; oh += 2) {
+        const T *CCONV_RESTRICT r0 = xp + oh * Wp;
+        const T *CCONV_RESTRICT r1 = r0 + Wp;
+        const T *CCONV_RESTRICT r2 = r1 + Wp;
+        const T *CCONV_RESTRICT r3 = r2 + Wp;
+        T *CCONV_RESTRICT y0 = y + oh * OW;
+        T *CCONV_RESTRICT y1 = y0 + OW;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+            const T a0 = r1[ow], a1 = r1[ow + 1], a2 = r1[ow + 2];
+            const T c0 = r2[ow], c1 = r2[ow + 1], c2 = r2[ow + 2];
+            T v0 = b + k0 * r0[ow] + k1 * r0[ow + 1] + k2 * r0[ow + 2]
+                     + k3 * a0 + k4 * a1 + k5 * a2 + k6 * c0 + k7 * c1 + k8 * c2;
+            T v1 = b + k0 * a0 + k1 * a1 + k2 * a2 + k3 * c0 + k4 * c1 + k5 * c2
+                     + k6 * r3[ow] + k7 * r3[ow + 1] + k8 * r3[ow + 2];
+            if (relu) { v0 = v0 < 0 ? 0 : v0; v1 = v1 < 0 ? 0 : v1; }
+            y0[ow] = v0;
+            y1[ow] = v1;
+        }
+    }
+    for (; oh < OH; ++oh) {
+        const T *CCONV_RESTRICT r0 = xp + oh * Wp;
+        const T *CCONV_RESTRICT r1 = r0 + Wp;
+        const T *CCONV_RESTRICT r2 = r1 + Wp;
+        T *CCONV_RESTRICT yr = y + oh * OW;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+            T v = b + k0 * r0[ow] + k1 * r0[ow + 1] + k2 * r0[ow + 2]
+                    + k3 * r1[ow] + k4 * r1[ow + 1] + k5 * r1[ow + 2]
+                    + k6 * r2[ow] + k7 * r2[ow + 1] + k8 * r2[ow + 2];
+            yr[ow] = (relu && v < 0) ? 0 : v;
+        }
     }
 }
 
@@ -133,7 +168,7 @@ CCONV_CLONES static void SFX(dw_padded)(const cconv_conv2d_params *p, const T *x
 }
 
 static int SFX(dw_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
-                           const T *bias, T *y, int nthreads)
+                           const T *bias, T *y, int act, int nthreads)
 {
     const int64_t mult = p->c_out / p->c_in, HW = p->h * p->w;
     const int64_t OHW = p->out_h * p->out_w, planes = p->n * p->c_out;
@@ -148,6 +183,7 @@ static int SFX(dw_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
+        const unsigned fpm = cconv_fp_enter();
         T *buf = padded ? (T *)malloc((size_t)(Hp * Wp) * sizeof(T)) : NULL;
         int64_t filled = -1;   /* which input plane buf holds */
         if (padded && !buf) {
@@ -171,12 +207,18 @@ static int SFX(dw_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
             }
             const T *wk = w + co * p->kh * p->kw;
             const T b = bias ? bias[co] : (T)0;
-            if (fast3x3)
-                SFX(dw3x3_s1)(src, Wp, wk, b, y + t * OHW, p->out_h, p->out_w);
-            else
-                SFX(dw_padded)(p, src, Wp, wk, b, y + t * OHW);
+            T *yp = y + t * OHW;
+            if (fast3x3) {
+                SFX(dw3x3_s1)(src, Wp, wk, b, yp, p->out_h, p->out_w,
+                              act == CCONV_ACT_RELU);
+            } else {
+                SFX(dw_padded)(p, src, Wp, wk, b, yp);
+                if (act == CCONV_ACT_RELU)
+                    for (int64_t q = 0; q < OHW; ++q) yp[q] = yp[q] < 0 ? 0 : yp[q];
+            }
         }
         free(buf);
+        cconv_fp_leave(fpm);
     }
     (void)nt;
     return status;
@@ -300,18 +342,43 @@ static int SFX(dw_backward_weight)(const cconv_conv2d_params *p, const T *dy,
 
 /* ---------------- general path: im2col + GEMM ---------------- */
 
-int SFX(cconv_conv2d_forward)(const cconv_conv2d_params *p, const T *x,
-                              const T *w, const T *bias, T *y, int nthreads)
+/* dst[q] = act(src[q] + b): the bias and activation epilogue of a GEMM row
+ * (src == dst in place). NaN stays NaN through the ReLU, as in torch. */
+CCONV_CLONES static void SFX(epilogue)(const T *src, T *dst, int64_t n, T b, int act)
 {
-    if (p->n == 0) return CCONV_OK;
-    if (SFX(is_depthwise)(p)) return SFX(dw_forward)(p, x, w, bias, y, nthreads);
+    if (act == CCONV_ACT_RELU) {
+        for (int64_t q = 0; q < n; ++q) {
+            const T v = src[q] + b;
+            dst[q] = v < 0 ? 0 : v;
+        }
+    } else {
+        for (int64_t q = 0; q < n; ++q) dst[q] = src[q] + b;
+    }
+}
+
+static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
+                             const T *bias, T *y, int act, int nthreads)
+{
     const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
     const int64_t K = cin_g * p->kh * p->kw, P = p->out_h * p->out_w;
     const int64_t HW = p->h * p->w;
-    const int pointwise = SFX(is_pointwise)(p);
-    const int64_t pt = tile_cols(K, P, sizeof(T)), ntiles = (P + pt - 1) / pt;
-    const int64_t njobs = p->n * G * ntiles;
+    const int64_t pt = tile_cols(K, P, sizeof(T));
     int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
+    /* Images smaller than a tile share one: a GEMM over a few dozen columns
+     * (LeNet's 8x8 maps) runs far below the micro-kernel's speed. Each such
+     * tile holds `imgs` whole images, its result is scattered to y. */
+    int64_t imgs = 1;
+    if (P < pt && p->n > 1) {
+        imgs = pt / P;
+        if (imgs > p->n) imgs = p->n;
+        /* keep a job per thread */
+        while (imgs > 1 && G * ((p->n + imgs - 1) / imgs) < nt) imgs = (imgs + 1) / 2;
+    }
+    const int batched = imgs > 1;
+    const int pointwise = !batched && SFX(is_pointwise)(p);
+    const int64_t ntiles = batched ? (p->n + imgs - 1) / imgs : (P + pt - 1) / pt;
+    const int64_t njobs = batched ? G * ntiles : p->n * G * ntiles;
+    const int64_t colsz = batched ? K * imgs * P : K * pt;
     /* Too few jobs for the team: let the GEMM split the work instead. */
     const int inner_nt = (njobs < nt) ? nt : 1;
     if (njobs < nt) nt = 1;
@@ -320,8 +387,12 @@ int SFX(cconv_conv2d_forward)(const cconv_conv2d_params *p, const T *x,
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
-        T *col = pointwise ? NULL : (T *)malloc((size_t)(K * pt) * sizeof(T));
-        if (!pointwise && !col) {
+        const unsigned fpm = cconv_fp_enter();
+        T *col = pointwise ? NULL : (T *)cconv_work_alloc(0, (size_t)colsz * sizeof(T));
+        T *tmp = batched ? (T *)cconv_work_alloc(1, (size_t)(cout_g * imgs * P) * sizeof(T))
+                         : NULL;
+        const int ok = (pointwise || col) && (!batched || tmp);
+        if (!ok) {
 #ifdef _OPENMP
             #pragma omp atomic write
 #endif
@@ -332,7 +403,29 @@ int SFX(cconv_conv2d_forward)(const cconv_conv2d_params *p, const T *x,
         #pragma omp for schedule(static)
 #endif
         for (job = 0; job < njobs; ++job) {
-            if (!pointwise && !col) continue;
+            if (!ok) continue;
+            if (batched) {
+                const int64_t g = job % G, n0 = (job / G) * imgs;
+                const int64_t nimg = n0 + imgs <= p->n ? imgs : p->n - n0;
+                const int64_t cols = nimg * P;
+                for (int64_t j = 0; j < nimg; ++j)
+                    SFX(im2col)(p, x + ((n0 + j) * p->c_in + g * cin_g) * HW, cin_g, 0, P,
+                                col + j * P, cols);
+                if (GEMM(0, 0, cout_g, cols, K, (T)1, w + g * cout_g * K, K, col, cols,
+                         (T)0, tmp, cols, inner_nt) != CCONV_OK) {
+#ifdef _OPENMP
+                    #pragma omp atomic write
+#endif
+                    status = CCONV_ENOMEM;
+                    continue;
+                }
+                for (int64_t j = 0; j < nimg; ++j)
+                    for (int64_t m = 0; m < cout_g; ++m)
+                        SFX(epilogue)(tmp + m * cols + j * P,
+                                      y + ((n0 + j) * p->c_out + g * cout_g + m) * P, P,
+                                      bias ? bias[g * cout_g + m] : (T)0, act);
+                continue;
+            }
             const int64_t tile = job % ntiles, ng = job / ntiles;
             const int64_t n = ng / G, g = ng % G;
             const int64_t p0 = tile * pt, cols = (p0 + pt <= P) ? pt : P - p0;
@@ -343,7 +436,7 @@ int SFX(cconv_conv2d_forward)(const cconv_conv2d_params *p, const T *x,
             if (pointwise) {
                 B = xg + p0; ldb = P;
             } else {
-                SFX(im2col)(p, xg, cin_g, p0, cols, col);
+                SFX(im2col)(p, xg, cin_g, p0, cols, col, cols);
                 B = col; ldb = cols;
             }
             if (GEMM(0, 0, cout_g, cols, K, (T)1, w + g * cout_g * K, K, B, ldb,
@@ -354,21 +447,52 @@ int SFX(cconv_conv2d_forward)(const cconv_conv2d_params *p, const T *x,
                 status = CCONV_ENOMEM;
                 continue;
             }
-            if (bias) {
-                for (int64_t m = 0; m < cout_g; ++m) {
-                    const T b = bias[g * cout_g + m];
-                    T *row = yg + m * P;
-                    for (int64_t q = 0; q < cols; ++q) row[q] += b;
-                }
+            if (bias || act != CCONV_ACT_NONE) {
+                for (int64_t m = 0; m < cout_g; ++m)
+                    SFX(epilogue)(yg + m * P, yg + m * P, cols,
+                                  bias ? bias[g * cout_g + m] : (T)0, act);
             }
         }
-        free(col);
+        cconv_work_free(0, col);
+        cconv_work_free(1, tmp);
+        cconv_fp_leave(fpm);
     }
     return status;
 }
 
-int SFX(cconv_conv2d_backward_input)(const cconv_conv2d_params *p, const T *dy,
-                                     const T *w, T *dx, int nthreads)
+#include "winograd_impl.h"
+
+int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
+                                 const T *w, const T *bias, T *y, int act, int algo,
+                                 int nthreads)
+{
+    if (act != CCONV_ACT_NONE && act != CCONV_ACT_RELU) return CCONV_EINVAL;
+    if (algo == CCONV_ALGO_AUTO) algo = cconv_conv2d_algo(p);
+    if (algo == CCONV_ALGO_WINOGRAD && !cconv_conv2d_winograd_ok(p)) return CCONV_EINVAL;
+    if (algo == CCONV_ALGO_DEPTHWISE && !SFX(is_depthwise)(p)) return CCONV_EINVAL;
+    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_DEPTHWISE) return CCONV_EINVAL;
+    if (p->n == 0) return CCONV_OK;
+    const unsigned fpm = cconv_fp_enter();
+    int status;
+    if (algo == CCONV_ALGO_DEPTHWISE)
+        status = SFX(dw_forward)(p, x, w, bias, y, act, nthreads);
+    else if (algo == CCONV_ALGO_WINOGRAD)
+        status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads);
+    else
+        status = SFX(gemm_forward)(p, x, w, bias, y, act, nthreads);
+    cconv_fp_leave(fpm);
+    return status;
+}
+
+int SFX(cconv_conv2d_forward)(const cconv_conv2d_params *p, const T *x,
+                              const T *w, const T *bias, T *y, int nthreads)
+{
+    return SFX(cconv_conv2d_forward_ex)(p, x, w, bias, y, CCONV_ACT_NONE,
+                                        CCONV_ALGO_AUTO, nthreads);
+}
+
+static int SFX(backward_input)(const cconv_conv2d_params *p, const T *dy,
+                               const T *w, T *dx, int nthreads)
 {
     if (p->n == 0) return CCONV_OK;
     if (SFX(is_depthwise)(p)) return SFX(dw_backward_input)(p, dy, w, dx, nthreads);
@@ -446,8 +570,8 @@ int SFX(cconv_conv2d_backward_input)(const cconv_conv2d_params *p, const T *dy,
     return status;
 }
 
-int SFX(cconv_conv2d_backward_weight)(const cconv_conv2d_params *p, const T *dy,
-                                      const T *x, T *dw, T *db, int nthreads)
+static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
+                                const T *x, T *dw, T *db, int nthreads)
 {
     const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
     const int64_t K = cin_g * p->kh * p->kw, P = p->out_h * p->out_w;
@@ -506,7 +630,7 @@ int SFX(cconv_conv2d_backward_weight)(const cconv_conv2d_params *p, const T *dy,
             if (pointwise) {
                 B = xg + p0; ldb = P;
             } else {
-                SFX(im2col)(p, xg, cin_g, p0, cols, col);
+                SFX(im2col)(p, xg, cin_g, p0, cols, col, cols);
                 B = col; ldb = cols;
             }
             /* dw_g (cout_g x K) += dy_g (cout_g x cols) col^T (cols x K) */
@@ -537,5 +661,25 @@ int SFX(cconv_conv2d_backward_weight)(const cconv_conv2d_params *p, const T *dy,
             db[co] = s;
         }
     }
+    return status;
+}
+
+/* The backward entry points run in the kernels' floating-point mode; their
+ * GEMMs (on any thread) set it themselves. */
+int SFX(cconv_conv2d_backward_input)(const cconv_conv2d_params *p, const T *dy,
+                                     const T *w, T *dx, int nthreads)
+{
+    const unsigned fpm = cconv_fp_enter();
+    const int status = SFX(backward_input)(p, dy, w, dx, nthreads);
+    cconv_fp_leave(fpm);
+    return status;
+}
+
+int SFX(cconv_conv2d_backward_weight)(const cconv_conv2d_params *p, const T *dy,
+                                      const T *x, T *dw, T *db, int nthreads)
+{
+    const unsigned fpm = cconv_fp_enter();
+    const int status = SFX(backward_weight)(p, dy, x, dw, db, nthreads);
+    cconv_fp_leave(fpm);
     return status;
 }

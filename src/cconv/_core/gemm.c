@@ -151,20 +151,11 @@ int cconv_gemm_redispatch_(void)
     return gemm_isa();
 }
 
-/* ---- 64-byte aligned allocation on top of malloc ---- */
-static void *gemm_amalloc(size_t bytes)
-{
-    void *raw = malloc(bytes + 64 + sizeof(void *));
-    if (!raw) return NULL;
-    uintptr_t p = ((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63;
-    ((void **)p)[-1] = raw;
-    return (void *)p;
-}
+/* ---- packing buffers: the thread's cached work buffer (threads.c), so
+ * repeated calls do not fault in fresh pages ---- */
+static void *gemm_amalloc(size_t bytes) { return cconv_work_alloc(2, bytes); }
 
-static void gemm_afree(void *p)
-{
-    if (p) free(((void **)p)[-1]);
-}
+static void gemm_afree(void *p) { cconv_work_free(2, p); }
 
 static int64_t gemm_min(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t gemm_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -1104,10 +1095,13 @@ int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
 
     const double work = (double)M * (double)N * (double)K;
     if (work < GEMM_DIRECT_WORK || M == 1 || N == 1) {
+        const unsigned fpm = cconv_fp_enter();
 #if GEMM_X86
-        if (x.isa == GEMM_ISA_AVX2) { S(direct_avx2)(&x); return CCONV_OK; }
+        if (x.isa == GEMM_ISA_AVX2) S(direct_avx2)(&x);
+        else
 #endif
         S(direct_c)(&x);
+        cconv_fp_leave(fpm);
         return CCONV_OK;
     }
 
@@ -1131,12 +1125,14 @@ int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
     T *buf = (T *)gemm_amalloc((asz + bsz) * (size_t)nt * sizeof(T));
     if (!buf) return CCONV_ENOMEM;
 
+    const unsigned fpm = cconv_fp_enter();
     if (nt == 1) {
         S(blocked)(&x, 0, M, 0, N, buf, buf + asz);
     } else {
 #ifdef _OPENMP
         #pragma omp parallel num_threads(nt)
         {
+            const unsigned tfpm = cconv_fp_enter();
             const int tid = omp_get_thread_num();
             const int team = omp_get_num_threads();
             T *abuf = buf + (size_t)tid * (asz + bsz);
@@ -1148,9 +1144,11 @@ int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                 const int64_t n1 = gemm_min(N, n0 + nch);
                 if (m0 < m1 && n0 < n1) S(blocked)(&x, m0, m1, n0, n1, abuf, bbuf);
             }
+            cconv_fp_leave(tfpm);
         }
 #endif
     }
+    cconv_fp_leave(fpm);
     gemm_afree(buf);
     return CCONV_OK;
 }

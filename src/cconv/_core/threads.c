@@ -1,8 +1,17 @@
 /* Thread helpers: every OpenMP call of the core goes through here so that the
  * library builds (serial) without OpenMP. */
 #include "cconv_core.h"
+#include <stdint.h>
+#include <stdlib.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define CCONV_HAVE_MXCSR 1
+#define CCONV_MXCSR_FTZ_DAZ 0x8040u   /* bit 15 flush-to-zero, bit 6 denormals-are-zero */
+#else
+#define CCONV_HAVE_MXCSR 0
 #endif
 
 int cconv_openmp_enabled(void)
@@ -39,4 +48,150 @@ int cconv_threads_for(int nthreads, double work)
     (void)nthreads; (void)work;
     return 1;
 #endif
+}
+
+/* -1: not read yet; then 0 or 1. Benign race: every reader computes the same. */
+static int flush_denormal = -1;
+
+static int flush_from_env(void)
+{
+    const char *e = getenv("CCONV_FLUSH_DENORMAL");
+    return !(e && e[0] == '0' && e[1] == '\0');
+}
+
+void cconv_set_flush_denormal(int on)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store_n(&flush_denormal, on ? 1 : 0, __ATOMIC_RELAXED);
+#else
+    flush_denormal = on ? 1 : 0;
+#endif
+}
+
+int cconv_get_flush_denormal(void)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    int v = __atomic_load_n(&flush_denormal, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = flush_from_env();
+        __atomic_store_n(&flush_denormal, v, __ATOMIC_RELAXED);
+    }
+#else
+    int v = flush_denormal;
+    if (v < 0) flush_denormal = v = flush_from_env();
+#endif
+    return v;
+}
+
+unsigned cconv_fp_enter(void)
+{
+#if CCONV_HAVE_MXCSR
+    /* Off means off, not "whatever the thread had": an OpenMP worker created
+     * during a call inherits the flushing mode of the thread that started it. */
+    const unsigned saved = _mm_getcsr();
+    const unsigned want = cconv_get_flush_denormal() ? (saved | CCONV_MXCSR_FTZ_DAZ)
+                                                    : (saved & ~CCONV_MXCSR_FTZ_DAZ);
+    if (want != saved) _mm_setcsr(want);
+    return saved;
+#else
+    return 0;
+#endif
+}
+
+void cconv_fp_leave(unsigned saved)
+{
+#if CCONV_HAVE_MXCSR
+    if (_mm_getcsr() != saved) _mm_setcsr(saved);
+#else
+    (void)saved;
+#endif
+}
+
+/* ---- per-thread work buffers ----
+ * Kernels ask for their scratch (im2col tiles, packed panels, Winograd
+ * blocks) on every call. Buffers of a few hundred KiB come from mmap and go
+ * back on free, so each call paid page faults and page clearing again (a
+ * third of a Winograd convolution's time). Each thread keeps its buffers
+ * instead, one per slot, grown on demand and freed when the thread exits;
+ * requests above CCONV_WORK_CACHE_MAX are allocated and freed per call. */
+#define CCONV_WORK_SLOTS 4
+#define CCONV_WORK_CACHE_MAX ((size_t)64 << 20)
+
+typedef struct {
+    void *raw[CCONV_WORK_SLOTS];
+    void *ptr[CCONV_WORK_SLOTS];
+    size_t size[CCONV_WORK_SLOTS];
+} cconv_work_cache;
+
+static void *aligned_new(size_t bytes, void **raw)
+{
+    *raw = malloc(bytes + 64);
+    if (!*raw) return NULL;
+    return (void *)(((uintptr_t)*raw + 63) & ~(uintptr_t)63);
+}
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+static pthread_key_t work_key;
+static pthread_once_t work_once = PTHREAD_ONCE_INIT;
+static int work_key_ok = 0;
+
+static void work_cache_free(void *v)
+{
+    cconv_work_cache *c = (cconv_work_cache *)v;
+    for (int i = 0; i < CCONV_WORK_SLOTS; ++i) free(c->raw[i]);
+    free(c);
+}
+
+static void work_key_init(void)
+{
+    work_key_ok = pthread_key_create(&work_key, work_cache_free) == 0;
+}
+
+static cconv_work_cache *work_cache(void)
+{
+    pthread_once(&work_once, work_key_init);
+    if (!work_key_ok) return NULL;
+    cconv_work_cache *c = (cconv_work_cache *)pthread_getspecific(work_key);
+    if (!c) {
+        c = (cconv_work_cache *)calloc(1, sizeof(*c));
+        if (c && pthread_setspecific(work_key, c) != 0) { free(c); c = NULL; }
+    }
+    return c;
+}
+#else
+static cconv_work_cache *work_cache(void) { return NULL; }  /* no cache: per call */
+#endif
+
+void *cconv_work_alloc(int slot, size_t bytes)
+{
+    if (bytes == 0) bytes = 1;
+    cconv_work_cache *c = (slot >= 0 && slot < CCONV_WORK_SLOTS &&
+                           bytes <= CCONV_WORK_CACHE_MAX) ? work_cache() : NULL;
+    if (!c) {
+        /* malloc's pointer is kept just before the aligned block */
+        void *raw = malloc(bytes + 64 + sizeof(void *));
+        if (!raw) return NULL;
+        void *p = (void *)(((uintptr_t)raw + sizeof(void *) + 63) & ~(uintptr_t)63);
+        ((void **)p)[-1] = raw;
+        return p;
+    }
+    if (c->size[slot] < bytes) {
+        free(c->raw[slot]);
+        c->raw[slot] = c->ptr[slot] = NULL;
+        c->size[slot] = 0;
+        void *raw;
+        void *p = aligned_new(bytes, &raw);
+        if (!p) return NULL;
+        c->raw[slot] = raw; c->ptr[slot] = p; c->size[slot] = bytes;
+    }
+    return c->ptr[slot];
+}
+
+void cconv_work_free(int slot, void *p)
+{
+    if (!p) return;
+    cconv_work_cache *c = (slot >= 0 && slot < CCONV_WORK_SLOTS) ? work_cache() : NULL;
+    if (c && c->ptr[slot] == p) return;   /* the thread's cached buffer: kept */
+    free(((void **)p)[-1]);
 }

@@ -35,6 +35,16 @@ def is_depthwise_backward(grad_out, x, w, *args, groups=1, **kwargs):
     return is_depthwise(x, w, groups=groups)
 
 
+def is_winograd(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
+    """The C core's Winograd F(2x2, 3x3) path: what ops.conv2d picks by itself for
+    3x3 stride-1 convolutions with enough channels and tiles (ops.conv2d_algorithms)."""
+    try:
+        plan = ops._conv_setup("conv2d", x, w, bias, stride, padding, dilation, groups, 2)[3]
+        return ops.conv2d_algorithms(*plan[:6])[0] == "winograd"
+    except (TypeError, ValueError):
+        return False
+
+
 def no_indices(*args, return_indices=False, **kwargs):
     """The references return the pooled values only, not argmax indices."""
     return not return_indices
@@ -49,6 +59,9 @@ def register_kernels(register):
     # names the choice, so it can be listed, forced, and beaten by a plugin.
     register("conv2d", "depthwise_direct", ops.conv2d, supports=is_depthwise,
              priority=SPECIAL, description="C core, direct depthwise loop")
+    register("conv2d", "winograd", ops.conv2d, supports=is_winograd, priority=SPECIAL,
+             description="C core, Winograd F(2x2, 3x3) (force it with "
+                         "ops.conv2d(..., algorithm='winograd'))")
     register("conv2d_backward", "depthwise_direct", ops.conv2d_backward,
              supports=is_depthwise_backward, priority=SPECIAL,
              description="C core, direct depthwise loop")

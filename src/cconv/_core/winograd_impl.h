@@ -1,0 +1,243 @@
+/* Winograd F(2x2, 3x3) convolution, type-generic (included by conv_impl.h
+ * with T, SFX, GEMM set).
+ *
+ * Every 2x2 block of outputs ("tile") is computed from the 4x4 input patch
+ * under it as  Y = A^T [ (G g G^T) .* (B^T d B) ] A  (Lavin & Gray 2015):
+ * the 9 * 4 multiplies of a direct 3x3 become 16, so after transforming
+ * the weights (U, 16 matrices C_out x C_in) and the input (V, 16 matrices
+ * C_in x tiles) the work is 16 GEMMs with 2.25x fewer multiply-adds than
+ * im2col. Tiles run over the whole batch, in blocks sized for the cache,
+ * one block per job. Rounding: the transforms only add and halve, so the
+ * error stays within a few ulps of the GEMM's (tested against the
+ * reference in tests/test_conv.py). */
+
+/* U[xi][co][ci] (xi = 4 * row + column of the 4x4 transformed kernel) for
+ * output channels [co0, co1). wt: scratch of 9 * c_in. */
+CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t cout,
+                                           int64_t cin, int64_t co0, int64_t co1,
+                                           T *CCONV_RESTRICT U, T *CCONV_RESTRICT wt)
+{
+    const int64_t S = cout * cin;
+    const T h = (T)0.5;
+    for (int64_t co = co0; co < co1; ++co) {
+        /* tap-major copy, so the loops below run along c_in with unit stride */
+        for (int64_t ci = 0; ci < cin; ++ci)
+            for (int k = 0; k < 9; ++k) wt[k * cin + ci] = w[(co * cin + ci) * 9 + k];
+        T *u = U + co * cin;
+        for (int64_t ci = 0; ci < cin; ++ci) {
+            T g[9], t[4][3];
+            for (int k = 0; k < 9; ++k) g[k] = wt[k * cin + ci];
+            for (int j = 0; j < 3; ++j) {          /* G g: rows of the 4x3 */
+                t[0][j] = g[j];
+                t[1][j] = h * (g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = h * (g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
+                u[(4 * i + 0) * S + ci] = t[i][0];
+                u[(4 * i + 1) * S + ci] = h * (t[i][0] + t[i][1] + t[i][2]);
+                u[(4 * i + 2) * S + ci] = h * (t[i][0] - t[i][1] + t[i][2]);
+                u[(4 * i + 3) * S + ci] = t[i][2];
+            }
+        }
+    }
+}
+
+/* Tile t of the batch: image n, tile row th, tile column tw. A block of
+ * tiles [t0, t0 + cnt) is walked in runs of one tile row ("segments"). */
+typedef struct {
+    int64_t n, th, tw0, seg;
+} SFX(wino_seg);
+
+static inline SFX(wino_seg) SFX(wino_segment)(int64_t t, int64_t end, int64_t TH, int64_t TW)
+{
+    SFX(wino_seg) s;
+    s.n = t / (TH * TW);
+    s.th = (t / TW) % TH;
+    s.tw0 = t % TW;
+    s.seg = TW - s.tw0;
+    if (s.seg > end - t) s.seg = end - t;
+    return s;
+}
+
+/* V[xi][ci][t - t0] = (B^T d B)[xi] for the tiles [t0, t0 + cnt); row stride
+ * ldv of each ci row. rows: scratch of 16 * (TW + 1).
+ * The 4 input rows under a run of tiles are split into even and odd columns
+ * (tile s covers columns 2s .. 2s + 3 = even[s], odd[s], even[s+1], odd[s+1]),
+ * so every loop below runs with unit stride and vectorises. */
+CCONV_CLONES static void SFX(wino_input)(const cconv_conv2d_params *p, const T *x,
+                                         int64_t TH, int64_t TW, int64_t t0, int64_t cnt,
+                                         int64_t ldv, T *CCONV_RESTRICT V,
+                                         T *CCONV_RESTRICT rows)
+{
+    const int64_t H = p->h, W = p->w, HW = H * W, cin = p->c_in;
+    const int64_t S = cin * ldv, L = TW + 1;
+    T *CCONV_RESTRICT ev = rows, *CCONV_RESTRICT od = rows + 4 * L;
+    T *CCONV_RESTRICT ae = rows + 8 * L, *CCONV_RESTRICT ao = rows + 12 * L;
+    for (int64_t t = t0; t < t0 + cnt;) {
+        const SFX(wino_seg) sg = SFX(wino_segment)(t, t0 + cnt, TH, TW);
+        const int64_t n2 = sg.seg + 1, iw0 = 2 * sg.tw0 - p->pad_left;
+        int64_t elo, ehi, olo, ohi;    /* even / odd columns inside the image */
+        valid_range(iw0, 2, W, n2, &elo, &ehi);
+        valid_range(iw0 + 1, 2, W, n2, &olo, &ohi);
+        for (int64_t ci = 0; ci < cin; ++ci) {
+            const T *xc = x + (sg.n * cin + ci) * HW;
+            for (int r = 0; r < 4; ++r) {
+                T *e = ev + r * L, *o = od + r * L;
+                const int64_t ih = 2 * sg.th - p->pad_top + r;
+                if (ih < 0 || ih >= H) {
+                    for (int64_t k = 0; k < n2; ++k) { e[k] = 0; o[k] = 0; }
+                    continue;
+                }
+                const T *src = xc + ih * W + iw0;
+                for (int64_t k = 0; k < elo; ++k) e[k] = 0;
+                for (int64_t k = elo; k < ehi; ++k) e[k] = src[2 * k];
+                for (int64_t k = ehi; k < n2; ++k) e[k] = 0;
+                for (int64_t k = 0; k < olo; ++k) o[k] = 0;
+                for (int64_t k = olo; k < ohi; ++k) o[k] = src[2 * k + 1];
+                for (int64_t k = ohi; k < n2; ++k) o[k] = 0;
+            }
+            /* B^T d, down the columns */
+            for (int64_t k = 0; k < n2; ++k) {
+                ae[k] = ev[k] - ev[2 * L + k];
+                ae[L + k] = ev[L + k] + ev[2 * L + k];
+                ae[2 * L + k] = ev[2 * L + k] - ev[L + k];
+                ae[3 * L + k] = ev[L + k] - ev[3 * L + k];
+                ao[k] = od[k] - od[2 * L + k];
+                ao[L + k] = od[L + k] + od[2 * L + k];
+                ao[2 * L + k] = od[2 * L + k] - od[L + k];
+                ao[3 * L + k] = od[L + k] - od[3 * L + k];
+            }
+            /* (B^T d) B, along the rows */
+            T *v = V + ci * ldv + (t - t0);
+            for (int i = 0; i < 4; ++i) {
+                const T *CCONV_RESTRICT e = ae + i * L, *CCONV_RESTRICT o = ao + i * L;
+                T *CCONV_RESTRICT v0 = v + (4 * i + 0) * S, *CCONV_RESTRICT v1 = v + (4 * i + 1) * S;
+                T *CCONV_RESTRICT v2 = v + (4 * i + 2) * S, *CCONV_RESTRICT v3 = v + (4 * i + 3) * S;
+                for (int64_t s = 0; s < sg.seg; ++s) {
+                    v0[s] = e[s] - e[s + 1];
+                    v1[s] = o[s] + e[s + 1];
+                    v2[s] = e[s + 1] - o[s];
+                    v3[s] = o[s] - o[s + 1];
+                }
+            }
+        }
+        t += sg.seg;
+    }
+}
+
+/* y tiles from M[xi][co][t - t0]: Y = A^T m A, then bias and activation.
+ * out: scratch of 2 * 2 * TW. */
+CCONV_CLONES static void SFX(wino_output)(const cconv_conv2d_params *p, const T *Mb,
+                                          int64_t TH, int64_t TW, int64_t t0, int64_t cnt,
+                                          int64_t ldm, const T *bias, int act, T *y,
+                                          T *CCONV_RESTRICT out)
+{
+    const int64_t cout = p->c_out, OH = p->out_h, OW = p->out_w, OHW = OH * OW;
+    const int64_t S = cout * ldm;
+    for (int64_t t = t0; t < t0 + cnt;) {
+        const SFX(wino_seg) sg = SFX(wino_segment)(t, t0 + cnt, TH, TW);
+        const int64_t oh = 2 * sg.th, ow0 = 2 * sg.tw0;
+        const int64_t ncol = (ow0 + 2 * sg.seg <= OW) ? 2 * sg.seg : OW - ow0;
+        const int two_rows = oh + 1 < OH;
+        T *CCONV_RESTRICT o0 = out, *CCONV_RESTRICT o1 = out + 2 * TW;
+        for (int64_t co = 0; co < cout; ++co) {
+            const T *CCONV_RESTRICT m = Mb + co * ldm + (t - t0);
+            for (int64_t s = 0; s < sg.seg; ++s) {
+                T r0[4], r1[4];
+                for (int k = 0; k < 4; ++k) {      /* A^T m */
+                    const T m0 = m[(0 + k) * S + s], m1 = m[(4 + k) * S + s];
+                    const T m2 = m[(8 + k) * S + s], m3 = m[(12 + k) * S + s];
+                    r0[k] = m0 + m1 + m2;
+                    r1[k] = m1 - m2 - m3;
+                }
+                /* (A^T m) A; the two columns of a tile interleave in y */
+                o0[2 * s] = r0[0] + r0[1] + r0[2];
+                o0[2 * s + 1] = r0[1] - r0[2] - r0[3];
+                o1[2 * s] = r1[0] + r1[1] + r1[2];
+                o1[2 * s + 1] = r1[1] - r1[2] - r1[3];
+            }
+            const T b = bias ? bias[co] : (T)0;
+            T *yr = y + (sg.n * cout + co) * OHW + oh * OW + ow0;
+            SFX(epilogue)(o0, yr, ncol, b, act);
+            if (two_rows) SFX(epilogue)(o1, yr + OW, ncol, b, act);
+        }
+        t += sg.seg;
+    }
+}
+
+int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
+
+static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
+                             const T *bias, T *y, int act, int nthreads)
+{
+    const int64_t cin = p->c_in, cout = p->c_out;
+    const int64_t TH = (p->out_h + 1) / 2, TW = (p->out_w + 1) / 2;
+    const int64_t tiles = p->n * TH * TW;
+    int nt = cconv_threads_for(nthreads, (double)tiles * 16.0 * (double)(cin * cout));
+    /* Tiles per block: the block's V (16 x c_in x tb) near 512 KiB, so V and
+     * the block's GEMM operands stay in L2; a multiple of the micro-kernel's
+     * 16 columns; at least one block per thread. */
+    int64_t tb = (int64_t)(524288 / (16 * sizeof(T) * (size_t)cin));
+    tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb / 16 * 16);
+    if (tb > tiles) tb = tiles;
+    while (tb > 16 && (tiles + tb - 1) / tb < nt) tb = (tb / 2 + 15) / 16 * 16;
+    const int64_t nblocks = (tiles + tb - 1) / tb;
+    const int inner_nt = nblocks < nt ? nt : 1;
+    if (nblocks < nt) nt = 1;
+    T *U = (T *)cconv_work_alloc(1, (size_t)(16 * cout * cin) * sizeof(T));
+    if (!U) return CCONV_ENOMEM;
+    int status = CCONV_OK;
+#ifdef _OPENMP
+    #pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        const unsigned fpm = cconv_fp_enter();
+        const size_t vsz = (size_t)(16 * cin * tb), msz = (size_t)(16 * cout * tb);
+        const size_t rsz = (size_t)(16 * (TW + 1)), osz = (size_t)(4 * TW);
+        size_t wsz = (size_t)(9 * cin);
+        size_t total = vsz + msz + rsz + osz;
+        T *buf = (T *)cconv_work_alloc(0, (total > wsz ? total : wsz) * sizeof(T));
+        if (!buf) {
+#ifdef _OPENMP
+            #pragma omp atomic write
+#endif
+            status = CCONV_ENOMEM;
+        }
+        int64_t co;
+#ifdef _OPENMP
+        #pragma omp for schedule(static)
+#endif
+        for (co = 0; co < cout; ++co)
+            if (buf) SFX(wino_weights)(w, cout, cin, co, co + 1, U, buf);
+        /* (the implied barrier: U is complete before any block uses it) */
+        T *V = buf, *M = buf ? buf + vsz : NULL;
+        T *rows = buf ? M + msz : NULL, *out = buf ? rows + rsz : NULL;
+        int64_t blk;
+#ifdef _OPENMP
+        #pragma omp for schedule(static)
+#endif
+        for (blk = 0; blk < nblocks; ++blk) {
+            if (!buf || status != CCONV_OK) continue;
+            const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
+            SFX(wino_input)(p, x, TH, TW, t0, cnt, tb, V, rows);
+            for (int xi = 0; xi < 16; ++xi) {
+                if (GEMM(0, 0, cout, cnt, cin, (T)1, U + xi * cout * cin, cin,
+                         V + xi * cin * tb, tb, (T)0, M + xi * cout * tb, tb,
+                         inner_nt) != CCONV_OK) {
+#ifdef _OPENMP
+                    #pragma omp atomic write
+#endif
+                    status = CCONV_ENOMEM;
+                    break;
+                }
+            }
+            if (status == CCONV_OK)
+                SFX(wino_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out);
+        }
+        cconv_work_free(0, buf);
+        cconv_fp_leave(fpm);
+    }
+    cconv_work_free(1, U);
+    return status;
+}

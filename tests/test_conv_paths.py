@@ -1,0 +1,155 @@
+"""conv2d's algorithms (im2col+GEMM, Winograd, depthwise), the fused ReLU
+epilogue and the flush-denormals mode, against the numpy reference."""
+import numpy as np
+import pytest
+
+import reference as R
+from conftest import assert_close, run_python
+from test_conv import CONV2D_BIG, CONV2D_CASES, DTYPES, _ids, _operands
+
+from cconv import ops, plugins
+
+ALGORITHMS = ["im2col_gemm", "winograd", "depthwise_direct"]
+
+# 3x3 stride-1 shapes where Winograd's tiles, row runs and batching matter
+WINOGRAD_CASES = [
+    ((1, 16, 6, 6), (16, 16, 3, 3), {"padding": 1}),
+    ((2, 5, 7, 9), (3, 5, 3, 3), {}),                       # odd output: partial tiles
+    ((3, 4, 9, 4), (6, 4, 3, 3), {"padding": ((2, 0), (0, 1))}),
+    ((2, 3, 3, 3), (2, 3, 3, 3), {}),                       # a single output
+    ((1, 2, 1, 1), (2, 2, 3, 3), {"padding": 1}),           # all padding
+    ((2, 16, 34, 34), (24, 16, 3, 3), {"padding": 1}),      # several tile blocks
+    ((1, 40, 20, 18), (8, 40, 3, 3), {"padding": "same"}),
+]
+# many small images in one GEMM tile (LeNet's second convolution)
+BATCHED_CASES = [
+    ((64, 6, 12, 12), (16, 6, 5, 5), {}),
+    ((9, 3, 5, 4), (4, 3, 3, 3), {"padding": 1}),
+    ((7, 4, 6, 6), (6, 2, 3, 3), {"groups": 2, "stride": 2}),
+    ((33, 8, 3, 3), (5, 8, 1, 1), {}),
+]
+
+
+def _able(x, w, kw):
+    plan = ops._conv_setup("conv2d", x, w, None, kw.get("stride", 1), kw.get("padding", 0),
+                           kw.get("dilation", 1), kw.get("groups", 1), 2)[3]
+    return ops.conv2d_algorithms(*plan[:6])
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + BATCHED_CASES,
+                         ids=_ids(CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + BATCHED_CASES))
+def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, xs, ws, kw):
+    x, w, b = _operands(rng, xs, ws, dtype)
+    if algorithm not in _able(x, w, kw):
+        with pytest.raises(ValueError, match=f"algorithm='{algorithm}' needs"):
+            ops.conv2d(x, w, b, algorithm=algorithm, **kw)
+        return
+    ref = R.conv2d(x, w, b, **kw)
+    assert_close(ops.conv2d(x, w, b, algorithm=algorithm, **kw), ref, dtype)
+    assert_close(ops.conv2d(x, w, b, algorithm=algorithm, activation="relu", **kw),
+                 np.maximum(ref, 0), dtype)
+    assert_close(ops.conv2d(x, w, algorithm=algorithm, activation="relu", **kw),
+                 np.maximum(R.conv2d(x, w, **kw), 0), dtype)
+
+
+def test_winograd_accuracy_is_close_to_im2col(rng):
+    """F(2x2, 3x3) rounds a little more than a direct sum; bound it on a deep layer."""
+    x = rng.standard_normal((2, 128, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((32, 128, 3, 3)).astype(np.float32)
+    exact = R.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+    err_w = np.abs(ops.conv2d(x, w, padding=1, algorithm="winograd") - exact).max()
+    err_g = np.abs(ops.conv2d(x, w, padding=1, algorithm="im2col_gemm") - exact).max()
+    scale = np.abs(exact).max()
+    assert err_w <= 4 * err_g + 1e-6 * scale, (err_w, err_g)
+    assert err_w <= 2e-5 * scale
+
+
+def test_auto_picks_winograd_for_resnet_layers_only():
+    assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "winograd"
+    assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (2, 2), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "im2col_gemm"
+    assert ops.conv2d_algorithms((1, 3, 56, 56), (64, 3, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "im2col_gemm"
+    assert ops.conv2d_algorithms((1, 8, 9, 9), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 8)[0] == "depthwise_direct"
+
+
+def test_kernel_registry_names_the_winograd_choice(rng):
+    x = rng.standard_normal((1, 32, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    assert plugins.select_kernel("conv2d", x, w, None, padding=1).name == "winograd"
+    assert plugins.select_kernel("conv2d", x, w, None, stride=2).name == "im2col_gemm"
+    with plugins.use_kernel("conv2d", "winograd"):
+        got = plugins.run_kernel("conv2d", x, w, None, padding=1)
+    assert_close(got, R.conv2d(x, w, padding=1), np.float32)
+
+
+def test_relu_keeps_nan_and_runner_fuses_it(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    x[0, 0, 2, 2] = np.nan
+    y = ops.conv2d(x, w, activation="relu")
+    assert np.isnan(y[0, :, :3, :3]).all() and not np.isnan(y[1]).any()
+    assert (y[1] >= 0).all()
+    run = ops.conv2d_runner(x.shape, w.shape, False, np.float32, activation="relu")
+    np.testing.assert_array_equal(run(x, w), y)
+
+
+@pytest.mark.parametrize("bad", ["tanh", "ReLU", 1])
+def test_bad_activation_or_algorithm_names_the_argument(rng, bad):
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=f"activation must be one of .*got {bad!r}"):
+        ops.conv2d(x, w, activation=bad)
+    with pytest.raises(ValueError, match=f"algorithm must be one of .*got {bad!r}"):
+        ops.conv2d(x, w, algorithm=bad)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        ops.conv2d_runner(x.shape, w.shape, False, np.float32, activation=bad)
+
+
+# ---------------------------------------------------------------- denormals
+
+DENORMAL = np.float32(1e-40)   # below float32's smallest normal, 1.2e-38
+
+
+@pytest.fixture
+def flush_mode():
+    before = ops.get_flush_denormal()
+    yield
+    ops.set_flush_denormal(before)
+
+
+@pytest.mark.parametrize("algorithm", ["im2col_gemm", "winograd"])
+def test_denormals_flush_to_zero_only_when_enabled(nthreads, flush_mode, algorithm):
+    # big enough for the threaded paths; 1x1 identity-like sums of denormals
+    x = np.full((2, 16, 40, 40), DENORMAL, np.float32)
+    w = np.zeros((16, 16, 3, 3), np.float32)
+    w[:, :, 1, 1] = np.eye(16, dtype=np.float32)
+    assert ops.get_flush_denormal() is True          # the default
+    y = ops.conv2d(x, w, padding=1, algorithm=algorithm)
+    assert (y == 0).all()
+    ops.set_flush_denormal(False)
+    assert ops.get_flush_denormal() is False
+    y = ops.conv2d(x, w, padding=1, algorithm=algorithm)
+    np.testing.assert_array_equal(y, x)
+    # the caller's floating-point mode is untouched either way
+    assert np.float32(1.5) * DENORMAL != 0
+
+
+def test_flush_mode_leaves_the_callers_state_alone(flush_mode):
+    ops.set_flush_denormal(True)
+    x = np.full((1, 1, 4, 4), DENORMAL, np.float32)
+    ops.conv2d(x, np.ones((1, 1, 1, 1), np.float32))
+    ops.gemm(np.ones((40, 40), np.float32), np.ones((40, 40), np.float32))
+    assert np.float32(1.5) * DENORMAL != 0
+    assert (np.full(4, DENORMAL) * np.float32(1)).min() > 0
+
+
+def test_environment_variable_turns_flushing_off():
+    out = run_python("from cconv import ops; print(ops.get_flush_denormal())",
+                     env={"CCONV_FLUSH_DENORMAL": "0"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
