@@ -427,3 +427,44 @@ def test_finetune_cli_bad_arguments(tmp_path, argv, message):
     cconv.save(build_model(seed=0), src)
     with pytest.raises(SystemExit, match=message):
         main(["finetune", str(src), "--epochs", "1", "-o", "", *argv])
+
+
+def test_digit_task_has_the_requested_classes_and_counts():
+    pytest.importorskip("sklearn")
+    from cconv.examples.digit_tasks import load_task, parse_classes
+
+    assert parse_classes("5-7,9") == [5, 6, 7, 9]
+    for bad in ("3-", "1,1", "10", ""):
+        with pytest.raises(ValueError, match="classes"):
+            parse_classes(bad)
+    x, y, xt, yt = load_task([7, 2], per_class=3, seed=1)
+    assert x.shape == (6, 1, 8, 8) and x.dtype == np.float32 and x.max() <= 1
+    assert list(y) == [0, 0, 0, 1, 1, 1]
+    assert set(yt) == {0, 1} and len(xt) > 50
+    again = load_task([7, 2], per_class=3, seed=1)
+    np.testing.assert_array_equal(again[0], x)
+    # no held-out image is also a training image
+    flat = {row.tobytes() for row in xt.reshape(len(xt), -1)}
+    assert not any(row.tobytes() in flat for row in x.reshape(len(x), -1))
+    with pytest.raises(ValueError, match="per_class"):
+        load_task([1], per_class=0)
+
+
+def test_transfer_experiment_script_runs_on_a_tiny_setting(tmp_path):
+    pytest.importorskip("sklearn")
+    import importlib.util
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "transfer_digits.py")
+    spec = importlib.util.spec_from_file_location("transfer_digits", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--seeds", "1", "--epochs", "2", "--pretrain-epochs", "1", "--per-class", "2",
+                 "--sweep-lrs", "1e-3", "--sweep-seeds", "1", "--out-dir", str(tmp_path)])
+    result = json.loads((tmp_path / "transfer_digits.json").read_text())
+    assert set(result["summary"]) == set(script.METHODS)
+    curve = result["runs"][0]["head_only"]
+    assert len(curve["accuracy"]) == 3 and curve["drift"] == [0.0, 0.0, 0.0]
+    assert result["runs"][0]["all_high_lr"]["drift"][-1] > 0
+    assert (tmp_path / "transfer_digits.png").stat().st_size > 0

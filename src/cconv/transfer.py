@@ -272,7 +272,7 @@ def lr_multiplier_groups(net, base_lr, multipliers, default=1.0, regex=False):
 
 def _check_lr(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        raise TypeError(f"{name} must be a number >= 0, got {value!r}")
     value = float(value)
     if not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
