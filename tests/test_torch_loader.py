@@ -443,3 +443,11 @@ def test_plugin_installs_and_is_discovered_by_entry_point(tmp_path):
                          timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["cconv_torch.reader", "cconv-torch", "[0.0,", "1.0,", "2.0]"]
+
+
+def test_unsupported_tensor_types_are_named(tmp_path):
+    for global_name in ("QInt8Storage", "float8_e4m3fn"):
+        obj = tf.OrderedDict_([("w", tf.Global("torch", global_name))])
+        path = tf.write(tmp_path / f"{global_name}.pt", obj, "zip")
+        with pytest.raises(TorchFileError, match=f"unsupported tensor type torch.{global_name}"):
+            load_torch(path)

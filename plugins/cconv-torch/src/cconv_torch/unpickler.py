@@ -16,6 +16,7 @@ import collections
 import io
 import pickle
 import pickletools
+import re
 
 import numpy as np
 
@@ -119,6 +120,10 @@ _TORCH_DTYPES = {
 }
 
 
+_TENSOR_TYPE = re.compile(r"^(\w*Storage|float8\w*|float4\w*|bits\w*|q?u?int\d+\w*|"
+                          r"complex32|chalf)$")
+
+
 class TensorRef:
     """A tensor as the pickle describes it: a view (offset, size, stride) of a storage.
 
@@ -212,6 +217,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         obj = ALLOWED.get((module, name))
         if obj is None:
+            if module in ("torch", "torch.storage") and _TENSOR_TYPE.match(name):
+                # a tensor type we cannot turn into numpy: not unsafe, unsupported
+                raise TorchFileError(self._path, f"unsupported tensor type {module}.{name} "
+                                                 f"(readable: float16/32/64, bfloat16, "
+                                                 f"integer, bool and complex tensors)")
             raise UnsafePickleError(self._path, module, name)
         if isinstance(obj, _Frozen):
             return obj
