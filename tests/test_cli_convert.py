@@ -132,3 +132,20 @@ def test_convert_refuses_a_malicious_checkpoint(tmp_path):
     with pytest.raises(SystemExit, match="os.system"):
         main(["convert", str(ckpt), "--arch", "digits", "-o", str(tmp_path / "o.st")])
     assert not target.exists() and not (tmp_path / "o.st").exists()
+
+
+def test_convert_key_picks_the_state_dict(tmp_path):
+    weights = params(bn_net(seed=3))
+    decoy = {n: np.zeros_like(v) for n, v in weights.items()}
+    ckpt = tf.write(tmp_path / "ema.pt", {"model": tf.state_dict_obj(decoy),
+                                          "ema": tf.state_dict_obj(weights)}, "zip")
+    saved = tmp_path / "arch.safetensors"
+    cconv.save(bn_net(), saved)
+    out = tmp_path / "out.safetensors"
+    assert main(["convert", str(ckpt), "--arch", str(saved), "--key", "ema", "-o",
+                 str(out)]) == 0
+    loaded = params(cconv.load(out))
+    for name, value in weights.items():
+        np.testing.assert_array_equal(loaded[name], value)
+    with pytest.raises(SystemExit, match="key 'nope'"):
+        main(["convert", str(ckpt), "--arch", str(saved), "--key", "nope", "--dry-run"])

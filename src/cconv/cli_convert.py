@@ -50,6 +50,10 @@ def add_parser(subparsers):
                         "(all 2-D), or PATTERN:SPEC for names matching a regex")
     p.add_argument("--loader", default=None,
                    help="weight loader name (default: chosen by the file's suffix)")
+    p.add_argument("--key", default=None,
+                   help="where the state_dict is inside the checkpoint, e.g. ema or "
+                        "model.state_dict (default: found automatically; loaders that "
+                        "take a key, like cconv-torch's)")
     p.add_argument("--no-cast", action="store_true",
                    help="a dtype other than the parameter's is an error (default: cast "
                         "integer and float sources to the parameter dtype)")
@@ -123,6 +127,18 @@ def run_convert(args):
     if not args.dry_run and not args.out:
         _fail("say where to write the model: -o OUT (or --dry-run for the report only)")
     net = build_arch(args.arch)
+    loader = args.loader
+    if args.key is not None:
+        from functools import partial
+
+        from . import plugins
+
+        try:
+            function = plugins.get_weight_loader(loader) if loader else \
+                plugins.find_weight_loader(args.checkpoint)
+        except LookupError as exc:
+            _fail(str(exc))
+        loader = partial(function, key=args.key)
     drop = list(args.drop) + ([] if args.keep_all else list(DEFAULT_DROP))
     try:
         mapping = NameMap(strip_prefix=args.strip_prefix, rename=_rules(args), drop=drop,
@@ -130,7 +146,7 @@ def run_convert(args):
         report = load_weights(net, args.checkpoint, strict=not args.non_strict,
                               mapping=mapping, layout=_layout(args.layout),
                               cast=not args.no_cast, dry_run=args.dry_run,
-                              loader=args.loader)
+                              loader=loader)
     except WeightsMismatchError as exc:
         _print(exc.report, args, sys.stderr)
         print("cconv convert: the weights do not fit the architecture; nothing was written",
