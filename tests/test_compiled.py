@@ -315,3 +315,17 @@ def _kept_buffers(plan):
         if "arr" in names:
             out.append(fn.__closure__[names.index("arr")].cell_contents)
     return out
+
+
+def test_plans_do_not_keep_a_net_alive(rng):
+    import gc
+    import weakref
+
+    net = _lenet()
+    net(rng.standard_normal((1, 1, 10, 10)).astype(np.float32))
+    ref = weakref.ref(net)
+    del net
+    gc.collect()
+    assert ref() is None
+    from cconv import compiled
+    assert all(r() is not None for r, _ in compiled._local.plans.values())  # buffers freed

@@ -206,7 +206,9 @@ class CompiledPlan:
         from .nn.pool import MaxPool2d
         from .nn.shape import Flatten
 
-        self.graph = graph
+        # weakly: the per-thread cache holds plans, and a plan must not keep
+        # its graph alive (the cache entry dies with the graph)
+        self._graph = weakref.ref(graph)
         self.schedule = sched = graph._plan
         self.shapes = tuple(tuple(int(d) for d in s) for s in shapes)
         self.dtype = dtype = np.dtype(dtype)
@@ -317,7 +319,10 @@ class CompiledPlan:
 
     def valid(self):
         """False once the graph or the kernel registry changed since compiling."""
-        schedule = self.graph._plan
+        graph = self._graph()
+        if graph is None:
+            return False
+        schedule = graph._plan
         if schedule is not self.schedule or schedule["dtype"] != self.dtype:
             return False
         regs = plugins._current
@@ -372,7 +377,13 @@ def _thread_plans(graph):
         if len(table) > 64:   # drop entries of graphs that are gone
             for k in [k for k, (ref, _) in table.items() if ref() is None]:
                 del table[k]
-        entry = table[id(graph)] = (weakref.ref(graph), {})
+        key = id(graph)
+
+        def forget(_, table=table, key=key):   # the graph is gone: free its buffers now
+            entry = table.get(key)
+            if entry is not None and entry[0]() is None:
+                table.pop(key, None)
+        entry = table[key] = (weakref.ref(graph, forget), {})
     return entry[1]
 
 
