@@ -451,3 +451,26 @@ def test_unsupported_tensor_types_are_named(tmp_path):
         path = tf.write(tmp_path / f"{global_name}.pt", obj, "zip")
         with pytest.raises(TorchFileError, match=f"unsupported tensor type torch.{global_name}"):
             load_torch(path)
+
+
+def test_repeated_views_are_shared_and_bounded(tmp_path):
+    values = np.arange(2**18, dtype=np.float32)          # a 1 MiB storage
+    storage = tf.Storage(0, values)
+    tied = tf.Tensor(storage, 0, (2**9, 2**9))
+    same = tf.OrderedDict_([("embed.weight", tied), ("head.weight",
+                                                     tf.Tensor(storage, 0, (2**9, 2**9)))])
+    got = load_torch(tf.write(tmp_path / "tied.pt", same, "zip"))
+    np.testing.assert_array_equal(got["head.weight"], values.reshape(2**9, 2**9))
+    assert got["head.weight"] is got["embed.weight"]     # one view, one array
+    # 64 distinct views of nearly the whole storage: 64 MiB from a 1 MiB file
+    many = tf.OrderedDict_([(f"v{i}", tf.Tensor(storage, i, (2**18 - 64,)))
+                            for i in range(64)])
+    path = tf.write(tmp_path / "many.pt", many, "legacy")
+    tracemalloc.start()
+    try:
+        with pytest.raises(TorchFileError, match="more than 4x the bytes of their storages"):
+            load_torch(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20

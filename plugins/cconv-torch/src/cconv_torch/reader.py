@@ -138,24 +138,69 @@ def _finish(view, code):
     return np.array(view, dtype=view.dtype.newbyteorder("="), order="C")
 
 
-def _convert(path, obj, byteorder, name="", depth=0):
-    """obj with every TensorRef replaced by its array (containers rebuilt)."""
-    if depth > 64:
-        raise TorchFileError(path, f"objects nested more than 64 deep at {name!r}")
-    if isinstance(obj, TensorRef):
-        return materialize(path, obj, name or "<top>", byteorder)
-    if isinstance(obj, dict):
-        out = type(obj)() if type(obj) is not dict else {}
-        for k, v in obj.items():
-            out[k] = _convert(path, v, byteorder, f"{name}.{k}" if name else str(k), depth + 1)
-        return out
-    if isinstance(obj, (list, tuple)):
-        items = [_convert(path, v, byteorder, f"{name}.{i}" if name else str(i), depth + 1)
-                 for i, v in enumerate(obj)]
-        return items if isinstance(obj, list) else tuple(items)
-    if isinstance(obj, _Storage):
-        raise TorchFileError(path, f"{name or 'the file'} is a bare storage, not a tensor")
-    return obj
+class _Converter:
+    """Replaces every TensorRef in the unpickled object by its array.
+
+    The same view (same storage, offset, size, stride, dtype) becomes one
+    array however often the pickle repeats it; and the arrays made may total
+    at most EXPANSION times the storages' bytes. Without that bound a few
+    bytes of pickle (a memo reference and a REDUCE) could ask for another
+    copy of a 100 MB storage, again and again.
+    """
+
+    EXPANSION = 4
+
+    def __init__(self, path, byteorder, storages):
+        self.path, self.byteorder = path, byteorder
+        stored = sum(s.numel * numpy_dtype(s.code).itemsize for s in storages)
+        self.budget = self.EXPANSION * stored + 2**20
+        self.made, self.cache = 0, {}
+
+    def tensor(self, ref, name):
+        key = (id(ref.storage), ref.offset, ref.size, ref.stride,
+               None if ref.dtype is None else ref.dtype.name)
+        try:
+            hit = self.cache.get(key)
+        except TypeError:   # unhashable size/stride: materialize reports it
+            hit = None
+        if hit is not None:
+            return hit
+        count = int(np.prod(ref.size, dtype=object)) if isinstance(ref.size, tuple) \
+            and all(isinstance(d, int) for d in ref.size) else 0
+        code = ref.dtype.dtype if ref.dtype is not None else \
+            getattr(ref.storage, "code", "u1")
+        nbytes = count * (4 if code == BF16 else numpy_dtype(code).itemsize)
+        if self.made + nbytes > self.budget:
+            raise TorchFileError(self.path, f"tensor {name!r}: the tensors would need more "
+                                            f"than {self.EXPANSION}x the bytes of their "
+                                            f"storages ({self.budget} bytes); refusing (the "
+                                            f"pickle repeats views of its storages)")
+        array = materialize(self.path, ref, name, self.byteorder)
+        self.made += array.nbytes
+        try:
+            self.cache[key] = array
+        except TypeError:
+            pass
+        return array
+
+    def __call__(self, obj, name="", depth=0):
+        if depth > 64:
+            raise TorchFileError(self.path, f"objects nested more than 64 deep at {name!r}")
+        if isinstance(obj, TensorRef):
+            return self.tensor(obj, name or "<top>")
+        if isinstance(obj, dict):
+            out = type(obj)() if type(obj) is not dict else {}
+            for k, v in obj.items():
+                out[k] = self(v, f"{name}.{k}" if name else str(k), depth + 1)
+            return out
+        if isinstance(obj, (list, tuple)):
+            items = [self(v, f"{name}.{i}" if name else str(i), depth + 1)
+                     for i, v in enumerate(obj)]
+            return items if isinstance(obj, list) else tuple(items)
+        if isinstance(obj, _Storage):
+            raise TorchFileError(self.path, f"{name or 'the file'} is a bare storage, not a "
+                                            f"tensor")
+        return obj
 
 
 # ---------------------------------------------------------------- zip format
@@ -227,7 +272,7 @@ def _read_zip(path, file_size):
 
         pickled = _read_entry(path, zf, entries[root + "data.pkl"], file_size)
         obj, _ = restricted_load(path, pickled, 0, "data.pkl", persistent_load)
-        return _convert(path, obj, byteorder)
+        return _Converter(path, byteorder, storages.values())(obj)
 
 
 # ---------------------------------------------------------------- legacy format
@@ -296,7 +341,7 @@ def _read_legacy(path, data):
         raise TorchFileError(path, f"{len(data) - pos} unexpected bytes after the last "
                                    f"storage (corrupt file?)")
     # legacy storage data is always written little-endian
-    return _convert(path, obj, "<")
+    return _Converter(path, "<", roots.values())(obj)
 
 
 # ---------------------------------------------------------------- public
