@@ -323,6 +323,14 @@ def _corrupt(tmp_path, case):
         data = bytearray(tf.legacy_bytes(sd))
         data[-6 * 4 - 8:-6 * 4] = (7).to_bytes(8, "little")
         return bytes(data)
+    if case in ("zip_version", "encrypted"):   # central directory fields zipfile refuses
+        data = bytearray(tf.zip_bytes(sd))
+        at = data.index(b"PK\x01\x02")
+        if case == "zip_version":
+            data[at + 6:at + 8] = (255).to_bytes(2, "little")
+        else:
+            data[at + 8] |= 1
+        return bytes(data)
     if case == "legacy_trailing":
         return tf.legacy_bytes(sd) + b"junk"
     if case == "unknown_pid":
@@ -332,7 +340,7 @@ def _corrupt(tmp_path, case):
 
 CORRUPT = ["empty", "text", "bad_magic", "storage_size", "missing_entry", "byteorder",
            "compressed", "no_data_pkl", "bad_opcode", "stride_outside", "negative_offset",
-           "legacy_numel", "legacy_trailing", "unknown_pid"]
+           "legacy_numel", "legacy_trailing", "unknown_pid", "zip_version", "encrypted"]
 
 
 @pytest.mark.parametrize("case", CORRUPT)
@@ -474,3 +482,20 @@ def test_repeated_views_are_shared_and_bounded(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 20 * 2**20
+
+
+def test_exponentially_shared_pickle_is_refused_quickly(tmp_path):
+    # t0 = (); t_k = (t_{k-1}, t_{k-1}) through the memo: 2**64 objects to hash
+    # as a dict key, from a ~400-byte pickle
+    ops = [b"\x80\x02}", b")q\x000"]
+    for k in range(1, 65):
+        ops.append(b"h" + bytes([k - 1]) + b"h" + bytes([k - 1]) + b"\x86q" + bytes([k])
+                   + (b"0" if k < 64 else b""))
+    ops.append(b"K\x01s.")   # {t_64: 1}
+    import pickletools
+    assert [op.name for op, _, _ in pickletools.genops(b"".join(ops))][-3:] == [
+        "BININT1", "SETITEM", "STOP"]
+    path = tmp_path / "dag.pt"
+    path.write_bytes(tf.zip_bytes({}, pickled=b"".join(ops)))
+    with pytest.raises(TorchFileError, match="expand to more than"):
+        load_torch(path)

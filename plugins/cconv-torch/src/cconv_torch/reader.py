@@ -27,6 +27,7 @@ from .unpickler import (
     TorchFileError,
     numpy_dtype,
     restricted_load,
+    short,
 )
 
 __all__ = ["WRAPPER_KEYS", "find_state_dict", "load_torch", "read_checkpoint"]
@@ -59,9 +60,14 @@ class _Storage:
         return self._data
 
 
+def _key(k):
+    """A dict key as part of a tensor name (bounded: keys come from the file)."""
+    return k if isinstance(k, str) else str(k) if isinstance(k, int) else short(k)
+
+
 def _check_int(path, what, value, low=0):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise TorchFileError(path, f"{what} must be an integer >= {low}, got {value!r}")
+        raise TorchFileError(path, f"{what} must be an integer >= {low}, got {short(value)}")
     return value
 
 
@@ -73,15 +79,15 @@ def _storage_id(path, pid, legacy):
         if kind in ("module", b"module"):
             raise TorchFileError(path, "the file pickles a whole torch.nn.Module (legacy "
                                        "torch.save(model)); save model.state_dict() instead")
-        raise TorchFileError(path, f"unknown persistent id {str(pid)[:80]!r} (expected a "
+        raise TorchFileError(path, f"unknown persistent id {short(pid)} (expected a "
                                    f"{n}-tuple ('storage', type, key, location, numel"
                                    f"{', view' if legacy else ''}))")
     storage_type, key, numel = pid[1], pid[2], pid[4]
     if not isinstance(storage_type, StorageType):
-        raise TorchFileError(path, f"storage type {storage_type!r} is not a torch storage "
+        raise TorchFileError(path, f"storage type {short(storage_type)} is not a torch storage "
                                    f"type")
     if not isinstance(key, str) or not key or len(key) > 200:
-        raise TorchFileError(path, f"bad storage key {str(key)[:80]!r}")
+        raise TorchFileError(path, f"bad storage key {short(key)}")
     _check_int(path, f"element count of storage {key!r}", numel)
     return storage_type, key, numel, pid[5] if legacy else None
 
@@ -99,13 +105,13 @@ def materialize(path, ref, name, byteorder):
     size, stride = ref.size, ref.stride
     if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
             and len(size) <= MAX_NDIM):
-        raise TorchFileError(path, f"tensor {name!r}: size {size!r} and stride {stride!r} "
+        raise TorchFileError(path, f"tensor {name!r}: size {short(size)} and stride {short(stride)} "
                                    f"must be tuples of the same length <= {MAX_NDIM}")
     offset = _check_int(path, f"tensor {name!r}: storage offset", ref.offset)
     for d in size:
-        _check_int(path, f"tensor {name!r}: size {size!r}: every dimension", d)
+        _check_int(path, f"tensor {name!r}: size {short(size)}: every dimension", d)
     for s in stride:
-        _check_int(path, f"tensor {name!r}: stride {stride!r}: every stride", s)
+        _check_int(path, f"tensor {name!r}: stride {short(stride)}: every stride", s)
     raw = storage.data()
     start = storage.start * numpy_dtype(storage.code).itemsize
     # elements this tensor may touch: its storage (a legacy view: only its window)
@@ -191,7 +197,7 @@ class _Converter:
         if isinstance(obj, dict):
             out = type(obj)() if type(obj) is not dict else {}
             for k, v in obj.items():
-                out[k] = self(v, f"{name}.{k}" if name else str(k), depth + 1)
+                out[k] = self(v, f"{name}.{_key(k)}" if name else _key(k), depth + 1)
             return out
         if isinstance(obj, (list, tuple)):
             items = [self(v, f"{name}.{i}" if name else str(i), depth + 1)
@@ -214,7 +220,10 @@ def _read_entry(path, zf, info, size_limit):
                                    f"but the file has {size_limit} (truncated or corrupt)")
     try:
         return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as exc:
+        # NotImplementedError: zipfile's answer to a corrupt "version needed" field;
+        # RuntimeError: an entry flagged as encrypted
         raise TorchFileError(path, f"entry {info.filename!r} cannot be read (truncated or "
                                    f"corrupt file?): {exc}") from None
 
@@ -222,7 +231,8 @@ def _read_entry(path, zf, info, size_limit):
 def _read_zip(path, file_size):
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as exc:
         raise TorchFileError(path, f"not a readable zip archive (truncated or corrupt "
                                    f"torch checkpoint?): {exc}") from None
     with zf:
@@ -284,7 +294,7 @@ def _read_legacy(path, data):
                                    "magic number)")
     version, pos = restricted_load(path, data, pos, "the protocol version")
     if version != LEGACY_PROTOCOL:
-        raise TorchFileError(path, f"legacy protocol version {version!r}, expected "
+        raise TorchFileError(path, f"legacy protocol version {short(version)}, expected "
                                    f"{LEGACY_PROTOCOL}")
     sys_info, pos = restricted_load(path, data, pos, "sys_info")
     if not isinstance(sys_info, dict):
@@ -301,12 +311,12 @@ def _read_legacy(path, data):
         if view is None:
             return root
         if not (isinstance(view, tuple) and len(view) == 3):
-            raise TorchFileError(path, f"storage {key!r}: bad view metadata {view!r}")
+            raise TorchFileError(path, f"storage {key!r}: bad view metadata {short(view)}")
         view_key, offset, view_size = view
         _check_int(path, f"view of storage {key!r}: offset", offset)
         _check_int(path, f"view of storage {key!r}: size", view_size)
         if offset + view_size > numel:
-            raise TorchFileError(path, f"view {view_key!r} ({offset}+{view_size}) lies "
+            raise TorchFileError(path, f"view {short(view_key)} ({offset}+{view_size}) lies "
                                        f"outside storage {key!r} of {numel} elements")
         if view_key not in views:
             storage = _Storage(view_key, root.code, view_size, None)
@@ -316,8 +326,9 @@ def _read_legacy(path, data):
 
     obj, pos = restricted_load(path, data, pos, "the pickled object", persistent_load)
     keys, pos = restricted_load(path, data, pos, "the storage key list")
-    if not isinstance(keys, list) or sorted(map(str, keys)) != sorted(roots):
-        raise TorchFileError(path, f"the storage key list {str(keys)[:80]} does not match "
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)
+            and sorted(keys) == sorted(roots)):
+        raise TorchFileError(path, f"the storage key list {short(keys)} does not match "
                                    f"the {len(roots)} storages the object uses")
     for key in keys:
         storage = roots[key]
@@ -379,7 +390,7 @@ def _flatten(obj, prefix, out):
         out[prefix] = obj
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+            _flatten(v, f"{prefix}.{_key(k)}" if prefix else _key(k), out)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _flatten(v, f"{prefix}.{i}" if prefix else str(i), out)
@@ -401,7 +412,7 @@ def find_state_dict(path, obj, key=None):
             if not isinstance(obj, dict) or part not in obj:
                 have = list(obj)[:20] if isinstance(obj, dict) else type(obj).__name__
                 raise TorchFileError(path, f"key {key!r}: no {part!r} in the checkpoint "
-                                           f"(it has {have})")
+                                           f"(it has {short(have)})")
             obj = obj[part]
     else:
         seen = 0
@@ -415,7 +426,7 @@ def find_state_dict(path, obj, key=None):
         tensors = {"": obj}
     if not tensors:
         have = list(obj)[:20] if isinstance(obj, dict) else type(obj).__name__
-        raise TorchFileError(path, f"no tensors found (the checkpoint holds {have}); pass "
+        raise TorchFileError(path, f"no tensors found (the checkpoint holds {short(have)}); pass "
                                    f"key= to say where the state_dict is")
     return tensors
 

@@ -17,6 +17,7 @@ import io
 import pickle
 import pickletools
 import re
+import reprlib
 
 import numpy as np
 
@@ -31,6 +32,16 @@ __all__ = [
     "restricted_load",
     "scan_pickle",
 ]
+
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlevel = 3
+
+
+def short(value):
+    """A bounded repr of an untrusted value, for error messages."""
+    return _repr.repr(value)
 
 
 class TorchFileError(WeightFileError):
@@ -148,7 +159,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
                        dtype, metadata=None):
     if not isinstance(dtype, DType):
-        raise pickle.UnpicklingError(f"_rebuild_tensor_v3: dtype argument is {dtype!r}")
+        raise pickle.UnpicklingError(f"_rebuild_tensor_v3: dtype argument is {short(dtype)}")
     return TensorRef(storage, storage_offset, size, stride, dtype=dtype)
 
 
@@ -192,6 +203,78 @@ for _name, _dt in _TORCH_DTYPES.items():
     ALLOWED[("torch", _name)] = DType(_name, _dt)
 
 
+_BUILDERS = {"TUPLE": 0, "LIST": 0, "DICT": 0, "FROZENSET": 0, "INST": 0, "OBJ": 0,
+             "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3, "STACK_GLOBAL": 2, "REDUCE": 2,
+             "NEWOBJ": 2, "NEWOBJ_EX": 3, "BINPERSID": 1}
+
+
+class _SizeTracker:
+    """How many objects each stack item would be if its shared parts were copied.
+
+    A few bytes of pickle can nest one memoized tuple into another, doubling
+    at each level: 60 levels are 2**60 objects to hash (a dict key), print or
+    walk, from a file of a few hundred bytes. The pickle is run abstractly
+    here, each item carrying that expanded size, and refused once one
+    exceeds `limit` (a real checkpoint stays near its number of opcodes).
+    """
+
+    def __init__(self, path, what, start):
+        self.path, self.what, self.start = path, what, start
+        self.stack, self.marks, self.memo = [], [], {}
+
+    def _pop(self, n=1):
+        items = [self.stack.pop() if self.stack else 1 for _ in range(n)]
+        return sum(items)
+
+    def _push(self, size, pos):
+        limit = 2**20 + 16 * (pos - self.start)   # grows with the bytes read so far
+        if size > limit:
+            raise TorchFileError(self.path, f"{self.what}: shared objects nested at byte {pos} "
+                                            f"expand to more than {limit} objects "
+                                            f"(corrupt or hostile file)")
+        self.stack.append(size)
+
+    def _pop_mark(self):
+        items, self.stack = self.stack, (self.marks.pop() if self.marks else [])
+        return sum(items)
+
+    def step(self, opcode, arg, pos):
+        name = opcode.name
+        if name == "MARK":
+            self.marks.append(self.stack)
+            self.stack = []
+        elif name in _BUILDERS:
+            n = _BUILDERS[name]
+            self._push(1 + (self._pop_mark() if n == 0 else self._pop(n)), pos)
+        elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+            added = self._pop_mark()
+            self._push(self._pop() + added, pos)
+        elif name in ("APPEND", "BUILD"):
+            added = self._pop()
+            self._push(self._pop() + added, pos)
+        elif name == "SETITEM":
+            added = self._pop(2)
+            self._push(self._pop() + added, pos)
+        elif name == "DUP":
+            self._push(self.stack[-1] if self.stack else 1, pos)
+        elif name == "POP":
+            if self.stack:
+                self.stack.pop()
+            elif self.marks:
+                self.stack = self.marks.pop()
+        elif name == "POP_MARK":
+            self._pop_mark()
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            key = len(self.memo) if name == "MEMOIZE" else arg
+            self.memo[key] = self.stack[-1] if self.stack else 1
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            self._push(self.memo.get(arg, 1), pos)
+        elif name in ("PROTO", "FRAME", "READONLY_BUFFER"):
+            pass
+        elif opcode.stack_after:   # a literal, a global, a persistent id, an empty container
+            self._push(1, pos)
+
+
 def scan_pickle(path, data, start, what):
     """Index just past the pickle that starts at data[start]; every length checked.
 
@@ -199,10 +282,21 @@ def scan_pickle(path, data, start, what):
     """
     stream = io.BytesIO(data)
     stream.seek(start)
+    sizes = _SizeTracker(path, what, start)
     try:
-        for opcode, _arg, pos in pickletools.genops(stream):
+        for opcode, arg, pos in pickletools.genops(stream):
             if opcode.name == "STOP":
                 return stream.tell()
+            sizes.step(opcode, arg, pos)
+            # The C unpickler sizes its memo table by the largest index it is
+            # given: LONG_BINPUT 171079263 in a 700-byte file made it allocate
+            # 2.8 GB. A real pickle numbers its memo entries 0, 1, 2...
+            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and \
+                    not 0 <= int(arg) <= len(data):
+                raise TorchFileError(path, f"{what}: memo index {arg} at byte {pos} is "
+                                           f"beyond the size of the file (corrupt file?)")
+    except TorchFileError:
+        raise
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError) as exc:
         raise TorchFileError(path, f"{what} is not a valid pickle (truncated or corrupt "
                                    f"file?): {exc}") from None
@@ -245,7 +339,8 @@ def restricted_load(path, data, start, what, persistent_load=None):
     except TorchFileError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, ImportError, RecursionError, MemoryError) as exc:
+            IndexError, KeyError, ImportError, RecursionError, MemoryError,
+            OverflowError) as exc:   # OverflowError: a FRAME length beyond 2**63
         raise TorchFileError(path, f"{what} cannot be unpickled: "
                                    f"{type(exc).__name__}: {exc}") from None
 
