@@ -468,3 +468,20 @@ def test_transfer_experiment_script_runs_on_a_tiny_setting(tmp_path):
     assert len(curve["accuracy"]) == 3 and curve["drift"] == [0.0, 0.0, 0.0]
     assert result["runs"][0]["all_high_lr"]["drift"][-1] > 0
     assert (tmp_path / "transfer_digits.png").stat().st_size > 0
+
+
+def test_an_optimizer_made_before_replace_head_trains_the_new_head(rng):
+    net = bn_net()
+    x, y = data(rng)
+    opt = Adam(net, lr=0.01)
+    train_steps(net, opt, x, y, steps=1)   # state for the old head
+    transfer.replace_head(net, 4, seed=3)
+    head = net["10_linear"].params["weight"].copy()
+    train_steps(net, opt, x, y, steps=2)
+    assert not np.array_equal(net["10_linear"].params["weight"], head)
+    assert opt.state["10_linear.weight"]["step"] == 2   # fresh state, not the old head's
+    assert opt.state["8_linear.weight"]["step"] == 3
+
+    transfer.replace_head(net, nn.Linear(12, 4, bias=False), seed=0)
+    with pytest.raises(ValueError, match="'10_linear.bias'.*no longer in the net"):
+        opt.step()

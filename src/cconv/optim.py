@@ -73,22 +73,35 @@ class Optimizer:
             self._check_hyper(full)
             self.param_groups.append(full)
         self.state = {}       # name -> {"step": int, buffers...}
-        self._refs = None
+        self._refs = self._refs_plan = None
 
     def _check_hyper(self, group):
         if not group["lr"] >= 0:
             raise ValueError(f"lr must be >= 0, got {group['lr']}")
 
     def _resolve(self):
-        """name -> (layer, key): arrays are fetched per step, as they may be replaced."""
-        if self._refs is None:
-            self._refs = {name: (layer, key) for name, layer, key in self.net._param_refs()}
+        """name -> (layer, key): arrays are fetched per step, as they may be replaced.
+
+        Looked up again after the net is rebuilt, since a node may then run
+        another layer (transfer.replace_head): a parameter whose layer changed
+        starts with fresh state, so the new head trains, not the old one.
+        """
+        plan = getattr(self.net, "_plan", None)
+        if self._refs is None or plan is not self._refs_plan:
+            refs = {name: (layer, key) for name, layer, key in self.net._param_refs()}
+            for name, (layer, _) in (self._refs or {}).items():
+                if name not in refs or refs[name][0] is not layer:
+                    self.state.pop(name, None)
+            self._refs, self._refs_plan = refs, plan
         return self._refs
 
     def _live(self, group):
         """(name, param, grad, trainable) for the group's parameters."""
         refs = self._resolve()
         for name in group["params"]:
+            if name not in refs:
+                raise ValueError(f"parameter {name!r} of this optimizer is no longer in the "
+                                 f"net (its layer was replaced): make a new optimizer")
             layer, key = refs[name]
             yield name, layer.params[key], layer.grads[key], layer.trainable.get(key, True)
 
