@@ -153,3 +153,24 @@ def test_environment_variable_turns_flushing_off():
                      env={"CCONV_FLUSH_DENORMAL": "0"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_top_level_switch_is_the_ops_one(flush_mode):
+    import cconv
+
+    cconv.set_flush_denormal(False)
+    assert cconv.get_flush_denormal() is False and ops.get_flush_denormal() is False
+    cconv.set_flush_denormal(True)
+    assert ops.get_flush_denormal() is True
+
+
+def test_depthwise_same_padding_reads_in_place_at_the_edges(rng, nthreads):
+    """3x3 'same' depthwise skips the padded copy: edges, 1-wide and 1-high maps."""
+    for hw in [(1, 1), (1, 7), (6, 1), (2, 2), (5, 9)]:
+        x = rng.standard_normal((2, 3) + hw).astype(np.float64)
+        w = rng.standard_normal((6, 1, 3, 3))
+        b = rng.standard_normal(6)
+        ref = R.conv2d(x, w, b, padding=1, groups=3)
+        assert_close(ops.conv2d(x, w, b, padding=1, groups=3), ref, np.float64)
+        assert_close(ops.conv2d(x, w, b, padding=1, groups=3, activation="relu"),
+                     np.maximum(ref, 0), np.float64)

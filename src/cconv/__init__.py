@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
     "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict", "hookimpl",
-    "get_include", "load_weights",
+    "get_include", "load_weights", "set_flush_denormal", "get_flush_denormal",
 ]
 
 _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
@@ -21,6 +21,7 @@ _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plug
 # Top-level names served lazily from a submodule: name -> module.
 _LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
                "load_weights": "io",
+               "set_flush_denormal": "ops", "get_flush_denormal": "ops",
                "fit": "train", "evaluate": "train", "predict": "train",
                "hookimpl": "hookspecs",  # plugins: @cconv.hookimpl (imports pluggy late)
                "_C_API": "_kernels"}  # capsule of the C API's function table (docs/c-api.md)

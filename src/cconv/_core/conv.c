@@ -46,8 +46,14 @@ static int64_t tile_cols(int64_t K, int64_t P, size_t elem)
 static inline void valid_range(int64_t iw0, int64_t s, int64_t W, int64_t seg,
                                int64_t *lo, int64_t *hi)
 {
-    int64_t a = iw0 >= 0 ? 0 : (-iw0 + s - 1) / s;
-    int64_t b = iw0 >= W ? 0 : (W - iw0 + s - 1) / s;
+    int64_t a, b;
+    if (s == 1) {               /* the common case, without two divisions */
+        a = iw0 >= 0 ? 0 : -iw0;
+        b = iw0 >= W ? 0 : W - iw0;
+    } else {
+        a = iw0 >= 0 ? 0 : (-iw0 + s - 1) / s;
+        b = iw0 >= W ? 0 : (W - iw0 + s - 1) / s;
+    }
     if (a > seg) a = seg;
     if (b > seg) b = seg;
     if (b < a) b = a;

@@ -23,15 +23,18 @@ CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t co
         /* tap-major copy, so the loops below run along c_in with unit stride */
         for (int64_t ci = 0; ci < cin; ++ci)
             for (int k = 0; k < 9; ++k) wt[k * cin + ci] = w[(co * cin + ci) * 9 + k];
-        T *u = U + co * cin;
+        T *CCONV_RESTRICT u = U + co * cin;
+        const T *CCONV_RESTRICT g0 = wt, *CCONV_RESTRICT g1 = wt + 3 * cin;
+        const T *CCONV_RESTRICT g2 = wt + 6 * cin;
+        /* scalars only, so that the loop vectorises along c_in */
         for (int64_t ci = 0; ci < cin; ++ci) {
-            T g[9], t[4][3];
-            for (int k = 0; k < 9; ++k) g[k] = wt[k * cin + ci];
+            T t[4][3];
             for (int j = 0; j < 3; ++j) {          /* G g: rows of the 4x3 */
-                t[0][j] = g[j];
-                t[1][j] = h * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = h * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
+                const T a0 = g0[j * cin + ci], a1 = g1[j * cin + ci], a2 = g2[j * cin + ci];
+                t[0][j] = a0;
+                t[1][j] = h * (a0 + a1 + a2);
+                t[2][j] = h * (a0 - a1 + a2);
+                t[3][j] = a2;
             }
             for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
                 u[(4 * i + 0) * S + ci] = t[i][0];
