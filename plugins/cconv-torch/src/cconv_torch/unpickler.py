@@ -180,7 +180,7 @@ def _codecs_encode(text, encoding="latin1"):
     # other codec (zlib, bz2...) could decompress a bomb, so only latin1 passes.
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise pickle.UnpicklingError(f"_codecs.encode only with latin1 text, got "
-                                     f"{type(text).__name__} and {encoding!r}")
+                                     f"{type(text).__name__} and {short(encoding)}")
     return text.encode("latin1")
 
 
