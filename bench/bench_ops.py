@@ -1,14 +1,17 @@
 """Benchmark cconv's core kernels against torch (when installed) and numpy.
 
-Times conv2d forward on the shapes of shared/ANCHORS.md, depthwise 3x3, conv2d
-backward, and max_pool2d forward/backward, at 1 and 2 threads. Every anchor is
-measured in the same process, warm, with the same thread count, and the
+Times conv2d forward on the shapes of shared/ANCHORS.md (with the algorithm
+cconv picked), depthwise 3x3, conv2d + fused ReLU, conv2d backward, and
+max_pool2d forward/backward, at 1 and 2 threads. Every anchor is measured in
+the same process, warm, with the same thread count, its samples alternating
+with cconv's (so load from other processes hits both alike), and the
 reported figure is a median of repeated runs; ratios are anchor time / cconv
 time (> 1 means cconv is faster).
 
     python bench/bench_ops.py                 # full table, JSON in bench/results/
     python bench/bench_ops.py --quick         # fewer repeats
     python bench/bench_ops.py --filter resnet # only cases whose name matches
+    PYTHONPATH=src python bench/bench_ops.py --threads 1,2,4,16
 """
 import argparse
 import json
@@ -46,6 +49,7 @@ CONV_CASES = [
     ("depthwise_128x56_b1", (1, 128, 56, 56), (128, 3, 1, 1), 128),
 ]
 BACKWARD_CASES = ["lenet_conv1_b64", "lenet_conv2_b64", "resnet_64x56_b8"]
+RELU_CASES = ["lenet_conv1_b1", "resnet_64x56_b1"]
 POOL_SHAPE = (64, 32, 56, 56)
 
 
@@ -65,6 +69,37 @@ def median_time(fn, repeats, min_time=0.05):
             fn()
         samples.append((time.perf_counter() - t0) / loops)
     return statistics.median(samples)
+
+
+def paired_times(fns, repeats, min_time=0.02):
+    """Median seconds per call of each function in fns (name -> callable).
+
+    The samples of the functions alternate (a, b, a, b...), so that load from
+    other processes on a shared machine hits every contestant alike.
+    """
+    loops = {}
+    for name, fn in fns.items():
+        fn()  # warm: first-touch pages, thread pools, caches
+        t0 = time.perf_counter()
+        fn()
+        once = time.perf_counter() - t0
+        loops[name] = max(1, int(min_time / max(once, 1e-7)))
+    samples = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            n = loops[name]
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / n)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def _threaded(fn, threads):
+    def run():
+        with cconv.threads(threads):
+            fn()
+    return run
 
 
 def numpy_conv2d(x, w, b, stride, pad):
@@ -87,6 +122,11 @@ def conv_cases(rng, names=None):
         yield name, x, w, b, s, p, g
 
 
+def _algorithm(x, w, s, p, g):
+    plan = ops._conv_setup("conv2d", x, w, None, s, p, 1, g, 2)[3]
+    return ops.conv2d_algorithms(*plan[:6])[0]
+
+
 def bench_conv(rng, threads, repeats, flt):
     rows = []
     for name, x, w, b, s, p, g in conv_cases(rng):
@@ -95,19 +135,46 @@ def bench_conv(rng, threads, repeats, flt):
         macs = (x.shape[0] * w.shape[0] * w.shape[1] * w.shape[2] * w.shape[3]
                 * ops.conv_output_size(x.shape[2], w.shape[2], s, p, p)
                 * ops.conv_output_size(x.shape[3], w.shape[3], s, p, p))
-        row = {"case": f"conv2d_fwd/{name}", "threads": threads, "gflop": 2 * macs / 1e9}
-        with cconv.threads(threads):
-            row["cconv_ms"] = 1e3 * median_time(
-                lambda: ops.conv2d(x, w, b, stride=s, padding=p, groups=g), repeats)
+        row = {"case": f"conv2d_fwd/{name}", "threads": threads, "gflop": 2 * macs / 1e9,
+               "algorithm": _algorithm(x, w, s, p, g)}
+        fns = {"cconv_ms": _threaded(
+            lambda: ops.conv2d(x, w, b, stride=s, padding=p, groups=g), threads)}
         if torch is not None:
             torch.set_num_threads(threads)
             tx, tw, tb = map(torch.from_numpy, (x, w, b))
-            with torch.no_grad():
-                row["torch_ms"] = 1e3 * median_time(
-                    lambda: F.conv2d(tx, tw, tb, stride=s, padding=p, groups=g), repeats)
+
+            def torch_fwd():
+                with torch.no_grad():
+                    F.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
+            fns["torch_ms"] = torch_fwd
+        row.update({k: 1e3 * v for k, v in paired_times(fns, repeats).items()})
         if g == 1 and x.shape[1] * w.shape[2] ** 2 * x.shape[0] <= 64 * 64 * 9:
             row["numpy_ms"] = 1e3 * median_time(lambda: numpy_conv2d(x, w, b, s, p),
                                                 max(3, repeats // 3))
+        rows.append(row)
+    return rows
+
+
+def bench_conv_relu(rng, threads, repeats, flt):
+    """conv2d + ReLU: cconv's fused epilogue against torch's two calls."""
+    rows = []
+    for name, x, w, b, s, p, g in conv_cases(rng, RELU_CASES):
+        if flt and flt not in name and flt not in "relu":
+            continue
+        row = {"case": f"conv2d_relu_fwd/{name}", "threads": threads,
+               "algorithm": _algorithm(x, w, s, p, g)}
+        fns = {"cconv_ms": _threaded(
+            lambda: ops.conv2d(x, w, b, stride=s, padding=p, groups=g, activation="relu"),
+            threads)}
+        if torch is not None:
+            torch.set_num_threads(threads)
+            tx, tw, tb = map(torch.from_numpy, (x, w, b))
+
+            def torch_fwd():
+                with torch.no_grad():
+                    F.relu(F.conv2d(tx, tw, tb, stride=s, padding=p, groups=g))
+            fns["torch_ms"] = torch_fwd
+        row.update({k: 1e3 * v for k, v in paired_times(fns, repeats).items()})
         rows.append(row)
     return rows
 
@@ -120,10 +187,8 @@ def bench_conv_backward(rng, threads, repeats, flt):
         y = ops.conv2d(x, w, b, stride=s, padding=p, groups=g)
         gy = rng.standard_normal(y.shape, dtype=np.float32)
         row = {"case": f"conv2d_bwd/{name}", "threads": threads}
-        with cconv.threads(threads):
-            row["cconv_ms"] = 1e3 * median_time(
-                lambda: ops.conv2d_backward(gy, x, w, stride=s, padding=p, groups=g),
-                repeats)
+        fns = {"cconv_ms": _threaded(
+            lambda: ops.conv2d_backward(gy, x, w, stride=s, padding=p, groups=g), threads)}
         if torch is not None:
             torch.set_num_threads(threads)
             tx = torch.from_numpy(x).requires_grad_()
@@ -131,15 +196,20 @@ def bench_conv_backward(rng, threads, repeats, flt):
             tb = torch.from_numpy(b).requires_grad_()
             tgy = torch.from_numpy(gy)
 
-            def torch_backward():
+            def torch_fwd_bwd():
                 out = F.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
                 torch.autograd.grad(out, (tx, tw, tb), tgy)
 
-            with torch.no_grad():
-                fwd = median_time(lambda: F.conv2d(tx, tw, tb, stride=s, padding=p,
-                                                   groups=g), repeats)
+            def torch_fwd():
+                with torch.no_grad():
+                    F.conv2d(tx, tw, tb, stride=s, padding=p, groups=g)
+            fns["torch_fwd_bwd_ms"] = torch_fwd_bwd
+            fns["torch_fwd_ms"] = torch_fwd
+        t = {k: 1e3 * v for k, v in paired_times(fns, repeats).items()}
+        row["cconv_ms"] = t["cconv_ms"]
+        if torch is not None:
             # torch has no standalone backward call: time fwd+bwd, subtract fwd
-            row["torch_ms"] = 1e3 * max(median_time(torch_backward, repeats) - fwd, 1e-9)
+            row["torch_ms"] = max(t["torch_fwd_bwd_ms"] - t["torch_fwd_ms"], 1e-6)
         rows.append(row)
     return rows
 
@@ -148,29 +218,31 @@ def bench_pool(rng, threads, repeats, flt):
     if flt and flt not in "max_pool2d":
         return []
     x = rng.standard_normal(POOL_SHAPE, dtype=np.float32)
-    rows = []
     with cconv.threads(threads):
         y, idx = ops.max_pool2d(x, 2, return_indices=True)
-        gy = np.ones_like(y)
-        fwd = {"case": "max_pool2d_fwd/2x2s2_64x32x56", "threads": threads,
-               "cconv_ms": 1e3 * median_time(lambda: ops.max_pool2d(x, 2), repeats)}
-        bwd = {"case": "max_pool2d_bwd/2x2s2_64x32x56", "threads": threads,
-               "cconv_ms": 1e3 * median_time(
-                   lambda: ops.max_pool2d_backward(gy, x, 2, indices=idx), repeats)}
-    fwd["numpy_ms"] = 1e3 * median_time(
-        lambda: x.reshape(64, 32, 28, 2, 28, 2).max(axis=(3, 5)), max(3, repeats // 3))
+    gy = np.ones_like(y)
+    fwd = {"case": "max_pool2d_fwd/2x2s2_64x32x56", "threads": threads}
+    bwd = {"case": "max_pool2d_bwd/2x2s2_64x32x56", "threads": threads}
+    ffns = {"cconv_ms": _threaded(lambda: ops.max_pool2d(x, 2), threads)}
+    bfns = {"cconv_ms": _threaded(lambda: ops.max_pool2d_backward(gy, x, 2, indices=idx),
+                                  threads)}
     if torch is not None:
         torch.set_num_threads(threads)
         tx = torch.from_numpy(x)
-        with torch.no_grad():
-            fwd["torch_ms"] = 1e3 * median_time(lambda: F.max_pool2d(tx, 2), repeats)
+
+        def torch_pool():
+            with torch.no_grad():
+                F.max_pool2d(tx, 2)
+        ffns["torch_ms"] = torch_pool
         txg = tx.clone().requires_grad_()
         ty, _ = F.max_pool2d(txg, 2, return_indices=True)
         tgy = torch.from_numpy(gy)
-        bwd["torch_ms"] = 1e3 * median_time(
-            lambda: torch.autograd.grad(ty, txg, tgy, retain_graph=True), repeats)
-    rows += [fwd, bwd]
-    return rows
+        bfns["torch_ms"] = lambda: torch.autograd.grad(ty, txg, tgy, retain_graph=True)
+    fwd.update({k: 1e3 * v for k, v in paired_times(ffns, repeats).items()})
+    bwd.update({k: 1e3 * v for k, v in paired_times(bfns, repeats).items()})
+    fwd["numpy_ms"] = 1e3 * median_time(
+        lambda: x.reshape(64, 32, 28, 2, 28, 2).max(axis=(3, 5)), max(3, repeats // 3))
+    return [fwd, bwd]
 
 
 def machine():
@@ -195,7 +267,7 @@ def machine():
 
 def print_table(rows):
     head = f"{'case':42s} {'thr':>3s} {'cconv ms':>9s} {'torch ms':>9s} {'vs torch':>8s} " \
-           f"{'numpy ms':>9s} {'vs numpy':>8s} {'GFLOP/s':>8s}"
+           f"{'numpy ms':>9s} {'vs numpy':>8s} {'GFLOP/s':>8s}  algorithm"
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -205,7 +277,7 @@ def print_table(rows):
         vn = f"{r['numpy_ms'] / r['cconv_ms']:7.2f}x" if "numpy_ms" in r else f"{'-':>8s}"
         gf = f"{r['gflop'] / (r['cconv_ms'] / 1e3):8.1f}" if "gflop" in r else f"{'-':>8s}"
         print(f"{r['case']:42s} {r['threads']:3d} {fmt('cconv_ms')} {fmt('torch_ms')} {vt} "
-              f"{fmt('numpy_ms')} {vn} {gf}")
+              f"{fmt('numpy_ms')} {vn} {gf}  {r.get('algorithm', '')}")
 
 
 def main(argv=None):
@@ -221,6 +293,7 @@ def main(argv=None):
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
         rows += bench_conv(rng, threads, repeats, args.filter)
+        rows += bench_conv_relu(rng, threads, repeats, args.filter)
         rows += bench_conv_backward(rng, threads, repeats, args.filter)
         rows += bench_pool(rng, threads, repeats, args.filter)
     info = machine()

@@ -185,6 +185,14 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
     tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb / 16 * 16);
     if (tb > tiles) tb = tiles;
     while (tb > 16 && (tiles + tb - 1) / tb < nt) tb = (tb / 2 + 15) / 16 * 16;
+    if (nt > 1) {
+        /* a whole number of blocks per thread: 7 blocks on 2 threads would
+         * leave one idle an eighth of the time */
+        int64_t nb = (tiles + tb - 1) / tb;
+        nb = (nb + nt - 1) / nt * nt;
+        const int64_t even = ((tiles + nb - 1) / nb + 15) / 16 * 16;
+        if (even >= 16 && (tiles + even - 1) / even >= nt) tb = even;
+    }
     const int64_t nblocks = (tiles + tb - 1) / tb;
     const int inner_nt = nblocks < nt ? nt : 1;
     if (nblocks < nt) nt = 1;
