@@ -1,3 +1,5 @@
+# The lib fixture is imported from test_capi, so test arguments "redefine" it:
+# ruff: noqa: F811
 """Fuzzing of the public C API (include/cconv.h) through ctypes over libcconv.a.
 
 Random params structs, good and bad (negative, zero and huge sizes, strides,
@@ -12,10 +14,9 @@ import ctypes
 
 import numpy as np
 import pytest
+from fuzz_helpers import FUZZ, seeds
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzz_helpers import FUZZ, seeds
 from test_capi import I64, Conv2d, Gemm, Pool2d, lib  # noqa: F401  (lib: the fixture)
 
 from cconv import ops
@@ -124,7 +125,7 @@ def test_fuzz_capi_conv2d(lib, fields, dtype, nthreads, ssize, modes, with_bias,
     if fine and nthreads >= 0:
         assert status == 0, f"a valid call failed with status {status}"
     if status == 0 and valid_ops is not None and min(sizes) > 0:
-        xs, ws, ys = valid_ops
+        xs, ws, _ = valid_ops
         x = bufs[0][0][:int(np.prod(xs))].reshape(xs)
         w = bufs[1][0][:int(np.prod(ws))].reshape(ws)
         b = bufs[2][0][:ws[0]] if with_bias else None

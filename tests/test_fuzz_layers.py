@@ -10,11 +10,19 @@ shaped input must raise ValueError/TypeError with a message.
 """
 import numpy as np
 import pytest
+from fuzz_helpers import (
+    FUZZ_PER_CASE,
+    NONFINITE,
+    check_result,
+    clear_error,
+    layouts,
+    relayout,
+    seeds,
+    specials,
+    values,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-
-from fuzz_helpers import FUZZ_PER_CASE, NONFINITE, check_result, clear_error, layouts, relayout, seeds, \
-    specials, values
 from layer_cases import CASES
 
 from cconv import plugins

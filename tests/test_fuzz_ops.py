@@ -7,14 +7,23 @@ random junk for every argument: only clear errors, never a crash or a hang.
 """
 import numpy as np
 import pytest
+import reference as R
 import scipy.ndimage
 import scipy.signal
+from fuzz_helpers import (
+    FUZZ,
+    NONFINITE,
+    check_result,
+    clear_error,
+    layouts,
+    relayout,
+    result_dtype,
+    seeds,
+    specials,
+    values,
+)
 from hypothesis import given
 from hypothesis import strategies as st
-
-import reference as R
-from fuzz_helpers import (FUZZ, NONFINITE, check_result, clear_error, float_dtypes, layouts,
-                          relayout, result_dtype, seeds, specials, values)
 
 from cconv import filters, ops
 

@@ -3,3 +3,18 @@
 
 class OnnxImportError(ValueError):
     """An ONNX model (or one of its nodes) that cconv cannot import; the message says why."""
+
+
+def tensor_to_array(tensor):
+    """numpy_helper.to_array, with onnx's errors on a corrupt tensor as OnnxImportError.
+
+    (onnx raises a bare KeyError for an unknown data type code: found by
+    bench/fuzz_loaders.py.)
+    """
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(tensor)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise OnnxImportError(f"tensor {getattr(tensor, 'name', '?')!r} is corrupt: "
+                              f"{type(exc).__name__}: {exc}") from None

@@ -6,9 +6,9 @@ shapes, so every such subgraph is evaluated once, at import, from the known
 shapes; the result becomes a constant input of the node that needs it.
 """
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
 
-from .errors import OnnxImportError
+from .errors import OnnxImportError, tensor_to_array
 
 
 def attributes(node):
@@ -19,7 +19,7 @@ def attributes(node):
         if isinstance(v, bytes):
             v = v.decode()
         elif hasattr(v, "data_type") and hasattr(v, "dims"):
-            v = numpy_helper.to_array(v)
+            v = tensor_to_array(v)
         elif isinstance(v, list):
             v = [x.decode() if isinstance(x, bytes) else x for x in v]
         out[a.name] = v

@@ -14,12 +14,11 @@ import re
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 import cconv
 
 from .converters import CONVERTERS
-from .errors import OnnxImportError
+from .errors import OnnxImportError, tensor_to_array
 from .folding import CONSTANT_ONLY, FOLDERS, attributes, fold
 
 __all__ = [
@@ -228,7 +227,7 @@ class Importer:
         for vi, name, shape in zip(inputs, names, shapes):
             self.values[vi.name] = Dynamic(name, (self.batch,) + shape)
         for t in model.graph.initializer:
-            self.values[t.name] = numpy_helper.to_array(t)
+            self.values[t.name] = tensor_to_array(t)
         for i, node in enumerate(model.graph.node):
             if not node.name:
                 node.name = f"{node.op_type}_{i}"
@@ -281,8 +280,15 @@ class Importer:
         for name, params in self.weights.items():
             layer = self.graph[name]
             for p, array in params.items():
-                target = layer.params[p]
-                array = np.asarray(array, dtype=target.dtype)
+                target = layer.params.get(p)
+                array = np.asarray(array)
+                # a corrupt model can give a weight the layer lacks or cannot take
+                # (found by bench/fuzz_loaders.py: KeyError 'weight')
+                if target is None or array.size != target.size:
+                    have = None if target is None else target.shape
+                    raise OnnxImportError(f"node {name!r}: weight {p!r} of shape "
+                                          f"{array.shape} does not fit the layer ({have})")
+                array = array.astype(target.dtype, copy=False)
                 if array.shape != target.shape:
                     array = array.reshape(target.shape)   # e.g. PReLU slope (C, 1, 1)
                 target[...] = array
@@ -308,7 +314,7 @@ def load_onnx_weights(path):
     model = read_model(path)
     out = {}
     for t in model.graph.initializer:
-        a = numpy_helper.to_array(t)
+        a = tensor_to_array(t)
         if a.dtype.kind == "f":
             out[t.name] = a
     for node in model.graph.node:
