@@ -7,6 +7,7 @@ Reproducible: for a given seed and thread count, fit gives the same weights
 and history (mini-batch order, validation split, initial weights and the
 masks of unseeded Dropout layers all derive from the seed).
 """
+import os
 import sys
 import time
 
@@ -146,7 +147,7 @@ def _seed_unseeded_dropout(net, rng):
 
 def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy",
         validation_data=None, validation_split=None, seed=0, scheduler=None,
-        progress=True, callbacks=None, shuffle=True):
+        progress=True, callbacks=None, shuffle=True, checkpoint=None, resume=False):
     """Train net on (x, y) with mini-batches; returns the per-epoch history.
 
     optimizer: an Optimizer, a registered optimizer name ("sgd", "adam", ...)
@@ -158,6 +159,10 @@ def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy
     `cb(epoch, logs)` run after every epoch; one returning True stops training.
     history: {"loss", "accuracy", "val_loss", "val_accuracy", "time", "lr"},
     one entry per epoch (accuracy None unless the targets are class indices).
+    checkpoint: a path where net, optimizer, scheduler, random state, epoch and
+    history are saved (atomically) after every epoch; with resume=True and an
+    existing file, training continues from it and ends with the weights an
+    uninterrupted run would have (cconv.checkpoint).
     """
     x, y = np.asarray(x), np.asarray(y)
     if len(x) != len(y):
@@ -183,8 +188,14 @@ def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy
     callbacks = list(callbacks or [])
     bar = _Progress(progress)
     history = {k: [] for k in ("loss", "accuracy", "val_loss", "val_accuracy", "time", "lr")}
+    first = 1
+    if checkpoint is not None and resume and os.path.exists(checkpoint):
+        from .checkpoint import load_checkpoint
+        done, saved = load_checkpoint(checkpoint, net, optimizer, scheduler, rng)
+        history.update({k: list(v) for k, v in saved.items() if k in history})
+        first = done + 1
     n = len(x)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         t0 = time.perf_counter()
         order = rng.permutation(n) if shuffle else None
         total, correct, seen = 0.0, 0, 0
@@ -212,6 +223,9 @@ def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy
         for key, values in history.items():
             values.append(logs[key])
         bar.end_epoch(epoch, epochs, logs)
+        if checkpoint is not None:
+            from .checkpoint import save_checkpoint
+            save_checkpoint(checkpoint, net, optimizer, scheduler, rng, epoch, history)
         stops = [cb(epoch, logs) is True for cb in callbacks]   # a list: run every callback
         if any(stops):
             break
