@@ -23,8 +23,8 @@ da = pytest.importorskip("dask.array")
 dask_bag = pytest.importorskip("dask.bag")
 distributed = pytest.importorskip("distributed")
 
-import cconv  # noqa: E402
-from cconv import nn  # noqa: E402
+import cconv
+from cconv import nn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-dask")
@@ -34,7 +34,7 @@ try:
 except ImportError:
     sys.path.insert(0, os.path.join(PLUGIN_DIR, "src"))
     import cconv_dask
-from cconv_dask import _cluster, _model  # noqa: E402
+from cconv_dask import _cluster, _model
 
 # Functions defined here (builders, slow steps) travel to the worker processes
 # by value: those processes cannot import this test module.
@@ -298,7 +298,7 @@ def test_sweep_on_dask_local_scheduler_with_progress(rng, capsys):
 
 
 def test_sweep_where_every_config_fails(rng):
-    x, y, val = toy_problem(rng)
+    x, y, _ = toy_problem(rng)
     result = cconv_dask.sweep(make_builder(), [{"explode": True}], x, y, progress=False)
     assert result.best is None and result.best_model is None
     assert "RuntimeError" in result.trials[0].error
@@ -311,7 +311,7 @@ def test_worker_killed_mid_job_still_finishes(client, data):
         return block
 
     pids = client.run(os.getpid)
-    victim = sorted(pids.values())[0]
+    victim = min(pids.values())
     x, net = data[:48], make_net()
     source = da.from_array(x, chunks=(3, 3, 16, 16)).map_blocks(slow, dtype=x.dtype)
     future = client.compute(cconv_dask.predict(net, source, batch_size=3, client=client))
@@ -336,6 +336,22 @@ def test_predict_on_dask_local_scheduler(data):
     assert np.array_equal(got.compute(), cconv.predict(net, data, batch_size=8))
     empty = cconv_dask.predict(net, [], batch_size=8)
     assert empty.shape == (0, 10) and empty.compute().shape == (0, 10)
+
+
+def test_image_transform_on_local_scheduler(tmp_path, rng):
+    pytest.importorskip("PIL")
+    paths = write_images(tmp_path, rng)[:5]
+    net = make_net()
+    x = pillow_reference(paths, "RGB", (16, 16))
+    got = cconv_dask.predict(net, paths, batch_size=2, transform=lambda im: 2 * im - 1)
+    assert got.chunks[0] == (2, 2, 1)
+    assert np.array_equal(got.compute(), cconv.predict(net, 2 * x - 1, batch_size=2))
+    with pytest.raises(ValueError, match="transform returned shape"):
+        cconv_dask.predict(net, paths, transform=lambda im: im[:1]).compute()
+    with pytest.raises(ValueError, match="transform applies to image files"):
+        cconv_dask.predict(net, da.zeros((4, 3, 16, 16), chunks=2), transform=abs)
+    with pytest.raises(ValueError, match="C 1 \\(grey\\) or 3 \\(RGB\\)"):
+        cconv_dask.predict(make_net((2, 16, 16)), paths).compute()
 
 
 def test_bad_input_is_refused_with_names(data, tmp_path):
@@ -381,7 +397,7 @@ def test_plugin_builds_as_its_own_package(tmp_path):
     code = ("import sys; from setuptools import build_meta; "
             "print(build_meta.build_wheel(sys.argv[1]))")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dist")], cwd=src,
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"wheel build failed:\n{done.stdout}\n{done.stderr}"
     (wheel,) = glob.glob(str(tmp_path / "dist" / "cconv_dask-*.whl"))
     with zipfile.ZipFile(wheel) as zf:

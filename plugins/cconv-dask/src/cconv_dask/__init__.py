@@ -13,4 +13,4 @@ from .sweep import SweepResult, Trial, sweep
 
 __version__ = "0.1.0"
 
-__all__ = ["predict", "sweep", "SweepResult", "Trial", "load_image", "load_images"]
+__all__ = ["SweepResult", "Trial", "load_image", "load_images", "predict", "sweep"]

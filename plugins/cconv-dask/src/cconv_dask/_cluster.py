@@ -5,6 +5,7 @@ address the caller gave, the default client of the session, or, with none of
 those, Dask's local schedulers.
 """
 import contextlib
+import functools
 import os
 import threading
 
@@ -12,8 +13,14 @@ import dask
 
 import cconv
 
-__all__ = ["resolve_client", "share", "plan_threads", "threads_for_task", "cconv_threads",
-           "show_progress"]
+__all__ = [
+    "cconv_threads",
+    "plan_threads",
+    "resolve_client",
+    "share",
+    "show_progress",
+    "threads_for_task",
+]
 
 
 def resolve_client(client=None, address=None):
@@ -58,6 +65,7 @@ def share(client, value):
     return client.scatter(value, broadcast=True, hash=True)
 
 
+@functools.cache  # reads cgroup files; asked by every task
 def _available_cpus():
     try:  # affinity mask and cgroup CPU quota, as cconv's own default uses
         from cconv._threads import available_cpus
@@ -94,7 +102,8 @@ def plan_threads(client, requested=None):
         return {}
     try:
         facts = client.run(_worker_facts, on_error="ignore")
-    except Exception:  # an unreachable worker must not stop the job; tasks fall back
+    # an unreachable worker must not stop the job: the tasks fall back
+    except Exception:  # noqa: BLE001
         return {}
     hosts = {}
     for fact in facts.values():

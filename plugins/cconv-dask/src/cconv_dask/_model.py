@@ -15,7 +15,7 @@ import numpy as np
 
 import cconv
 
-__all__ = ["aligned", "model_bytes", "net_from_bytes", "borrowed_net", "digest_of", "load_count"]
+__all__ = ["aligned", "borrowed_net", "digest_of", "load_count", "model_bytes", "net_from_bytes"]
 
 # Idle loaded nets per model digest, most recently used last. A task borrows
 # one for its run: a net's forward keeps per-call plans and buffers, so two

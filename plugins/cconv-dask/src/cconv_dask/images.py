@@ -3,9 +3,16 @@ import os
 
 import numpy as np
 
-__all__ = ["load_image", "load_images"]
+__all__ = ["check_input_shape", "load_image", "load_images"]
 
 _MODES = {1: "L", 3: "RGB"}
+
+
+def check_input_shape(input_shape):
+    """Image files can feed a model whose input is (1 or 3, H, W)."""
+    if len(input_shape) != 3 or input_shape[0] not in _MODES:
+        raise ValueError(f"image files need a model input of shape (C, H, W) with C 1 (grey) "
+                         f"or 3 (RGB); the model takes {tuple(input_shape)}")
 
 
 def load_image(path, input_shape, dtype=np.float32):
@@ -16,9 +23,7 @@ def load_image(path, input_shape, dtype=np.float32):
     """
     from PIL import Image, UnidentifiedImageError
 
-    if len(input_shape) != 3 or input_shape[0] not in _MODES:
-        raise ValueError(f"image files need a model input of shape (C, H, W) with C 1 (grey) "
-                         f"or 3 (RGB); the model takes {tuple(input_shape)}")
+    check_input_shape(input_shape)
     channels, height, width = (int(s) for s in input_shape)
     try:
         with Image.open(os.fspath(path)) as img:

@@ -9,13 +9,12 @@ batch_size, which makes the result bit-identical to single-process
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 import dask
 import dask.array as da
+import numpy as np
 
 from . import _cluster, _model
-from .images import load_images
+from .images import check_input_shape, load_images
 
 __all__ = ["predict"]
 
@@ -62,7 +61,7 @@ def _aligned_chunks(chunks, batch_size):
     ends = np.cumsum(chunks)[:-1]
     if all(e % batch_size == 0 for e in ends):
         return tuple(chunks)
-    size = batch_size * max(1, int(round(float(np.median(chunks)) / batch_size)))
+    size = batch_size * max(1, round(float(np.median(chunks)) / batch_size))
     full, rest = divmod(total, size)
     return (size,) * full + ((rest,) if rest else ())
 
@@ -106,6 +105,7 @@ def _file_parts(data, chunk_size):
 
 
 def _predict_files_all(data, ref, job, chunk_size):
+    check_input_shape(job.input_shape)
     parts, lengths = _file_parts(data, chunk_size)
     meta = np.empty((0,) * (1 + len(job.output_shape)), dtype=job.dtype)
     pieces = [da.from_delayed(dask.delayed(_predict_files, pure=True)(part, ref, job),

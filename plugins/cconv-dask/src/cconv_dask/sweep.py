@@ -12,15 +12,14 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
-
 import dask
+import numpy as np
 
 import cconv
 
 from . import _cluster, _model
 
-__all__ = ["sweep", "SweepResult", "Trial"]
+__all__ = ["SweepResult", "Trial", "sweep"]
 
 # keys of a configuration that set fit's arguments for that configuration
 _FIT_KEYS = ("epochs", "batch_size", "seed", "loss")
@@ -111,7 +110,8 @@ def _train_one(index, config, build_fn, x, y, validation_data, settings, threads
             data, _ = _model.model_bytes(net)
         return {"index": index, "metrics": metrics, "history": history, "model": data,
                 "seconds": time.perf_counter() - t0}
-    except Exception as exc:
+    # a configuration that fails is a result, not a reason to stop the sweep
+    except Exception as exc:  # noqa: BLE001
         return {"index": index, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(), "seconds": time.perf_counter() - t0}
 
@@ -162,7 +162,8 @@ def _run_distributed(client, tasks, progress):
     for (index, *_), summary in zip(tasks, summaries):
         try:
             outcomes[index] = summary.result()
-        except Exception as exc:  # the task never returned: a worker died, ...
+        # the task never returned: its worker died, ...
+        except Exception as exc:  # noqa: BLE001
             outcomes[index] = {"index": index, "error": f"{type(exc).__name__}: {exc}",
                                "traceback": "".join(traceback.format_exception(
                                    type(exc), exc, exc.__traceback__))}
