@@ -36,4 +36,8 @@ LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
 gcc -O1 -g $flags -fopenmp -Isrc/cconv/_core -Isrc/cconv/include src/cconv/_core/*.c \
     tests/c/test_capi.c -o "$build/test_capi" -lm -pthread
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$build/test_capi" 100
+# conv2d's algorithms and epilogue through the core's own entry points
+gcc -O1 -g $flags -fopenmp -Isrc/cconv/_core -Isrc/cconv/include src/cconv/_core/*.c \
+    src/cconv/_core/tests/test_conv_paths.c -o "$build/test_conv_paths" -lm -pthread
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 "$build/test_conv_paths"
 echo "sanitizers: clean"
