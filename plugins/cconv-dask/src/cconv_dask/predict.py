@@ -88,7 +88,7 @@ def _predict_array(x, ref, job):
                         **axes)
 
 
-def _file_parts(data, chunk_size):
+def _file_parts(data, chunk_size, client):
     """([part of paths or a Delayed list of paths], [length of each part])."""
     if isinstance(data, (list, tuple)):
         paths = list(data)
@@ -100,13 +100,16 @@ def _file_parts(data, chunk_size):
         parts = [paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)]
         return parts, [len(p) for p in parts]
     parts = data.to_delayed()  # a dask bag: one part per partition
-    lengths = dask.compute(*[dask.delayed(len)(p) for p in parts]) if parts else ()
+    counts = [dask.delayed(len)(p) for p in parts]
+    # the output's chunk sizes: counted where the bag lives (the cluster, if any)
+    lengths = client.gather(client.compute(counts)) if client is not None and counts \
+        else dask.compute(*counts)
     return parts, list(lengths)
 
 
-def _predict_files_all(data, ref, job, chunk_size):
+def _predict_files_all(data, ref, job, chunk_size, client):
     check_input_shape(job.input_shape)
-    parts, lengths = _file_parts(data, chunk_size)
+    parts, lengths = _file_parts(data, chunk_size, client)
     meta = np.empty((0,) * (1 + len(job.output_shape)), dtype=job.dtype)
     pieces = [da.from_delayed(dask.delayed(_predict_files, pure=True)(part, ref, job),
                               shape=(n,) + job.output_shape, dtype=job.dtype, meta=meta)
@@ -167,7 +170,8 @@ def predict(model, data, batch_size=256, *, chunk_size=None, client=None, addres
                              "array instead (data.map_blocks(...))")
         out = _predict_array(data, _cluster.share(client, data_bytes), job)
     elif isinstance(data, (list, tuple)) or _is_bag(data):
-        out = _predict_files_all(data, _cluster.share(client, data_bytes), job, chunk_size)
+        out = _predict_files_all(data, _cluster.share(client, data_bytes), job, chunk_size,
+                                 client)
     else:
         raise TypeError(f"data must be a dask array (N, C, H, W), a numpy array, a list of "
                         f"image file paths or a dask bag of them; got {type(data).__name__}")
