@@ -13,6 +13,7 @@ training=True)` keeps what `net.backward(grad)` needs.
 import numpy as np
 
 from . import compiled as _compiled
+from ._layer_errors import names_failing_layer
 
 __all__ = ["Graph", "GraphError", "Sequential"]
 
@@ -346,6 +347,7 @@ class Graph:
             out.append(x)
         return out
 
+    @names_failing_layer("forward")
     def forward(self, *xs, training=False, reuse_output=False):
         """Outputs for a batch: one array, or a tuple for several outputs.
 
@@ -396,6 +398,7 @@ class Graph:
 
     __call__ = forward
 
+    @names_failing_layer("backward")
     def backward(self, grad, input_grads=True):
         """Propagate the loss gradient(s) of the outputs of the last training forward.
 
