@@ -6,7 +6,7 @@ crash, a wrong answer) fails. Inputs vary in shape, dtype, memory layout
 (C, Fortran, strided, negative strides, big-endian) and values (denormals,
 huge, zeros, NaN, inf).
 
-CCONV_FUZZ_EXAMPLES sets the examples per test (default 20, so that the whole
+CCONV_FUZZ_EXAMPLES sets the examples per test (default 12, so that the whole
 fuzz suite runs in well under a minute); e.g. CCONV_FUZZ_EXAMPLES=2000 for a
 long run.
 """
@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-EXAMPLES = max(1, int(os.environ.get("CCONV_FUZZ_EXAMPLES", "20")))
+EXAMPLES = max(1, int(os.environ.get("CCONV_FUZZ_EXAMPLES", "12")))
 
 # the default run is the same every time (CI); a scaled-up run explores anew
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -24,7 +24,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=list(HealthCheck))
 
 # per case of a parametrised table (the layers: ~70 cases), a quarter as many
-FUZZ_PER_CASE = settings(FUZZ, max_examples=max(2, EXAMPLES // 4))
+FUZZ_PER_CASE = settings(FUZZ, max_examples=max(3, EXAMPLES // 4))
 
 LAYOUTS = ("c", "fortran", "strided", "negative", "bigendian")
 SPECIALS = ("plain", "plain", "zeros", "denormal", "huge", "nan", "inf")

@@ -15,7 +15,7 @@ import pytest
 import cconv
 from cconv import nn, ops
 
-STRESS_SECONDS = 1.5
+STRESS_SECONDS = 1.0
 N_THREADS = 4
 
 

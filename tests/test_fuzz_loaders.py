@@ -84,6 +84,7 @@ def test_torch_pickle_with_a_huge_memo_index_is_refused_small(tmp_path):
     assert _peak_of(lambda: pytest.raises(ct.TorchFileError, ct.load_torch, path)) < SMALL
 
 
+@pytest.mark.slow   # imports torch to write the checkpoint
 def test_torch_zip_with_a_corrupt_version_field_is_a_torch_file_error(tmp_path):
     # found by the fuzzer: zipfile raised NotImplementedError("zip file version 25.5")
     ct = _torch()
