@@ -2,7 +2,6 @@
 epilogue and the flush-denormals mode, against the numpy reference."""
 import numpy as np
 import pytest
-
 import reference as R
 from conftest import assert_close, run_python
 from test_conv import CONV2D_BIG, CONV2D_CASES, DTYPES, _ids, _operands
