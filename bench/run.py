@@ -51,6 +51,8 @@ BENCHES = {
     # the reliability helper's (3x32x32 LeNet, batch 64; writes results/memory.json)
     "memory": ("bench_memory.py", _common),
 }
+# --quick leaves these out (the footprint's own digits measurement stays)
+QUICK_SKIPS = {"memory"}
 # per-bench time limits in seconds (quick, full); a bench past it is reported as timed out
 LIMITS = {"ops": (150, 1800), "eigh": (120, 1800), "filters": (90, 1200)}
 DEFAULT_LIMIT = (90, 900)
@@ -461,6 +463,9 @@ def main(argv=None):
     runs, rows = [], []
     for name in BENCHES:
         if only and name not in only:
+            continue
+        if args.quick and not only and name in QUICK_SKIPS:
+            runs.append({"bench": name, "status": "skipped in --quick"})
             continue
         run = run_bench(name, threads, args.quick, out_dir, sys.stderr)
         runs.append(run)
