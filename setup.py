@@ -145,7 +145,10 @@ def make_extensions():
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
     )
     exts = [
-        Extension("cconv._kernels", ["src/cconv/_kernels.pyx"] + CORE_SOURCES, **common),
+        # depends: a change to an _impl.h header alone must rebuild the kernels
+        Extension("cconv._kernels", ["src/cconv/_kernels.pyx"] + CORE_SOURCES,
+                  depends=sorted(str(p) for p in [*CORE.glob("*.h"), *INCLUDE.glob("*.h")]),
+                  **common),
         # LAPACK through scipy.linalg.cython_lapack (its .pxd is needed at build
         # time); separate so that `import cconv` does not import scipy.linalg.
         Extension("cconv._lapack", ["src/cconv/_lapack.pyx"],
