@@ -115,7 +115,7 @@ cdef inline char *_data(object a, int typenum, int ndim, const int64_t *shape,
     if cnp.PyArray_TYPE(arr) != typenum:
         raise TypeError(f"{name} has dtype {a.dtype}, expected {_TYPE_NAMES[typenum]}")
     if not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise ValueError(f"{name} must be a native-endian C-contiguous array")
+        raise ValueError(f"{name} must be an aligned, native-endian C-contiguous array")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writable")
     if cnp.PyArray_NDIM(arr) != ndim:

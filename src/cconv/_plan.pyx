@@ -24,7 +24,7 @@ cdef inline int _check(object a, str name, bint writable) except -1:
     if t != cnp.NPY_FLOAT32 and t != cnp.NPY_FLOAT64:
         raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
     if not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise ValueError(f"{name} must be a native-endian C-contiguous array")
+        raise ValueError(f"{name} must be an aligned, native-endian C-contiguous array")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writable")
     return t

@@ -489,6 +489,8 @@ def filter2d(image, kernel, mode="reflect", cval=0.0, op="convolve", *, batch=Fa
     # 8/16-bit integer images and outputs are converted inside the C loops
     native_in = x4.dtype.newbyteorder("=") in _C_INT_DTYPES
     x4 = np.ascontiguousarray(x4, dtype=x4.dtype.newbyteorder("=") if native_in else cdt)
+    if not x4.flags.aligned:        # np.frombuffer at an odd offset; the kernels need aligned
+        x4 = x4.copy()
     path, factors = _plan(kk, cdt, method, x4)
     nthreads = get_num_threads()
     if path == "fft":

@@ -84,6 +84,8 @@ def asymmetry(a):
     """(max |a_ij - a_ji|, max |a_ij|) of a square matrix, without a temporary copy."""
     a, dtype = _as_square(a)
     a = np.ascontiguousarray(a, dtype=dtype)
+    if not a.flags.aligned:         # np.frombuffer at an odd offset
+        a = a.copy()
     if a.size == 0:
         return 0.0, 0.0
     return _lapack_module().asymmetry(a)

@@ -68,11 +68,17 @@ def _result_dtype(named_arrays):
 
 
 def _prepare(name, a, dtype):
-    """Native-endian, C-contiguous a in dtype (no copy when it already is)."""
+    """Native-endian, aligned, C-contiguous a in dtype (no copy when it already is).
+
+    Aligned too: arrays rebuilt from network or file buffers (np.frombuffer at
+    an odd offset) can be misaligned, and the kernels' vector loads need it."""
     if a.size > _MAX_ELEMENTS:
         raise ValueError(f"{name} has shape {a.shape} ({a.size} elements): more than "
                          f"cconv handles ({_MAX_ELEMENTS})")
-    return np.ascontiguousarray(a, dtype=dtype)
+    out = np.ascontiguousarray(a, dtype=dtype)
+    if not out.flags.aligned:
+        out = out.copy()
+    return out
 
 
 def _check_ndim(name, a, ndim, layout):
