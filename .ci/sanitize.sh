@@ -28,7 +28,7 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
     python -m pytest -q -p no:cacheprovider -m "not slow" \
         tests/test_conv.py tests/test_pool.py tests/test_gemm.py tests/test_convolve.py \
-        tests/test_bad_input.py
+        tests/test_bad_input.py tests/test_fuzz_ops.py tests/test_fuzz_regressions.py
 
 # The public C API (include/cconv.h) from C: bad arguments -> status codes,
 # naive references for every operation, concurrent calls (tests/c/test_capi.c),
