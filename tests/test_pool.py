@@ -183,6 +183,51 @@ def test_max_pool2d_overlapping_windows_accumulate(rng):
     assert gx[0, 0, 2, 2] == 9.0 and gx.sum() == 9.0
 
 
+# 2x2 stride-2 windows without padding take their own vectorised kernel, with and
+# without indices; wide rows reach its vector body, odd sizes drop the last row and
+# column. The other cases go through the general kernel (padding, ceil_mode, dilation).
+SPECIAL_VALUE_CASES = [
+    ((2, 3, 8, 8), {"kernel_size": 2}),
+    ((2, 3, 7, 9), {"kernel_size": 2}),
+    ((1, 2, 6, 70), {"kernel_size": 2}),
+    ((2, 2, 5, 37), {"kernel_size": 2, "stride": 2}),
+    ((2, 3, 7, 9), {"kernel_size": 2, "ceil_mode": True}),
+    ((2, 3, 7, 9), {"kernel_size": 2, "padding": 1}),
+    ((2, 3, 7, 9), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ((2, 3, 9, 10), {"kernel_size": 2, "stride": 2, "dilation": 2, "ceil_mode": True}),
+]
+
+
+def _special_values(rng, shape, kind, dtype):
+    if kind == "ties":  # few distinct values: most windows hold a tie for the max
+        return rng.integers(0, 3, shape).astype(dtype)
+    pool = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.0])
+    # ~1 window in 5 sees a NaN: the NaN-free rows and the NaN rows both get tested
+    p = np.array([0.02, 0.02, 0.08, 0.12, 0.16, 0.16, 0.16, 0.14, 0.14])
+    return rng.choice(pool, size=shape, p=p).astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["ties", "specials"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,kw", SPECIAL_VALUE_CASES, ids=_ids(SPECIAL_VALUE_CASES))
+def test_max_pool2d_indices_ties_nan_inf(rng, nthreads, dtype, xs, kw, kind):
+    """The index is the first NaN, else the first maximum, in row-major window order;
+    the output is bit for bit the input element at that index."""
+    x = _special_values(rng, xs, kind, dtype)
+    ref_y, ref_idx = R.max_pool2d(x, return_indices=True, **kw)
+    y, idx = ops.max_pool2d(x, return_indices=True, **kw)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(y, ref_y.astype(dtype))
+    np.testing.assert_array_equal(ops.max_pool2d(x, **kw), y)
+    n, c = xs[:2]
+    picked = np.take_along_axis(x.reshape(n, c, -1), idx.reshape(n, c, -1), axis=2)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(picked.reshape(y.shape).view(bits), y.view(bits))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    assert_close(ops.max_pool2d_backward(gy, x, indices=idx, **kw),
+                 R.max_pool2d_backward(gy, x, **kw), dtype)
+
+
 # ---------------------------------------------------------------- average pooling
 
 @pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl", "excl"])

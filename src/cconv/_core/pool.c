@@ -16,13 +16,17 @@ int cconv_pool2d_check(const cconv_pool2d_params *p)
 }
 
 #define T float
+#define IT int32_t /* an integer of T's width, for vector masks */
 #define SFX(name) name##_f32
 #include "pool_impl.h"
 #undef T
+#undef IT
 #undef SFX
 
 #define T double
+#define IT int64_t
 #define SFX(name) name##_f64
 #include "pool_impl.h"
 #undef T
+#undef IT
 #undef SFX
