@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cconv import nn, plugins
-from cconv._layer_errors import LayerError
+from cconv.plugins import LayerError
 from cconv.nn.base import Layer
 from cconv.testing import temporary_plugins
 

@@ -28,9 +28,10 @@ from ._discovery import (BUILTIN_PLUGINS, ENTRY_POINT_GROUP, HOOKS, CconvPluginM
                          make_plugin_manager, report)
 from ._registries import (DuplicateNameError, Entry, Kernel, KernelNotSupportedError,
                           KernelRegistry, PluginError, Registry, UnknownNameError)
+from ._layer_errors import LayerError
 
 __all__ = [
-    "ENTRY_POINT_GROUP", "BUILTIN_PLUGINS", "HOOKS", "PluginError", "PluginWarning",
+    "ENTRY_POINT_GROUP", "BUILTIN_PLUGINS", "HOOKS", "PluginError", "PluginWarning", "LayerError",
     "DuplicateNameError", "UnknownNameError", "KernelNotSupportedError",
     "CconvPluginManager", "Registries", "make_plugin_manager", "load_entry_point_plugins",
     "get_plugin_manager",
