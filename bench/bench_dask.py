@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -47,6 +46,7 @@ except ImportError:
 import dask.array as da
 import distributed
 from cconv_dask._cluster import _available_cpus
+from _machine import describe  # bench/ is the script's own folder
 
 RESULTS = Path(__file__).parent / "results"
 BATCH, CHUNK = 128, 512
@@ -77,13 +77,9 @@ def timed(fn):
 
 
 def machine(load_at_start):
-    return {"cpu": platform.processor() or platform.machine(), "cpus": _available_cpus(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "cconv": cconv.__version__, "dask": distributed.__version__,
-            "openmp": cconv.openmp_enabled(),
-            "load_average_at_start": load_at_start,
-            "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-            "note": "2 shared cores: other jobs run beside this one; medians of rounds"}
+    return describe(cpus=_available_cpus(), dask=distributed.__version__,
+                    load_average_at_start=load_at_start,
+                    note="2 shared cores: other jobs run beside this one; medians of rounds")
 
 
 def main(argv=None):

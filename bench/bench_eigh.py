@@ -13,7 +13,6 @@ largest eigenpairs by ?syevr) and eigenvalues only.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -21,33 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-import cconv
 from cconv import linalg
+from _machine import describe  # bench/ is the script's own folder
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def machine():
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import scipy
     from threadpoolctl import threadpool_info
-    return {
-        "cpu": cpu, "cpus_available": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "scipy": scipy.__version__, "cconv": cconv.__version__,
-        "blas": [{k: d.get(k) for k in ("prefix", "version", "num_threads", "filepath")}
-                 for d in threadpool_info()],
-        "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    return describe(
+        scipy=scipy.__version__,
+        blas=[{k: d.get(k) for k in ("prefix", "version", "num_threads", "filepath")}
+              for d in threadpool_info()],
+        OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS"))
 
 
 def paired_medians(fns, repeats):

@@ -23,7 +23,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -35,6 +34,7 @@ import scipy.ndimage as ndi  # noqa: E402
 
 import cconv  # noqa: E402
 from cconv import filters as F  # noqa: E402
+from _machine import describe  # noqa: E402  # bench/ is the script's own folder
 
 try:
     import cv2
@@ -152,27 +152,9 @@ def format_row(r):
 
 
 def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "cpus_available": len(os.sched_getaffinity(0)),
-        "load_average": os.getloadavg(),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "scipy": scipy.__version__, "cconv": cconv.__version__,
-        "openmp": cconv.openmp_enabled(),
-        "cv2": cv2.__version__ if cv2 is not None else None,
-        "torch": torch.__version__ if torch is not None else None,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    return describe(scipy=scipy.__version__,
+                    cv2=cv2.__version__ if cv2 is not None else None,
+                    torch=torch.__version__ if torch is not None else None)
 
 
 def main(argv=None):

@@ -13,8 +13,6 @@ figure is the median sample. Ratios are anchor time / cconv time
 """
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +24,7 @@ import cconv
 from cconv.graph import Sequential
 from cconv.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, softmax_cross_entropy
 from cconv.optim import SGD
+from _machine import describe  # bench/ is the script's own folder
 
 try:
     import torch
@@ -192,25 +191,8 @@ def bench_train_step(threads, repeats, batch=64):
 
 
 def machine():
-    info = {"cpu": platform.processor() or platform.machine(),
-            "cpus_available": len(os.sched_getaffinity(0)),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "cconv": cconv.__version__, "openmp": cconv.openmp_enabled(),
-            "torch": torch.__version__ if torch else None,
-            "onnxruntime": ort.__version__ if ort else None,
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-            "load_average": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return info
+    return describe(torch=torch.__version__ if torch else None,
+                    onnxruntime=ort.__version__ if ort else None)
 
 
 def ratios(row):

@@ -16,7 +16,6 @@ time (> 1 means cconv is faster).
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 
 import cconv
 from cconv import ops
+from _machine import describe  # bench/ is the script's own folder
 
 try:
     import torch
@@ -252,26 +252,8 @@ def bench_pool(rng, threads, repeats, flt):
 
 
 def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu, "cpus_available": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "cconv": cconv.__version__, "openmp": cconv.openmp_enabled(),
-        "torch": torch.__version__ if torch is not None else None,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-        # other processes' load: on a shared machine, absolute times drift with it
-        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "flush_denormal": ops.get_flush_denormal(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    return describe(torch=torch.__version__ if torch is not None else None,
+                    flush_denormal=ops.get_flush_denormal())
 
 
 def print_table(rows):
