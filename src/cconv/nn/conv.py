@@ -47,6 +47,16 @@ def _jsonable(v):
     return [_jsonable(x) for x in v] if isinstance(v, tuple) else v
 
 
+def _init_weight_and_bias(layer, channel_dims, rng):
+    """Fresh weight (channel_dims + kernel_size, layer.init) and zero bias (out_ch,)
+    when layer.bias: the parameters of a convolution and a transposed one alike."""
+    layer.params, layer.grads, layer.trainable = {}, {}, {}
+    wshape = tuple(channel_dims) + layer.kernel_size
+    layer.add_param("weight", get_initializer(layer.init)(rng, wshape))
+    if layer.bias:
+        layer.add_param("bias", zeros(rng, (layer.out_ch,)))
+
+
 class _ConvNd(Layer):
     nd = None
     type_name = None
@@ -104,11 +114,7 @@ class _ConvNd(Layer):
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         rng = _util.as_rng(rng)
-        self.params, self.grads, self.trainable = {}, {}, {}
-        wshape = (self.out_ch, self.in_ch // self.groups) + self.kernel_size
-        self.add_param("weight", get_initializer(self.init)(rng, wshape))
-        if self.bias:
-            self.add_param("bias", zeros(rng, (self.out_ch,)))
+        _init_weight_and_bias(self, (self.out_ch, self.in_ch // self.groups), rng)
         super().build(input_shapes, rng)
 
     def _op_args(self):

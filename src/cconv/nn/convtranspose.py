@@ -10,8 +10,8 @@ import numpy as np
 from . import _util
 from ._util import run_kernel
 from .base import Layer
-from .conv import _jsonable, _norm_padding, _pads_per_axis
-from .init import get_initializer, zeros
+from .conv import _init_weight_and_bias, _jsonable, _norm_padding, _pads_per_axis
+from .init import get_initializer
 
 
 class ConvTranspose2d(Layer):
@@ -76,12 +76,8 @@ class ConvTranspose2d(Layer):
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         rng = _util.as_rng(rng)
-        self.params, self.grads, self.trainable = {}, {}, {}
-        wshape = (self.in_ch, self.out_ch // self.groups) + self.kernel_size
-        # fans of the equivalent forward conv, whose weight this is
-        self.add_param("weight", get_initializer(self.init)(rng, wshape))
-        if self.bias:
-            self.add_param("bias", zeros(rng, (self.out_ch,)))
+        # the weight of the equivalent forward conv (C_in, C_out / groups, kH, kW), its fans too
+        _init_weight_and_bias(self, (self.in_ch, self.out_ch // self.groups), rng)
         super().build(input_shapes, rng)
 
     def _op_args(self):
