@@ -71,11 +71,11 @@ def test_off_by_default_priority_decides(cconv_plugin, rng):
 def test_fastest_candidate_wins_and_is_timed_once(cconv_plugin, rng):
     log = []
     cconv_plugin(_conv_plugin(log))
-    timer = FakeTimer({"slow": 3.0, "fast": 1.0, "im2col_gemm": 2.0})
+    timer = FakeTimer({"slow": 3.0, "fast": 1.0, "direct": 2.0})
     with autotune.tuning(timer=timer) as tuner:
         x, w = _args(rng)
         assert plugins.select_kernel("conv2d", x, w).name == "fast"
-        assert sorted(timer.calls) == ["fast", "im2col_gemm", "slow"]   # never: not a candidate
+        assert sorted(timer.calls) == ["direct", "fast", "slow"]   # never: not a candidate
         # cached: neither the registry nor the tuner times again
         timer.calls.clear()
         plugins.registry().kernels._cache.clear()
@@ -92,7 +92,7 @@ def test_fastest_candidate_wins_and_is_timed_once(cconv_plugin, rng):
         timer.calls.clear()
         # a 5x5 call has one candidate function left (the C core): no timing at all
         x5, w5 = _args(rng, k=5)
-        assert plugins.select_kernel("conv2d", x5, w5).name == "im2col_gemm"
+        assert plugins.select_kernel("conv2d", x5, w5).name == "direct"
         assert timer.calls == []
         assert len(tuner.choices) == 2
     assert autotune.active() is None

@@ -1,4 +1,4 @@
-"""conv2d's algorithms (im2col+GEMM, Winograd, depthwise), the fused ReLU
+"""conv2d's algorithms (im2col+GEMM, direct, Winograd, depthwise), the fused ReLU
 epilogue and the flush-denormals mode, against the numpy reference."""
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from test_conv import CONV2D_BIG, CONV2D_CASES, DTYPES, _ids, _operands
 
 from cconv import ops, plugins
 
-ALGORITHMS = ["im2col_gemm", "winograd", "depthwise_direct"]
+ALGORITHMS = ["im2col_gemm", "direct", "winograd", "depthwise_direct"]
 
 # 3x3 stride-1 shapes where Winograd's tiles, row runs and batching matter
 WINOGRAD_CASES = [
@@ -19,6 +19,18 @@ WINOGRAD_CASES = [
     ((1, 2, 1, 1), (2, 2, 3, 3), {"padding": 1}),           # all padding
     ((2, 16, 34, 34), (24, 16, 3, 3), {"padding": 1}),      # several tile blocks
     ((1, 40, 20, 18), (8, 40, 3, 3), {"padding": "same"}),
+]
+# the direct path: column phases of strides 2-3, dilation, partial vectors,
+# pairs of vectors across rows, channel blocks of 1-6, groups, row chunks
+DIRECT_CASES = [
+    ((2, 3, 31, 30), (13, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((1, 2, 17, 40), (7, 2, 3, 3), {"stride": (3, 2), "padding": (2, 1),
+                                    "dilation": (1, 2)}),
+    ((2, 4, 9, 10), (8, 2, 3, 2), {"stride": (2, 3), "padding": ((1, 0), (2, 1)),
+                                   "dilation": (2, 1), "groups": 2}),
+    ((3, 1, 5, 23), (1, 1, 2, 5), {"padding": ((0, 1), (4, 0))}),
+    ((1, 5, 70, 9), (12, 5, 3, 3), {"padding": 1}),           # several row chunks
+    ((2, 2, 4, 4), (5, 2, 4, 4), {"padding": 2, "stride": 3}),
 ]
 # many small images in one GEMM tile (LeNet's second convolution)
 BATCHED_CASES = [
@@ -37,8 +49,8 @@ def _able(x, w, kw):
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + BATCHED_CASES,
-                         ids=_ids(CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + BATCHED_CASES))
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + BATCHED_CASES,
+                         ids=_ids(CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + BATCHED_CASES))
 def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, xs, ws, kw):
     x, w, b = _operands(rng, xs, ws, dtype)
     if algorithm not in _able(x, w, kw):
@@ -65,22 +77,30 @@ def test_winograd_accuracy_is_close_to_im2col(rng):
     assert err_w <= 2e-5 * scale
 
 
-def test_auto_picks_winograd_for_resnet_layers_only():
+def test_auto_picks_by_shape():
     assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd"
     assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (2, 2), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "im2col_gemm"
     assert ops.conv2d_algorithms((1, 3, 56, 56), (64, 3, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "direct"
+    assert ops.conv2d_algorithms((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3),
+                                 (1, 1), 1)[0] == "direct"
+    assert ops.conv2d_algorithms((1, 32, 56, 56), (64, 32, 1, 1), (1, 1), (0, 0, 0, 0),
                                  (1, 1), 1)[0] == "im2col_gemm"
     assert ops.conv2d_algorithms((1, 8, 9, 9), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 8)[0] == "depthwise_direct"
 
 
-def test_kernel_registry_names_the_winograd_choice(rng):
-    x = rng.standard_normal((1, 32, 32, 32)).astype(np.float32)
-    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+def test_kernel_registry_names_the_special_choices(rng):
+    x = rng.standard_normal((1, 64, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
     assert plugins.select_kernel("conv2d", x, w, None, padding=1).name == "winograd"
     assert plugins.select_kernel("conv2d", x, w, None, stride=2).name == "im2col_gemm"
+    assert plugins.select_kernel("conv2d", x[:, :3], w[:, :3], None).name == "direct"
+    with plugins.use_kernel("conv2d", "direct"):
+        got = plugins.run_kernel("conv2d", x[:, :3], w[:, :3], None, padding=1)
+    assert_close(got, R.conv2d(x[:, :3], w[:, :3], padding=1), np.float32)
     with plugins.use_kernel("conv2d", "winograd"):
         got = plugins.run_kernel("conv2d", x, w, None, padding=1)
     assert_close(got, R.conv2d(x, w, padding=1), np.float32)

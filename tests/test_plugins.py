@@ -62,7 +62,7 @@ def test_builtins_register_through_the_hooks_with_package_cconv(fake_entry_point
                "max_pool2d_backward"):
         assert op in regs.kernels
     assert [k.name for k in regs.kernels.kernels("conv2d")] == [
-        "depthwise_direct", "winograd", "im2col_gemm", "numpy_reference"]
+        "depthwise_direct", "winograd", "direct", "im2col_gemm", "numpy_reference"]
     names = [n for n, _ in plugins.get_plugin_manager().list_name_plugin()]
     assert names[:4] == list(plugins.BUILTIN_PLUGINS)
 
@@ -318,9 +318,9 @@ def test_kernel_selection_by_shape_and_dtype(cconv_plugin):
 
     assert name(*_conv_args(np.float64, k=1)) == "f64_1x1"
     assert name(*_conv_args(np.float32, k=1)) == "im2col_gemm"
-    assert name(*_conv_args(np.float64, k=3)) == "im2col_gemm"
+    assert name(*_conv_args(np.float64, k=3)) == "direct"
     assert name(*_conv_args(np.float32, c=4, groups=4, c_out=8), groups=4) == "depthwise_direct"
-    assert name(*_conv_args(np.float32, c=4, groups=2), groups=2) == "im2col_gemm"
+    assert name(*_conv_args(np.float32, c=4, groups=2), groups=2) == "direct"
     x, w = _conv_args(np.float64, k=1)
     y = plugins.run_kernel("conv2d", x, w, None, stride=1, padding=0)
     assert plugin.calls == 1
@@ -353,7 +353,7 @@ def test_forcing_a_kernel_and_restoring_automatic_selection():
     assert plugins.select_kernel("conv2d", x, w).name == "numpy_reference"
     assert plugins.forced_kernels() == {"conv2d": "numpy_reference"}
     plugins.force_kernel("conv2d", None)
-    assert plugins.select_kernel("conv2d", x, w).name == "im2col_gemm"
+    assert plugins.select_kernel("conv2d", x, w).name == "direct"
     with pytest.raises(RuntimeError):
         with plugins.use_kernel("conv2d", "numpy_reference") as kernel:
             assert kernel.name == plugins.select_kernel("conv2d", x, w).name
@@ -370,7 +370,7 @@ def test_forcing_survives_a_new_plugin(cconv_plugin):
 
 def test_forcing_an_unknown_kernel_lists_the_known_ones():
     with pytest.raises(UnknownNameError, match="unknown kernel for op 'conv2d' 'fft'; "
-                                               "known: depthwise_direct, im2col_gemm"):
+                                               "known: depthwise_direct, direct, im2col_gemm"):
         plugins.force_kernel("conv2d", "fft")
 
 
@@ -380,7 +380,7 @@ def test_forcing_a_kernel_that_does_not_support_the_call_raises():
         with pytest.raises(KernelNotSupportedError,
                            match=r"'depthwise_direct' is forced for op 'conv2d' but does not "
                                  r"support the call conv2d\(float32\[2, 3, 6, 6\], .*groups=1\);"
-                                 r" kernels that do: im2col_gemm, numpy_reference"):
+                                 r" kernels that do: direct, im2col_gemm, numpy_reference"):
             plugins.run_kernel("conv2d", x, w, None, groups=1)
 
 

@@ -39,6 +39,7 @@ cdef extern from "cconv_core.h" nogil:
         CCONV_ALGO_GEMM
         CCONV_ALGO_WINOGRAD
         CCONV_ALGO_DEPTHWISE
+        CCONV_ALGO_DIRECT
     int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
     int cconv_conv2d_algo(const cconv_conv2d_params *p)
     int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,

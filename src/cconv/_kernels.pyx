@@ -182,7 +182,8 @@ cdef cconv_pool2d_params _pool_params(const int64_t *xs, tuple kernel, tuple str
 # names of cconv.ops.conv2d's `activation` and `algorithm` -> C enums
 ACTIVATIONS = {None: CCONV_ACT_NONE, "relu": CCONV_ACT_RELU}
 ALGORITHMS = {"auto": CCONV_ALGO_AUTO, "im2col_gemm": CCONV_ALGO_GEMM,
-              "winograd": CCONV_ALGO_WINOGRAD, "depthwise_direct": CCONV_ALGO_DEPTHWISE}
+              "winograd": CCONV_ALGO_WINOGRAD, "depthwise_direct": CCONV_ALGO_DEPTHWISE,
+              "direct": CCONV_ALGO_DIRECT}
 
 
 def conv2d_algorithm(tuple xshape, tuple wshape, tuple stride, tuple pads,

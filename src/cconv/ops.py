@@ -293,7 +293,7 @@ def conv2d_algorithms(x_shape, w_shape, stride, pads, dilation, groups):
     auto, winograd = _kernels.conv2d_algorithm(tuple(x_shape), tuple(w_shape),
                                                tuple(stride), tuple(pads),
                                                tuple(dilation), groups)
-    names = [auto] + [n for n in ("im2col_gemm", "winograd", "depthwise_direct")
+    names = [auto] + [n for n in ("im2col_gemm", "direct", "winograd", "depthwise_direct")
                       if n != auto]
     if not winograd:
         names.remove("winograd")
@@ -331,9 +331,10 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, activatio
     activation: None or "relu", applied inside the kernel after the bias
     (one pass over the output instead of two; NaN stays NaN).
     algorithm: "auto" (by shape, see conv2d_algorithms), "im2col_gemm",
-    "winograd" (F(2x2, 3x3): 3x3, stride 1, no dilation, groups 1) or
-    "depthwise_direct" (groups == input channels); a choice that does not
-    apply raises ValueError.
+    "direct" (register-blocked direct loops, no unfolded image: the pick
+    for short reductions C/groups * KH * KW), "winograd" (F(2x2, 3x3): 3x3,
+    stride 1, no dilation, groups 1) or "depthwise_direct" (groups == input
+    channels); a choice that does not apply raises ValueError.
     Returns (N, C_out, OH, OW).
     """
     return _conv_forward("conv2d", x, w, bias, stride, padding, dilation, groups, 2,

@@ -101,7 +101,7 @@ int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
  * (cconv_conv2d_winograd_ok). */
 enum { CCONV_ACT_NONE = 0, CCONV_ACT_RELU = 1 };
 enum { CCONV_ALGO_AUTO = 0, CCONV_ALGO_GEMM = 1, CCONV_ALGO_WINOGRAD = 2,
-       CCONV_ALGO_DEPTHWISE = 3 };
+       CCONV_ALGO_DEPTHWISE = 3, CCONV_ALGO_DIRECT = 4 };
 int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
 /* The algorithm CCONV_ALGO_AUTO runs for p (never CCONV_ALGO_AUTO). */
 int cconv_conv2d_algo(const cconv_conv2d_params *p);

@@ -533,6 +533,7 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
 }
 
 #include "winograd_impl.h"
+#include "direct_impl.h"
 
 int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
                                  const T *w, const T *bias, T *y, int act, int algo,
@@ -542,7 +543,7 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
     if (algo == CCONV_ALGO_AUTO) algo = cconv_conv2d_algo(p);
     if (algo == CCONV_ALGO_WINOGRAD && !cconv_conv2d_winograd_ok(p)) return CCONV_EINVAL;
     if (algo == CCONV_ALGO_DEPTHWISE && !SFX(is_depthwise)(p)) return CCONV_EINVAL;
-    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_DEPTHWISE) return CCONV_EINVAL;
+    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_DIRECT) return CCONV_EINVAL;
     if (p->n == 0) return CCONV_OK;
     const unsigned fpm = cconv_fp_enter();
     int status;
@@ -550,6 +551,8 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
         status = SFX(dw_forward)(p, x, w, bias, y, act, nthreads);
     else if (algo == CCONV_ALGO_WINOGRAD)
         status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads);
+    else if (algo == CCONV_ALGO_DIRECT)
+        status = SFX(direct_forward)(p, x, w, bias, y, act, nthreads);
     else
         status = SFX(gemm_forward)(p, x, w, bias, y, act, nthreads);
     cconv_fp_leave(fpm);

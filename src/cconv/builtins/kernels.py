@@ -35,14 +35,25 @@ def is_depthwise_backward(grad_out, x, w, *args, groups=1, **kwargs):
     return is_depthwise(x, w, groups=groups)
 
 
+def _auto_algorithm(x, w, bias, stride, padding, dilation, groups):
+    """The algorithm ops.conv2d runs by itself for this call, or None for a bad call."""
+    try:
+        plan = ops._conv_setup("conv2d", x, w, bias, stride, padding, dilation, groups, 2)[3]
+        return ops.conv2d_algorithms(*plan[:6])[0]
+    except (TypeError, ValueError):
+        return None
+
+
 def is_winograd(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
     """The C core's Winograd F(2x2, 3x3) path: what ops.conv2d picks by itself for
     3x3 stride-1 convolutions with enough channels and tiles (ops.conv2d_algorithms)."""
-    try:
-        plan = ops._conv_setup("conv2d", x, w, bias, stride, padding, dilation, groups, 2)[3]
-        return ops.conv2d_algorithms(*plan[:6])[0] == "winograd"
-    except (TypeError, ValueError):
-        return False
+    return _auto_algorithm(x, w, bias, stride, padding, dilation, groups) == "winograd"
+
+
+def is_direct(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
+    """The C core's direct register-blocked path: what ops.conv2d picks by itself
+    when the reduction C_in/groups * kh * kw is short (LeNet, 7x7 stems)."""
+    return _auto_algorithm(x, w, bias, stride, padding, dilation, groups) == "direct"
 
 
 def no_indices(*args, return_indices=False, **kwargs):
@@ -62,6 +73,9 @@ def register_kernels(register):
     register("conv2d", "winograd", ops.conv2d, supports=is_winograd, priority=SPECIAL,
              description="C core, Winograd F(2x2, 3x3) (force it with "
                          "ops.conv2d(..., algorithm='winograd'))")
+    register("conv2d", "direct", ops.conv2d, supports=is_direct, priority=SPECIAL,
+             description="C core, direct convolution for short reductions (force it "
+                         "with ops.conv2d(..., algorithm='direct'))")
     register("conv2d_backward", "depthwise_direct", ops.conv2d_backward,
              supports=is_depthwise_backward, priority=SPECIAL,
              description="C core, direct depthwise loop")

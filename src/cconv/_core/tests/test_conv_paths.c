@@ -1,4 +1,4 @@
-/* The conv2d algorithms (im2col+GEMM, Winograd, depthwise) with the ReLU
+/* The conv2d algorithms (im2col+GEMM, Winograd, depthwise, direct) with the ReLU
  * epilogue against a naive double-precision loop, at 1 and 2 threads:
  * built by .ci/sanitize.sh with AddressSanitizer and UBSan. */
 #include <stdio.h>
@@ -15,21 +15,22 @@ static double ref(const cconv_conv2d_params *p, const float *x, const float *w, 
     return s;
 }
 int main(void) {
-    int shapes[][9] = { /* n cin h w cout k pad groups relu */
-        {2, 16, 9, 7, 16, 3, 1, 1, 0}, {3, 20, 17, 33, 18, 3, 1, 1, 1}, {1, 16, 34, 34, 24, 3, 0, 1, 0},
-        {64, 6, 12, 12, 16, 5, 0, 1, 1}, {9, 3, 5, 4, 4, 3, 1, 1, 0}, {2, 8, 1, 7, 16, 3, 1, 8, 1},
-        {2, 8, 6, 1, 8, 3, 1, 8, 0}, {3, 5, 11, 13, 7, 3, 2, 1, 1}};
+    int shapes[][10] = { /* n cin h w cout k pad groups relu stride */
+        {2, 16, 9, 7, 16, 3, 1, 1, 0, 1}, {3, 20, 17, 33, 18, 3, 1, 1, 1, 1}, {1, 16, 34, 34, 24, 3, 0, 1, 0, 1},
+        {64, 6, 12, 12, 16, 5, 0, 1, 1, 1}, {9, 3, 5, 4, 4, 3, 1, 1, 0, 1}, {2, 8, 1, 7, 16, 3, 1, 8, 1, 1},
+        {2, 8, 6, 1, 8, 3, 1, 8, 0, 1}, {3, 5, 11, 13, 7, 3, 2, 1, 1, 1}, {2, 3, 37, 29, 13, 7, 3, 1, 1, 2},
+        {1, 4, 10, 23, 8, 3, 2, 2, 0, 3}};
     int fails = 0;
     for (unsigned s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int *q = shapes[s];
-        cconv_conv2d_params p = {q[0], q[1], q[2], q[3], q[4], q[5], q[5], 1, 1, q[6], q[6], q[6], q[6], 1, 1, q[7], 0, 0};
+        cconv_conv2d_params p = {q[0], q[1], q[2], q[3], q[4], q[5], q[5], q[9], q[9], q[6], q[6], q[6], q[6], 1, 1, q[7], 0, 0};
         if (cconv_conv2d_check(&p)) { printf("bad params %u\n", s); return 1; }
         int64_t nx = p.n * p.c_in * p.h * p.w, nw = p.c_out * (p.c_in / p.groups) * p.kh * p.kw, ny = p.n * p.c_out * p.out_h * p.out_w;
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(p.c_out * 4), *y = malloc(ny * 4);
         for (int64_t i = 0; i < nx; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
         for (int64_t i = 0; i < nw; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
         for (int64_t i = 0; i < p.c_out; i++) b[i] = (float)rand() / RAND_MAX - 0.5f;
-        for (int algo = 1; algo <= 3; algo++) for (int nt = 1; nt <= 2; nt++) {
+        for (int algo = 1; algo <= 4; algo++) for (int nt = 1; nt <= 2; nt++) {
             int st = cconv_conv2d_forward_ex_f32(&p, x, w, b, y, q[8], algo, nt);
             if (st == CCONV_EINVAL) continue;
             double err = 0;

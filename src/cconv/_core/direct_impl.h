@@ -1,0 +1,285 @@
+/* Direct convolution with a register-blocked micro-kernel, type-generic
+ * (included by conv_impl.h with T, SFX, GEMM set).
+ *
+ * For layers whose reduction K = C_in/groups * kh * kw is small (LeNet's,
+ * a 7x7 stem on 3 channels), im2col + GEMM spends more time writing and
+ * re-packing the unfolded image than multiplying. Here the image is copied
+ * once into a zero-bordered buffer, split by column phase (column iw of a
+ * stride-s layer goes to phase iw % s at iw / s), so that the inputs under
+ * VL consecutive outputs of any tap are VL consecutive elements. A
+ * micro-tile is MR output channels x (up to) two vectors of VL outputs; per
+ * tap it loads the two input vectors, broadcasts MR weights and does 2 * MR
+ * multiply-adds into registers, then adds the bias, applies the
+ * activation and stores straight into the NCHW output. Weights are packed
+ * once per call as [channel block][tap][MR]. */
+
+#define DIR_MR 6     /* output channels per micro-tile: 12 accumulators + 3 */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define DIR_VEC 1
+#define DIR_VL ((int)(32 / sizeof(T)))
+typedef T SFX(dir_vt) __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+#else
+#define DIR_VEC 0
+#define DIR_VL 8
+#endif
+
+/* Where one job's inputs lie in its phase-split buffer. */
+typedef struct {
+    int64_t R;     /* input rows held: those under output rows [oh0, oh1) */
+    int64_t Wq;    /* elements per phase row (vector over-reads included) */
+    int64_t RS;    /* row stride: sw phases of Wq */
+    int64_t CS;    /* channel stride: R rows */
+} SFX(dir_geom);
+
+static SFX(dir_geom) SFX(dir_geometry)(const cconv_conv2d_params *p, int64_t rows)
+{
+    SFX(dir_geom) g;
+    const int64_t sw = p->stride_w;
+    const int64_t ow_span = (p->out_w + DIR_VL - 1) / DIR_VL * DIR_VL;
+    g.R = (rows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+    g.Wq = ow_span + ((p->kw - 1) * p->dil_w) / sw;
+    g.RS = sw * g.Wq;
+    g.CS = g.R * g.RS;
+    return g;
+}
+
+/* Copy channels [0, cin_g) of image xg, rows under outputs [oh0, oh1), into
+ * buf split by column phase, zeros outside the image. */
+CCONV_CLONES static void SFX(dir_fill)(const cconv_conv2d_params *p, const T *xg,
+                                       int64_t cin_g, int64_t oh0,
+                                       const SFX(dir_geom) *g, T *CCONV_RESTRICT buf)
+{
+    const int64_t H = p->h, W = p->w, sw = p->stride_w;
+    const int64_t ih0 = oh0 * p->stride_h - p->pad_top;
+    for (int64_t c = 0; c < cin_g; ++c) {
+        for (int64_t r = 0; r < g->R; ++r) {
+            const int64_t ih = ih0 + r;
+            T *dst = buf + c * g->CS + r * g->RS;
+            if (ih < 0 || ih >= H) {
+                memset(dst, 0, (size_t)g->RS * sizeof(T));
+                continue;
+            }
+            const T *CCONV_RESTRICT src = xg + (c * H + ih) * W;
+            for (int64_t ph = 0; ph < sw; ++ph) {
+                T *CCONV_RESTRICT d = dst + ph * g->Wq;
+                /* iw = q * sw + ph - pad_left; valid for q in [lo, hi) */
+                const int64_t iw0 = ph - p->pad_left;
+                int64_t lo, hi;
+                valid_range(iw0, sw, W, g->Wq, &lo, &hi);
+                for (int64_t q = 0; q < lo; ++q) d[q] = 0;
+                if (sw == 1) {
+                    memcpy(d + lo, src + iw0 + lo, (size_t)(hi - lo) * sizeof(T));
+                } else {
+                    for (int64_t q = lo; q < hi; ++q) d[q] = src[iw0 + q * sw];
+                }
+                for (int64_t q = hi; q < g->Wq; ++q) d[q] = 0;
+            }
+        }
+    }
+}
+
+/* wp[block][k][DIR_MR] for the output channels of group g; a last, partial
+ * block is padded with zeros (its extra rows are never stored). */
+static void SFX(dir_pack_weights)(const T *w, int64_t cout_g, int64_t K, T *wp)
+{
+    const int64_t nb = (cout_g + DIR_MR - 1) / DIR_MR;
+    for (int64_t b = 0; b < nb; ++b)
+        for (int64_t k = 0; k < K; ++k)
+            for (int64_t r = 0; r < DIR_MR; ++r) {
+                const int64_t co = b * DIR_MR + r;
+                wp[(b * K + k) * DIR_MR + r] = co < cout_g ? w[co * K + k] : (T)0;
+            }
+}
+
+/* Element offset in the buffer of every tap k = (c * kh + i) * kw + j. */
+static void SFX(dir_tap_offsets)(const cconv_conv2d_params *p, int64_t cin_g,
+                                 const SFX(dir_geom) *g, int64_t *koff)
+{
+    const int64_t sw = p->stride_w;
+    int64_t k = 0;
+    for (int64_t c = 0; c < cin_g; ++c)
+        for (int64_t i = 0; i < p->kh; ++i)
+            for (int64_t j = 0; j < p->kw; ++j) {
+                const int64_t jw = j * p->dil_w;
+                koff[k++] = c * g->CS + i * p->dil_h * g->RS + (jw % sw) * g->Wq + jw / sw;
+            }
+}
+
+/* One output vector: where it reads (offset of its first input in the
+ * buffer) and writes (its first output in the plane), and how many of its
+ * lanes are real outputs. */
+typedef struct {
+    int64_t in, out;
+    int lanes;
+} SFX(dir_vec);
+
+#if DIR_VEC
+typedef SFX(dir_vt) SFX(dir_v);
+
+static inline __attribute__((always_inline)) void
+SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *CCONV_RESTRICT koff,
+              const T *CCONV_RESTRICT wp, const T *buf, const SFX(dir_vec) *v,
+              T *const *yc, const T *bias, int act)
+{
+    SFX(dir_v) acc[DIR_MR][2];
+    const SFX(dir_v) zero = {0};
+    const SFX(dir_v) one = zero + 1;
+    for (int r = 0; r < mr; ++r)
+        for (int u = 0; u < nv; ++u) acc[r][u] = zero;
+    const T *x0 = buf + v[0].in, *x1 = buf + v[nv - 1].in;
+    for (int64_t k = 0; k < K; ++k) {
+        const int64_t o = koff[k];
+        const SFX(dir_v) a0 = *(const SFX(dir_v) *)(x0 + o);
+        const SFX(dir_v) a1 = *(const SFX(dir_v) *)(x1 + o);
+        const T *wk = wp + k * DIR_MR;
+        for (int r = 0; r < mr; ++r) {
+            const SFX(dir_v) b = one * wk[r];
+            acc[r][0] += a0 * b;
+            if (nv > 1) acc[r][1] += a1 * b;
+        }
+    }
+    for (int r = 0; r < mr; ++r) {
+        const T bv = bias ? bias[r] : (T)0;
+        for (int u = 0; u < nv; ++u) {
+            SFX(dir_v) s = acc[r][u] + bv;
+            if (act == CCONV_ACT_RELU) {
+                /* clear the lanes below zero; NaN compares false and stays
+                 * NaN, as in torch (a max instruction would drop it) */
+                const __typeof__(s < zero) neg = s < zero;
+                s = (SFX(dir_v))((__typeof__(neg))s & ~neg);
+            }
+            T *dst = yc[r] + v[u].out;
+            if (v[u].lanes == DIR_VL) {
+                *(SFX(dir_v) *)dst = s;
+            } else {
+                T lanes[32 / sizeof(T)];
+                memcpy(lanes, &s, sizeof s);
+                for (int l = 0; l < v[u].lanes; ++l) dst[l] = lanes[l];
+            }
+        }
+    }
+}
+#else
+/* The portable tile: the same sums in the same order, without vectors. */
+static void SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *koff,
+                          const T *wp, const T *buf, const SFX(dir_vec) *v,
+                          T *const *yc, const T *bias, int act)
+{
+    for (int u = 0; u < nv; ++u)
+        for (int r = 0; r < mr; ++r)
+            for (int l = 0; l < v[u].lanes; ++l) {
+                T s = 0;
+                for (int64_t k = 0; k < K; ++k)
+                    s += buf[v[u].in + koff[k] + l] * wp[k * DIR_MR + r];
+                s += bias ? bias[r] : (T)0;
+                if (act == CCONV_ACT_RELU && s < 0) s = 0;
+                yc[r][v[u].out + l] = s;
+            }
+}
+#endif
+
+/* Every output vector of rows [oh0, oh1), paired, for channels of one
+ * block: the switch turns MR and NV into constants for dir_tile. */
+CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
+                                       const int64_t *koff, const T *wp, int64_t cout_g,
+                                       const T *buf, const SFX(dir_geom) *g, int64_t oh0,
+                                       int64_t oh1, const T *bias, int act, T *yg)
+{
+    const int64_t OW = p->out_w, P = p->out_h * OW, sh = p->stride_h;
+    const int64_t nb = (cout_g + DIR_MR - 1) / DIR_MR;
+    for (int64_t b = 0; b < nb; ++b) {
+        const int mr = (int)(cout_g - b * DIR_MR < DIR_MR ? cout_g - b * DIR_MR : DIR_MR);
+        T *yc[DIR_MR];
+        for (int r = 0; r < mr; ++r) yc[r] = yg + (b * DIR_MR + r) * P;
+        const T *wb = wp + b * K * DIR_MR;
+        const T *bb = bias ? bias + b * DIR_MR : NULL;
+        SFX(dir_vec) v[2];
+        int nv = 0;
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+            for (int64_t ow = 0; ow < OW; ow += DIR_VL) {
+                v[nv].in = (oh - oh0) * sh * g->RS + ow;
+                v[nv].out = oh * OW + ow;
+                v[nv].lanes = (int)(OW - ow < DIR_VL ? OW - ow : DIR_VL);
+                if (++nv < 2 && !(oh == oh1 - 1 && ow + DIR_VL >= OW)) continue;
+#define DIR_CASE(M)                                                                  \
+    case M:                                                                         \
+        if (nv == 2) SFX(dir_tile)(M, 2, K, koff, wb, buf, v, yc, bb, act);          \
+        else SFX(dir_tile)(M, 1, K, koff, wb, buf, v, yc, bb, act);                  \
+        break;
+                switch (mr) {
+                    DIR_CASE(1) DIR_CASE(2) DIR_CASE(3) DIR_CASE(4) DIR_CASE(5) DIR_CASE(6)
+                }
+#undef DIR_CASE
+                nv = 0;
+            }
+        }
+    }
+}
+
+static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
+                               const T *bias, T *y, int act, int nthreads)
+{
+    const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
+    const int64_t K = cin_g * p->kh * p->kw, OH = p->out_h, P = OH * p->out_w;
+    const int64_t HW = p->h * p->w;
+    const int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
+    /* Output rows per job: the job's input buffer near 256 KiB (L2), and
+     * at least two jobs per thread when the batch alone gives fewer. */
+    SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
+    const int64_t row_bytes = cin_g * p->stride_h * one.RS * (int64_t)sizeof(T);
+    int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
+    if (rows < 1) rows = 1;
+    if (rows > OH) rows = OH;
+    while (rows > 1 && p->n * ((OH + rows - 1) / rows) < 2 * nt) rows = (rows + 1) / 2;
+    const int64_t chunks = (OH + rows - 1) / rows;
+    const int64_t njobs = p->n * G * chunks;
+    const SFX(dir_geom) geo = SFX(dir_geometry)(p, rows);
+    const int64_t nb = (cout_g + DIR_MR - 1) / DIR_MR;
+    const size_t wp_elems = (size_t)(G * nb * K * DIR_MR);
+    T *wp = (T *)cconv_work_alloc(1, wp_elems * sizeof(T) + (size_t)K * sizeof(int64_t));
+    if (!wp) return CCONV_ENOMEM;
+    int64_t *koff = (int64_t *)(void *)(wp + wp_elems);
+    for (int64_t g = 0; g < G; ++g)
+        SFX(dir_pack_weights)(w + g * cout_g * K, cout_g, K, wp + g * nb * K * DIR_MR);
+    SFX(dir_tap_offsets)(p, cin_g, &geo, koff);
+    int status = CCONV_OK;
+#ifdef _OPENMP
+    #pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        const unsigned fpm = cconv_fp_enter();
+        /* + DIR_VL: the last vector of a row may read past its phase row */
+        T *buf = (T *)cconv_work_alloc(0, (size_t)(cin_g * geo.CS + DIR_VL) * sizeof(T));
+        if (!buf) {
+#ifdef _OPENMP
+            #pragma omp atomic write
+#endif
+            status = CCONV_ENOMEM;
+        } else {
+            memset(buf + cin_g * geo.CS, 0, DIR_VL * sizeof(T));
+        }
+        int64_t job;
+#ifdef _OPENMP
+        #pragma omp for schedule(static)
+#endif
+        for (job = 0; job < njobs; ++job) {
+            if (!buf) continue;
+            const int64_t chunk = job % chunks, ng = job / chunks;
+            const int64_t n = ng / G, g = ng % G;
+            const int64_t oh0 = chunk * rows, oh1 = oh0 + rows < OH ? oh0 + rows : OH;
+            SFX(dir_fill)(p, x + (n * p->c_in + g * cin_g) * HW, cin_g, oh0, &geo, buf);
+            SFX(dir_rows)(p, K, koff, wp + g * nb * K * DIR_MR, cout_g, buf, &geo, oh0, oh1,
+                          bias ? bias + g * cout_g : NULL, act,
+                          y + (n * p->c_out + g * cout_g) * P);
+        }
+        cconv_work_free(0, buf);
+        cconv_fp_leave(fpm);
+    }
+    cconv_work_free(1, wp);
+    return status;
+}
+
+#undef DIR_MR
+#undef DIR_VEC
+#undef DIR_VL
