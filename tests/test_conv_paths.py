@@ -32,6 +32,14 @@ DIRECT_CASES = [
     ((1, 5, 70, 9), (12, 5, 3, 3), {"padding": 1}),           # several row chunks
     ((2, 2, 4, 4), (5, 2, 4, 4), {"padding": 2, "stride": 3}),
 ]
+# depthwise 3x3 "same": vector rows (two per pass, the last vector shifted
+# back), odd heights, rows of exactly one vector plus the edges, one row
+DEPTHWISE_CASES = [
+    ((1, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+    ((2, 2, 5, 10), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((1, 2, 1, 12), (4, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((1, 4, 6, 27), (4, 1, 3, 3), {"groups": 4, "padding": 1}),
+]
 # many small images in one GEMM tile (LeNet's second convolution)
 BATCHED_CASES = [
     ((64, 6, 12, 12), (16, 6, 5, 5), {}),
@@ -49,8 +57,10 @@ def _able(x, w, kw):
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + BATCHED_CASES,
-                         ids=_ids(CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + BATCHED_CASES))
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + DEPTHWISE_CASES
+                         + BATCHED_CASES,
+                         ids=_ids(CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + DEPTHWISE_CASES
+                         + BATCHED_CASES))
 def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, xs, ws, kw):
     x, w, b = _operands(rng, xs, ws, dtype)
     if algorithm not in _able(x, w, kw):

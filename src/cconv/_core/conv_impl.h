@@ -185,7 +185,68 @@ CCONV_CLONES static void SFX(dw3x3_s1_p1)(const T *CCONV_RESTRICT xp, int64_t H,
 {
     const T k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5];
     const T k6 = k[6], k7 = k[7], k8 = k[8];
-    for (int64_t oh = 0; oh < H; ++oh) {
+    int64_t oh = 0;
+#if defined(__GNUC__) || defined(__clang__)
+    /* Rows wide enough for a vector: two output rows per pass from four
+     * input rows (12 vector loads for 18 multiply-adds instead of 18), the
+     * interior in whole vectors, the last one shifted back to end at column
+     * W - 2 (it recomputes a few columns: the same values). GCC's own
+     * vectorisation of the loop below left 6 of 54 interior columns of a
+     * 56-wide row to scalar code. */
+    enum { VL = 32 / (int)sizeof(T) };
+    typedef T vt __attribute__((vector_size(32), aligned(sizeof(T)), may_alias));
+    if (W - 2 >= VL) {
+        const vt one = (vt){0} + 1;
+        const vt w0 = one * k0, w1 = one * k1, w2 = one * k2, w3 = one * k3, w4 = one * k4;
+        const vt w5 = one * k5, w6 = one * k6, w7 = one * k7, w8 = one * k8, vb = one * b;
+        const vt zero = {0};
+        for (; oh < H; oh += 2) {
+            const int two = oh + 1 < H;
+            const T *CCONV_RESTRICT r0 = oh > 0 ? xp + (oh - 1) * W : zrow;
+            const T *CCONV_RESTRICT r1 = xp + oh * W;
+            const T *CCONV_RESTRICT r2 = two ? xp + (oh + 1) * W : zrow;
+            const T *CCONV_RESTRICT r3 = two && oh + 2 < H ? xp + (oh + 2) * W : zrow;
+            T *CCONV_RESTRICT y0 = y + oh * W;
+            T *CCONV_RESTRICT y1 = two ? y0 + W : y0;   /* (written last: row oh wins) */
+            for (int64_t ow = 1;; ow += VL) {
+                if (ow + VL > W - 1) ow = W - 1 - VL;
+                const vt a0 = *(const vt *)(r1 + ow - 1), a1 = *(const vt *)(r1 + ow);
+                const vt a2 = *(const vt *)(r1 + ow + 1);
+                const vt c0 = *(const vt *)(r2 + ow - 1), c1 = *(const vt *)(r2 + ow);
+                const vt c2 = *(const vt *)(r2 + ow + 1);
+                vt v0 = vb + w0 * *(const vt *)(r0 + ow - 1) + w1 * *(const vt *)(r0 + ow)
+                           + w2 * *(const vt *)(r0 + ow + 1)
+                           + w3 * a0 + w4 * a1 + w5 * a2 + w6 * c0 + w7 * c1 + w8 * c2;
+                vt v1 = vb + w0 * a0 + w1 * a1 + w2 * a2 + w3 * c0 + w4 * c1 + w5 * c2
+                           + w6 * *(const vt *)(r3 + ow - 1) + w7 * *(const vt *)(r3 + ow)
+                           + w8 * *(const vt *)(r3 + ow + 1);
+                if (relu) {   /* lanes below zero cleared; NaN stays NaN */
+                    const __typeof__(v0 < zero) n0 = v0 < zero, n1 = v1 < zero;
+                    v0 = (vt)((__typeof__(n0))v0 & ~n0);
+                    v1 = (vt)((__typeof__(n1))v1 & ~n1);
+                }
+                *(vt *)(y1 + ow) = v1;
+                *(vt *)(y0 + ow) = v0;
+                if (ow + VL >= W - 1) break;
+            }
+            for (int u = 0; u < 1 + two; ++u) {   /* the two edge columns */
+                const T *q0 = u ? r1 : r0, *q1 = u ? r2 : r1, *q2 = u ? r3 : r2;
+                T *yr = u ? y1 : y0;
+                for (int e = 0; e < 2; ++e) {
+                    const int64_t ow = e == 0 ? 0 : W - 1;
+                    T v = b;
+                    for (int64_t j = -1; j <= 1; ++j) {
+                        if (ow + j < 0 || ow + j >= W) continue;
+                        v += k[1 + j] * q0[ow + j] + k[4 + j] * q1[ow + j] + k[7 + j] * q2[ow + j];
+                    }
+                    yr[ow] = (relu && v < 0) ? 0 : v;
+                }
+            }
+        }
+        return;
+    }
+#endif
+    for (; oh < H; ++oh) {
         const T *CCONV_RESTRICT r0 = oh > 0 ? xp + (oh - 1) * W : zrow;
         const T *CCONV_RESTRICT r1 = xp + oh * W;
         const T *CCONV_RESTRICT r2 = oh + 1 < H ? xp + (oh + 1) * W : zrow;
