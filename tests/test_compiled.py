@@ -68,15 +68,49 @@ def test_lenet_plan_fuses_and_matches(rng):
     plan = net.compile((2, 1, 10, 10))
     assert isinstance(plan, CompiledPlan)
     kinds = [kind for kind, _ in plan.steps]
-    assert kinds == ["conv2d+relu", "max_pool2d", "conv2d+relu", "max_pool2d", "view",
+    # the second pool rounds up (ceil_mode) a 3x3 map: not the fused 2x2 window
+    assert kinds == ["conv2d+relu+max_pool2d", "conv2d+relu", "max_pool2d", "view",
                      "linear+relu", "linear"]
-    assert "0_conv2d + 1_relu" in plan.describe()
+    assert "0_conv2d + 1_relu + 2_maxpool2d" in plan.describe()
     x = rng.standard_normal((2, 1, 10, 10)).astype(np.float32)
     want = _layer_by_layer(net, x)
     np.testing.assert_array_equal(plan(x), want)
     np.testing.assert_array_equal(net(x), want)
     # the plan forward() uses is the one compile() made (same thread, same shape)
     assert net.compile((2, 1, 10, 10)) is plan
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("size,stride,padding", [(11, 1, 0), (12, 1, 2), (23, 2, 3), (5, 1, 1)])
+def test_conv_pool_fusion_matches_the_layers(rng, dtype, relu, size, stride, padding):
+    """Conv2d (+ ReLU) + MaxPool2d(2) in one direct-conv call: odd maps drop the
+    last row / column, NaN propagates, results equal layer by layer bit for bit."""
+    layers = [nn.Conv2d(3, 7, 3 if size < 20 else 7, stride=stride, padding=padding)]
+    layers += [nn.ReLU()] if relu else []
+    net = Sequential(*layers, nn.MaxPool2d(2), nn.Flatten()).build(
+        (3, size, size), seed=1).astype(dtype)
+    plan = net.compile((3, 3, size, size))
+    assert plan.steps[0][0] == "conv2d" + ("+relu" if relu else "") + "+max_pool2d"
+    x = rng.standard_normal((3, 3, size, size)).astype(dtype)
+    x[1, 2, 2, 3] = np.nan
+    want = _layer_by_layer(net, x)
+    got = plan(x)
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got[1]).any() and not np.isnan(got[0]).any()
+
+
+def test_conv_pool_fusion_only_where_it_applies():
+    wide = Sequential(nn.Conv2d(64, 8, 3), nn.ReLU(), nn.MaxPool2d(2)).build((64, 8, 8), seed=0)
+    assert [k for k, _ in wide.compile((1, 64, 8, 8)).steps] == ["conv2d+relu", "max_pool2d"]
+    padded = Sequential(nn.Conv2d(2, 4, 3), nn.MaxPool2d(2, padding=1)).build((2, 8, 8), seed=0)
+    assert [k for k, _ in padded.compile((1, 2, 8, 8)).steps] == ["conv2d", "max_pool2d"]
+    g = Graph(inputs=["x"])      # the conv's output is also a graph output: kept
+    g.add("c", nn.Conv2d(2, 4, 3), inputs=["x"])
+    g.add("p", nn.MaxPool2d(2), inputs=["c"])
+    g.set_outputs(["c", "p"])
+    g.build([(2, 8, 8)], seed=0)
+    assert [k for k, _ in g.compile((1, 2, 8, 8)).steps] == ["conv2d", "max_pool2d"]
 
 
 def test_results_are_not_overwritten_by_the_next_call(rng):
@@ -193,7 +227,7 @@ def test_astype_and_plugins_replan(rng):
         plan = net.compile(x.shape)
         assert [k for k, _ in plan.steps][0] == "layer"
         np.testing.assert_allclose(net(x), y, rtol=1e-12, atol=1e-12)
-    assert net.compile(x.shape).steps[0][0] == "conv2d+relu"
+    assert net.compile(x.shape).steps[0][0] == "conv2d+relu+max_pool2d"
 
 
 def test_odd_inputs_take_the_general_path(rng):
@@ -286,7 +320,8 @@ def test_both_relu_fusions_match(kernel_epilogue, monkeypatch, rng):
     x = rng.standard_normal((2, 1, 10, 10))
     compiled.clear(net)
     plan = net.compile(x.shape)
-    assert plan.steps[0][0] == "conv2d+relu"
+    # the pool joins the kernel's epilogue; without one, ReLU runs in place
+    assert plan.steps[0][0] == ("conv2d+relu+max_pool2d" if kernel_epilogue else "conv2d+relu")
     np.testing.assert_array_equal(plan(x), _layer_by_layer(net, x))
     compiled.clear(net)
 

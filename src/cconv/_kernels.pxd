@@ -48,6 +48,12 @@ cdef extern from "cconv_core.h" nogil:
     int cconv_conv2d_forward_ex_f64(const cconv_conv2d_params *p, const double *x,
                                     const double *w, const double *bias, double *y,
                                     int activation, int algo, int nthreads)
+    int cconv_conv2d_forward_maxpool2_f32(const cconv_conv2d_params *p, const float *x,
+                                          const float *w, const float *bias, float *y,
+                                          int activation, int nthreads)
+    int cconv_conv2d_forward_maxpool2_f64(const cconv_conv2d_params *p, const double *x,
+                                          const double *w, const double *bias, double *y,
+                                          int activation, int nthreads)
     void cconv_set_flush_denormal(int on)
     int cconv_get_flush_denormal()
     int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,

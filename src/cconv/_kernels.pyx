@@ -243,6 +243,39 @@ def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
     _raise_on(status)
 
 
+def conv2d_forward_maxpool2(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
+                            int64_t groups, int nthreads, int activation=0):
+    """y = max_pool2d(act(conv2d(x, w) + bias), 2) (bias may be None); y preallocated
+    with (N, C_out, OH // 2, OW // 2)."""
+    cdef int64_t xs[4]
+    cdef int64_t ws[4]
+    cdef int64_t ys[4]
+    _dims4(x, xs, "x")
+    _dims4(w, ws, "w")
+    cdef int t = _typenum(x, "x")
+    cdef cconv_conv2d_params p = _conv_params(xs, ws, stride, pads, dilation, groups)
+    ys[0] = p.n; ys[1] = p.c_out; ys[2] = p.out_h // 2; ys[3] = p.out_w // 2
+    cdef char *xp = _data(x, t, 4, xs, False, "x")
+    cdef char *wp = _data(w, t, 4, ws, False, "w")
+    cdef char *yp = _data(y, t, 4, ys, True, "y")
+    cdef char *bp = NULL
+    if bias is not None:
+        bp = _data(bias, t, 1, &ws[0], False, "bias")
+    if p.n == 0:
+        return
+    cdef int status
+    with nogil:
+        if t == cnp.NPY_FLOAT32:
+            status = cconv_conv2d_forward_maxpool2_f32(&p, <float *>xp, <float *>wp,
+                                                       <float *>bp, <float *>yp, activation,
+                                                       nthreads)
+        else:
+            status = cconv_conv2d_forward_maxpool2_f64(&p, <double *>xp, <double *>wp,
+                                                       <double *>bp, <double *>yp,
+                                                       activation, nthreads)
+    _raise_on(status)
+
+
 def conv2d_backward_input(dy, w, dx, tuple stride, tuple pads, tuple dilation,
                           int64_t groups, int nthreads):
     """dx (preallocated, overwritten) = gradient of conv2d w.r.t. its input."""

@@ -139,6 +139,59 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
     return step
 
 
+def _pool2_of(layer, in_shape):
+    """True when max-pool layer on in_shape is the 2x2 / stride 2 window without
+    padding that the direct convolution can apply in its epilogue."""
+    a = layer._op_args()
+    h = ops._hashable
+    try:
+        _, out4, _, (k, st, p, d) = ops._pool_setup(
+            "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]),
+            h(a["padding"]), h(a["dilation"]), a["ceil_mode"], 2)
+    except (TypeError, ValueError):
+        return False
+    return (tuple(k) == (2, 2) and tuple(st) == (2, 2) and not any(p) and tuple(d) == (1, 1)
+            and tuple(out4[2:]) == (in_shape[2] // 2, in_shape[3] // 2))
+
+
+def _conv_pool_plan(layer, in_shape, relu):
+    """What Conv2d (+ ReLU) + MaxPool2d(2) as one C call needs, or None where it does not pay.
+
+    Only where ops.conv2d itself runs the direct algorithm: its epilogue then
+    pools each pair of output rows while they are in registers, so the
+    full-size activation is never written (LeNet: two steps and a pass over
+    the largest activation fewer).
+    """
+    kernel = getattr(ops._kernels, "conv2d_forward_maxpool2", None)
+    act = _fused_relu_code() if relu else 0
+    if kernel is None or act is None:
+        return None
+    params, has_bias = layer.params, layer.bias
+    a = layer._op_args()
+    h = ops._hashable
+    shape_x, shape_w, stride4, pads4, dil4, groups, _, _ = ops._conv_plan(
+        "conv2d", tuple(in_shape), tuple(params["weight"].shape),
+        (params["weight"].shape[0],) if has_bias else None, h(a["stride"]),
+        h(a["padding"]), h(a["dilation"]), a["groups"], 2)
+    if ops.conv2d_algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)[0] != "direct":
+        return None
+    return kernel, act, stride4, pads4, dil4, groups
+
+
+def _conv_pool_step(layer, plan, buf):
+    kernel, act, stride4, pads4, dil4, groups = plan
+    params, has_bias = layer.params, layer.bias
+    fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
+    threads = ops.get_num_threads
+
+    def step(x):
+        y = empty(shape, dt) if fresh else arr
+        kernel(x, params["weight"], params["bias"] if has_bias else None, y, stride4, pads4,
+               dil4, groups, threads(), act)
+        return y
+    return step
+
+
 def _pool_step(layer, in_shape, dtype, buf):
     fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     a = layer._op_args()
@@ -231,12 +284,15 @@ class CompiledPlan:
             for s in ins:
                 readers.setdefault(s, []).append(i)
 
-        def fusable_relu(out):
-            """Index of the ReLU step that alone reads slot `out`, or None."""
+        def sole_reader(out, kind):
+            """Index of the step of type kind that alone reads slot `out`, or None."""
             r = readers.get(out, ())
             if out in outputs or len(r) != 1:
                 return None
-            return r[0] if type(sched["steps"][r[0]][0]) is ReLU else None
+            return r[0] if type(sched["steps"][r[0]][0]) is kind else None
+
+        def fusable_relu(out):
+            return sole_reader(out, ReLU)
 
         kept = [0]
 
@@ -265,7 +321,18 @@ class CompiledPlan:
                 nodes.append(names[out])
             in_shape = slot_shapes[ins[0]]
             fused = "+relu" if relu_j is not None else ""
-            if t is Conv2d and conv_ok:
+            pool_j = sole_reader(out, MaxPool2d) if t is Conv2d and conv_ok else None
+            pool_plan = None
+            if pool_j is not None and _pool2_of(sched["steps"][pool_j][0], slot_shapes[out]):
+                pool_plan = _conv_pool_plan(layer, in_shape, bool(fused))
+            if pool_plan is not None:
+                absorbed.add(pool_j)
+                _, _, out, pool_frees = sched["steps"][pool_j]
+                frees = tuple(frees) + tuple(pool_frees)
+                nodes.append(names[out])
+                buf = buffer(out)
+                fn, kind = _conv_pool_step(layer, pool_plan, buf), "conv2d" + fused + "+max_pool2d"
+            elif t is Conv2d and conv_ok:
                 buf = buffer(out)
                 fn, kind = _conv_step(layer, in_shape, dtype, bool(fused), buf), "conv2d" + fused
             elif t is Linear and native:

@@ -111,6 +111,16 @@ int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,
 int cconv_conv2d_forward_ex_f64(const cconv_conv2d_params *p, const double *x,
                                 const double *w, const double *bias, double *y,
                                 int activation, int algo, int nthreads);
+/* y = max_pool2d(act(conv2d(x, w) + bias), 2): the direct algorithm with
+ * 2x2 / stride 2 max pooling in its epilogue, y of (n, c_out, out_h / 2,
+ * out_w / 2) (an odd last row / column dropped; NaN wins, as in
+ * max_pool2d); the unpooled output is never stored. */
+int cconv_conv2d_forward_maxpool2_f32(const cconv_conv2d_params *p, const float *x,
+                                      const float *w, const float *bias, float *y,
+                                      int activation, int nthreads);
+int cconv_conv2d_forward_maxpool2_f64(const cconv_conv2d_params *p, const double *x,
+                                      const double *w, const double *bias, double *y,
+                                      int activation, int nthreads);
 /* dx = d loss / d x (overwritten). */
 int cconv_conv2d_backward_input_f32(const cconv_conv2d_params *p, const float *dy,
                                     const float *w, float *dx, int nthreads);

@@ -613,9 +613,21 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
     else if (algo == CCONV_ALGO_WINOGRAD)
         status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads);
     else if (algo == CCONV_ALGO_DIRECT)
-        status = SFX(direct_forward)(p, x, w, bias, y, act, nthreads);
+        status = SFX(direct_forward)(p, x, w, bias, y, act, 0, nthreads);
     else
         status = SFX(gemm_forward)(p, x, w, bias, y, act, nthreads);
+    cconv_fp_leave(fpm);
+    return status;
+}
+
+int SFX(cconv_conv2d_forward_maxpool2)(const cconv_conv2d_params *p, const T *x,
+                                       const T *w, const T *bias, T *y, int act,
+                                       int nthreads)
+{
+    if (act != CCONV_ACT_NONE && act != CCONV_ACT_RELU) return CCONV_EINVAL;
+    if (p->n == 0 || p->out_h < 2 || p->out_w < 2) return CCONV_OK;
+    const unsigned fpm = cconv_fp_enter();
+    const int status = SFX(direct_forward)(p, x, w, bias, y, act, 1, nthreads);
     cconv_fp_leave(fpm);
     return status;
 }

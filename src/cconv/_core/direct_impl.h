@@ -117,10 +117,16 @@ typedef struct {
 #if DIR_VEC
 typedef SFX(dir_vt) SFX(dir_v);
 
+/* The larger of a and b, NaN if either is (max_pool2d's rule). */
+#define DIR_NANMAX(a, b) (((b) > (a) || (b) != (b)) ? (b) : (a))
+
+/* POOL: v[0] and v[1] are the same columns of two output rows; the tile
+ * stores the 2x2 max of each column pair instead (v[0].out: the first
+ * pooled output, v[0].lanes: how many). */
 static inline __attribute__((always_inline)) void
-SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *CCONV_RESTRICT koff,
-              const T *CCONV_RESTRICT wp, const T *buf, const SFX(dir_vec) *v,
-              T *const *yc, const T *bias, int act)
+SFX(dir_tile)(const int mr, const int nv, const int POOL, int64_t K,
+              const int64_t *CCONV_RESTRICT koff, const T *CCONV_RESTRICT wp, const T *buf,
+              const SFX(dir_vec) *v, T *const *yc, const T *bias, int act)
 {
     SFX(dir_v) acc[DIR_MR][2];
     const SFX(dir_v) zero = {0};
@@ -138,6 +144,28 @@ SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *CCONV_RESTRI
             acc[r][0] += a0 * b;
             if (nv > 1) acc[r][1] += a1 * b;
         }
+    }
+    if (POOL) {
+        for (int r = 0; r < mr; ++r) {
+            const T bv = bias ? bias[r] : (T)0;
+            SFX(dir_v) s0 = acc[r][0] + bv, s1 = acc[r][1] + bv;
+            if (act == CCONV_ACT_RELU) {
+                const __typeof__(s0 < zero) n0 = s0 < zero, n1 = s1 < zero;
+                s0 = (SFX(dir_v))((__typeof__(n0))s0 & ~n0);
+                s1 = (SFX(dir_v))((__typeof__(n1))s1 & ~n1);
+            }
+            /* rows first, then column pairs: the same maximum as max_pool2d's
+             * (which NaN wins when several are NaN is not observable) */
+            const __typeof__(s0 < zero) take = (s1 > s0) | (s1 != s1);
+            const SFX(dir_v) m = (SFX(dir_v))(((__typeof__(take))s1 & take) |
+                                                ((__typeof__(take))s0 & ~take));
+            T lanes[32 / sizeof(T)];
+            memcpy(lanes, &m, sizeof m);
+            T *dst = yc[r] + v[0].out;
+            for (int l = 0; l < v[0].lanes; ++l)
+                dst[l] = DIR_NANMAX(lanes[2 * l], lanes[2 * l + 1]);
+        }
+        return;
     }
     for (int r = 0; r < mr; ++r) {
         const T bv = bias ? bias[r] : (T)0;
@@ -162,10 +190,34 @@ SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *CCONV_RESTRI
 }
 #else
 /* The portable tile: the same sums in the same order, without vectors. */
-static void SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *koff,
-                          const T *wp, const T *buf, const SFX(dir_vec) *v,
-                          T *const *yc, const T *bias, int act)
+#define DIR_NANMAX(a, b) (((b) > (a) || (b) != (b)) ? (b) : (a))
+
+static T SFX(dir_one)(int64_t K, const int64_t *koff, const T *wp, const T *buf,
+                      int64_t in, int r, const T *bias, int act)
 {
+    T s = 0;
+    for (int64_t k = 0; k < K; ++k) s += buf[in + koff[k]] * wp[k * DIR_MR + r];
+    s += bias ? bias[r] : (T)0;
+    return (act == CCONV_ACT_RELU && s < 0) ? 0 : s;
+}
+
+static void SFX(dir_tile)(const int mr, const int nv, const int POOL, int64_t K,
+                          const int64_t *koff, const T *wp, const T *buf,
+                          const SFX(dir_vec) *v, T *const *yc, const T *bias, int act)
+{
+    if (POOL) {
+        for (int r = 0; r < mr; ++r)
+            for (int l = 0; l < v[0].lanes; ++l) {
+                T m = SFX(dir_one)(K, koff, wp, buf, v[0].in + 2 * l, r, bias, act);
+                for (int q = 1; q < 4; ++q) {
+                    const T e = SFX(dir_one)(K, koff, wp, buf, v[q >> 1].in + 2 * l + (q & 1),
+                                             r, bias, act);
+                    m = DIR_NANMAX(m, e);
+                }
+                yc[r][v[0].out + l] = m;
+            }
+        return;
+    }
     for (int u = 0; u < nv; ++u)
         for (int r = 0; r < mr; ++r)
             for (int l = 0; l < v[u].lanes; ++l) {
@@ -180,13 +232,17 @@ static void SFX(dir_tile)(const int mr, const int nv, int64_t K, const int64_t *
 #endif
 
 /* Every output vector of rows [oh0, oh1), paired, for channels of one
- * block: the switch turns MR and NV into constants for dir_tile. */
+ * block: the switch turns MR and NV into constants for dir_tile. With
+ * pool, rows [oh0, oh1) (oh0 even) pooled 2x2 into yg (planes of
+ * (OH / 2) x (OW / 2)). */
 CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
                                        const int64_t *koff, const T *wp, int64_t cout_g,
                                        const T *buf, const SFX(dir_geom) *g, int64_t oh0,
-                                       int64_t oh1, const T *bias, int act, T *yg)
+                                       int64_t oh1, const T *bias, int act, int pool, T *yg)
 {
-    const int64_t OW = p->out_w, P = p->out_h * OW, sh = p->stride_h;
+    const int64_t OW = p->out_w, sh = p->stride_h;
+    const int64_t PH = p->out_h / 2, PW = OW / 2;
+    const int64_t P = pool ? PH * PW : p->out_h * OW;
     const int64_t nb = (cout_g + DIR_MR - 1) / DIR_MR;
     for (int64_t b = 0; b < nb; ++b) {
         const int mr = (int)(cout_g - b * DIR_MR < DIR_MR ? cout_g - b * DIR_MR : DIR_MR);
@@ -195,6 +251,23 @@ CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
         const T *wb = wp + b * K * DIR_MR;
         const T *bb = bias ? bias + b * DIR_MR : NULL;
         SFX(dir_vec) v[2];
+        if (pool) {
+            for (int64_t oh = oh0; oh + 1 < oh1 && oh < 2 * PH; oh += 2) {
+                for (int64_t ow = 0; ow < 2 * PW; ow += DIR_VL) {
+                    v[0].in = (oh - oh0) * sh * g->RS + ow;
+                    v[1].in = v[0].in + sh * g->RS;
+                    v[0].out = (oh / 2) * PW + ow / 2;
+                    v[0].lanes = (int)(PW - ow / 2 < DIR_VL / 2 ? PW - ow / 2 : DIR_VL / 2);
+#define DIR_CASE(M)                                                                  \
+    case M: SFX(dir_tile)(M, 2, 1, K, koff, wb, buf, v, yc, bb, act); break;
+                    switch (mr) {
+                        DIR_CASE(1) DIR_CASE(2) DIR_CASE(3) DIR_CASE(4) DIR_CASE(5) DIR_CASE(6)
+                    }
+#undef DIR_CASE
+                }
+            }
+            continue;
+        }
         int nv = 0;
         for (int64_t oh = oh0; oh < oh1; ++oh) {
             for (int64_t ow = 0; ow < OW; ow += DIR_VL) {
@@ -204,8 +277,8 @@ CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
                 if (++nv < 2 && !(oh == oh1 - 1 && ow + DIR_VL >= OW)) continue;
 #define DIR_CASE(M)                                                                  \
     case M:                                                                         \
-        if (nv == 2) SFX(dir_tile)(M, 2, K, koff, wb, buf, v, yc, bb, act);          \
-        else SFX(dir_tile)(M, 1, K, koff, wb, buf, v, yc, bb, act);                  \
+        if (nv == 2) SFX(dir_tile)(M, 2, 0, K, koff, wb, buf, v, yc, bb, act);       \
+        else SFX(dir_tile)(M, 1, 0, K, koff, wb, buf, v, yc, bb, act);               \
         break;
                 switch (mr) {
                     DIR_CASE(1) DIR_CASE(2) DIR_CASE(3) DIR_CASE(4) DIR_CASE(5) DIR_CASE(6)
@@ -217,8 +290,11 @@ CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
     }
 }
 
+/* y = act(conv(x, w) + bias), or with pool its 2x2 / stride 2 max pooling
+ * ((OH / 2) x (OW / 2) planes: a last odd row or column is dropped, as
+ * max_pool2d(2) does), without the full-size output ever being stored. */
 static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
-                               const T *bias, T *y, int act, int nthreads)
+                               const T *bias, T *y, int act, int pool, int nthreads)
 {
     const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
     const int64_t K = cin_g * p->kh * p->kw, OH = p->out_h, P = OH * p->out_w;
@@ -239,6 +315,10 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
         while (want < OH && (images * want) % nt) ++want;
         if (want > chunks) chunks = want < OH ? want : OH;
         rows = (OH + chunks - 1) / chunks;
+        chunks = (OH + rows - 1) / rows;
+    }
+    if (pool && rows % 2) {      /* a job pools whole pairs of rows */
+        rows = rows + 1 < OH ? rows + 1 : OH;
         chunks = (OH + rows - 1) / rows;
     }
     const int64_t njobs = p->n * G * chunks;
@@ -277,9 +357,10 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
             const int64_t n = ng / G, g = ng % G;
             const int64_t oh0 = chunk * rows, oh1 = oh0 + rows < OH ? oh0 + rows : OH;
             SFX(dir_fill)(p, x + (n * p->c_in + g * cin_g) * HW, cin_g, oh0, &geo, buf);
+            const int64_t plane = pool ? (OH / 2) * (p->out_w / 2) : P;
             SFX(dir_rows)(p, K, koff, wp + g * nb * K * DIR_MR, cout_g, buf, &geo, oh0, oh1,
-                          bias ? bias + g * cout_g : NULL, act,
-                          y + (n * p->c_out + g * cout_g) * P);
+                          bias ? bias + g * cout_g : NULL, act, pool,
+                          y + (n * p->c_out + g * cout_g) * plane);
         }
         cconv_work_free(0, buf);
         cconv_fp_leave(fpm);
