@@ -40,6 +40,26 @@ int main(void) {
             }
             if (st || err > 1e-3) { printf("shape %u algo %d nt %d: status %d err %g\n", s, algo, nt, st, err); fails++; }
         }
+        /* the direct kernel with 2x2 max pooling in its epilogue */
+        for (int nt = 1; nt <= 2; nt++) {
+            const int64_t PH = p.out_h / 2, PW = p.out_w / 2;
+            float *yp = malloc((size_t)(p.n * p.c_out * (PH * PW > 0 ? PH * PW : 1)) * 4);
+            int st = cconv_conv2d_forward_maxpool2_f32(&p, x, w, b, yp, q[8], nt);
+            double err = 0;
+            for (int n = 0; n < p.n; n++) for (int co = 0; co < p.c_out; co++)
+                for (int ph = 0; ph < PH; ph++) for (int pw = 0; pw < PW; pw++) {
+                    double m = -INFINITY;
+                    for (int u = 0; u < 4; u++) {
+                        double r = ref(&p, x, w, b, n, co, 2 * ph + u / 2, 2 * pw + u % 2);
+                        if (q[8] && r < 0) r = 0;
+                        if (r > m) m = r;
+                    }
+                    double e = fabs(m - yp[((n * p.c_out + co) * PH + ph) * PW + pw]);
+                    if (e > err) err = e;
+                }
+            if (st || err > 1e-3) { printf("shape %u maxpool2 nt %d: status %d err %g\n", s, nt, st, err); fails++; }
+            free(yp);
+        }
         free(x); free(w); free(b); free(y);
     }
     printf(fails ? "FAILED\n" : "conv paths: OK\n");
