@@ -75,6 +75,59 @@ def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, 
                  np.maximum(R.conv2d(x, w, **kw), 0), dtype)
 
 
+def test_winograd_weight_cache_never_serves_stale_weights(rng):
+    """The transformed kernels are cached per thread by the weights' bytes: a
+    weight changed in place, another array at the same address, a sign of
+    zero, all recompute; many layers evict each other and stay correct."""
+    x = rng.standard_normal((1, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+
+    def check():
+        got = ops.conv2d(x, w, padding=1, algorithm="winograd")
+        assert_close(got, R.conv2d(x, w, padding=1), np.float32)
+        return got
+
+    first = check()
+    np.testing.assert_array_equal(check(), first)      # a hit: the same result
+    w[3, 5, 1, 1] += 1.0                                # changed in place
+    assert not np.array_equal(check(), first)
+    w[...] = 0.0
+    zero = check()
+    w[...] = -0.0                                       # equal values, other bits
+    np.testing.assert_array_equal(check(), zero)
+    w[...] = rng.standard_normal(w.shape)
+    check()
+    layers = [rng.standard_normal((16, 16, 3, 3)).astype(np.float32) for _ in range(40)]
+    for _ in range(2):                                  # more layers than cache entries
+        for lw in layers:
+            assert_close(ops.conv2d(x, lw, padding=1, algorithm="winograd"),
+                         R.conv2d(x, lw, padding=1), np.float32)
+
+
+def test_winograd_weight_cache_is_per_thread(rng):
+    import threading
+    x = rng.standard_normal((1, 16, 18, 18)).astype(np.float32)
+    ws = [rng.standard_normal((24, 16, 3, 3)).astype(np.float32) for _ in range(4)]
+    want = [R.conv2d(x, w, padding=1) for w in ws]
+    errors = []
+
+    def worker(i):
+        try:
+            for j in range(30):
+                k = (i + j) % 4
+                assert_close(ops.conv2d(x, ws[k], padding=1, algorithm="winograd"),
+                             want[k], np.float32)
+        except Exception as exc:   # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 def test_winograd_accuracy_is_close_to_im2col(rng):
     """F(2x2, 3x3) rounds a little more than a direct sum; bound it on a deep layer."""
     x = rng.standard_normal((2, 128, 16, 16)).astype(np.float32)

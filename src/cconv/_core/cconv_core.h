@@ -58,6 +58,16 @@ void cconv_fp_leave(unsigned saved);
  * the convolutions' own scratch, 2 the GEMM's packing buffers. */
 void *cconv_work_alloc(int slot, size_t bytes);
 void cconv_work_free(int slot, void *p);
+/* This thread's cached array of `bytes` derived from the src_bytes at src
+ * (kind: which derivation). *fresh = 0: it holds what was derived from these
+ * very bytes before; *fresh = 1: the caller must (re)compute it. NULL (with
+ * *fresh = 1) when nothing can be cached: the caller allocates its own.
+ * Valid until this thread's next call. cconv_derived_clear() empties the
+ * calling thread's cache. */
+void *cconv_derived_get(int kind, const void *src, size_t src_bytes, size_t bytes,
+                        int *fresh);
+void cconv_derived_clear(void);
+enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2 };
 
 /* ---- GEMM: row-major C[M,N] = alpha * op(A) op(B) + beta * C ----
  * op(A) is M x K: A stored M x K (lda >= K) when transa == 0, else K x M

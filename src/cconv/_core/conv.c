@@ -73,15 +73,16 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
            p->out_h >= 1 && p->out_w >= 1;
 }
 
-/* Winograd needs enough channels and tiles to amortise its transforms, and
- * rows of at least 8 tiles for its vector loops. Measured on Zen 3, 1
- * thread, vs im2col + GEMM: 1.2-1.5x faster on 64x56x56 and 128x28x28 3x3
- * layers and 16-32 channels at 32-56 pixels; slower (0.66x) on 256x14x14 at
- * batch 1 (49 tiles do not pay for transforming 256x256 weights) and on
- * 14x14 maps (rows of 7 tiles). */
+/* Winograd needs enough channels and tiles to amortise its input and output
+ * transforms (its weight transform is cached per thread, threads.c), and
+ * rows of at least 7 tiles for its vector loops. Measured on Zen 3, 1
+ * thread, vs im2col + GEMM (and the direct path below K = 320): 1.2-1.5x
+ * faster on 64x56x56 and 128x28x28 3x3 layers, 1.16x on 256x14x14 and
+ * 1.3x on 128x14x14 at batch 1 (before the weight cache these lost: 0.66x);
+ * slower on 7x7 maps (512x7x7: 0.9x, rows of 4 tiles). */
 #define CCONV_WINOGRAD_MIN_CHANNELS 16
-#define CCONV_WINOGRAD_MIN_TILES 128
-#define CCONV_WINOGRAD_MIN_ROW 16
+#define CCONV_WINOGRAD_MIN_TILES 32
+#define CCONV_WINOGRAD_MIN_ROW 14
 
 /* Reductions up to this long run the direct kernel: measured on Zen 3, 1
  * thread, it beats im2col + GEMM by 1.2-2x on LeNet's layers, 7x7 stems and

@@ -196,7 +196,14 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
     const int64_t nblocks = (tiles + tb - 1) / tb;
     const int inner_nt = nblocks < nt ? nt : 1;
     if (nblocks < nt) nt = 1;
-    T *U = (T *)cconv_work_alloc(1, (size_t)(16 * cout * cin) * sizeof(T));
+    /* the transformed weights, from this thread's cache when w is unchanged */
+    const size_t ubytes = (size_t)(16 * cout * cin) * sizeof(T);
+    int fresh_u = 1;
+    T *U = (T *)cconv_derived_get(sizeof(T) == 4 ? CCONV_DERIVED_WINOGRAD_F32
+                                                 : CCONV_DERIVED_WINOGRAD_F64,
+                                  w, (size_t)(9 * cout * cin) * sizeof(T), ubytes, &fresh_u);
+    const int cached_u = U != NULL;
+    if (!U) U = (T *)cconv_work_alloc(1, ubytes);
     if (!U) return CCONV_ENOMEM;
     int status = CCONV_OK;
 #ifdef _OPENMP
@@ -220,7 +227,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         #pragma omp for schedule(static)
 #endif
         for (co = 0; co < cout; ++co)
-            if (buf) SFX(wino_weights)(w, cout, cin, co, co + 1, U, buf);
+            if (buf && fresh_u) SFX(wino_weights)(w, cout, cin, co, co + 1, U, buf);
         /* (the implied barrier: U is complete before any block uses it) */
         T *V = buf, *M = buf ? buf + vsz : NULL;
         T *rows = buf ? M + msz : NULL, *out = buf ? rows + rsz : NULL;
@@ -249,6 +256,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         cconv_work_free(0, buf);
         cconv_fp_leave(fpm);
     }
-    cconv_work_free(1, U);
+    if (!cached_u) cconv_work_free(1, U);
+    else if (status != CCONV_OK) cconv_derived_clear();   /* U may be incomplete */
     return status;
 }
