@@ -55,7 +55,8 @@ void cconv_fp_leave(unsigned saved);
 /* Per-thread work buffer for `slot` (0..3), 64-byte aligned, contents
  * undefined, kept by the thread for its next call (see threads.c); NULL when
  * out of memory. Give it back with cconv_work_free(slot, p). Slots: 0 and 1
- * the convolutions' own scratch, 2 the GEMM's packing buffers. */
+ * the convolutions' own scratch, 2 the GEMM's packing buffers, 3 packed
+ * weights that could not be cached. */
 void *cconv_work_alloc(int slot, size_t bytes);
 void cconv_work_free(int slot, void *p);
 /* This thread's cached array of `bytes` derived from the src_bytes at src
@@ -67,7 +68,8 @@ void cconv_work_free(int slot, void *p);
 void *cconv_derived_get(int kind, const void *src, size_t src_bytes, size_t bytes,
                         int *fresh);
 void cconv_derived_clear(void);
-enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2 };
+enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2,
+       CCONV_DERIVED_GEMM_A_F32 = 3, CCONV_DERIVED_GEMM_A_F64 = 4 };
 
 /* ---- GEMM: row-major C[M,N] = alpha * op(A) op(B) + beta * C ----
  * op(A) is M x K: A stored M x K (lda >= K) when transa == 0, else K x M
@@ -81,6 +83,24 @@ int cconv_gemm_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
                    double alpha, const double *A, int64_t lda,
                    const double *B, int64_t ldb, double beta,
                    double *C, int64_t ldc, int nthreads);
+
+/* op(A) packed once for many products with the same A (weights): size in
+ * elements of the packed copy, the packing, and the product that uses it
+ * (A is still passed: small products read it in place). */
+size_t cconv_gemm_packed_a_size_f32(int64_t M, int64_t K);
+size_t cconv_gemm_packed_a_size_f64(int64_t M, int64_t K);
+void cconv_gemm_pack_a_f32(int transa, int64_t M, int64_t K, const float *A, int64_t lda,
+                           float *ap);
+void cconv_gemm_pack_a_f64(int transa, int64_t M, int64_t K, const double *A, int64_t lda,
+                           double *ap);
+int cconv_gemm_pa_f32(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, const float *ap,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                      int nthreads);
+int cconv_gemm_pa_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                      double alpha, const double *A, int64_t lda, const double *ap,
+                      const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
+                      int nthreads);
 
 /* ---- 2-D convolution (cross-correlation, like every DL framework) ----
  * 1-D convolution is the H == 1 case. */

@@ -106,15 +106,27 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define T float
 #define SFX(name) name##_f32
 #define GEMM cconv_gemm_f32
+#define GEMM_PA cconv_gemm_pa_f32
+#define GEMM_PACK_A cconv_gemm_pack_a_f32
+#define GEMM_PACKED_A_SIZE cconv_gemm_packed_a_size_f32
 #include "conv_impl.h"
 #undef T
 #undef SFX
 #undef GEMM
+#undef GEMM_PA
+#undef GEMM_PACK_A
+#undef GEMM_PACKED_A_SIZE
 
 #define T double
 #define SFX(name) name##_f64
 #define GEMM cconv_gemm_f64
+#define GEMM_PA cconv_gemm_pa_f64
+#define GEMM_PACK_A cconv_gemm_pack_a_f64
+#define GEMM_PACKED_A_SIZE cconv_gemm_packed_a_size_f64
 #include "conv_impl.h"
 #undef T
 #undef SFX
 #undef GEMM
+#undef GEMM_PA
+#undef GEMM_PACK_A
+#undef GEMM_PACKED_A_SIZE

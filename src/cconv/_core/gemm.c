@@ -36,6 +36,7 @@
 #ifndef GEMM_T
 
 #include <stdlib.h>
+#include <string.h>
 #include <stdint.h>
 #include "cconv_core.h"
 #ifdef _OPENMP
@@ -498,6 +499,7 @@ typedef struct {
     const T *B; int64_t ldb;
     T *C; int64_t ldc;
     int isa;
+    const T *ap;       /* op(A) packed whole (S(cconv_gemm_pack_a)) or NULL */
 } S(gemm_job);
 
 /* ---- portable micro-kernel, same contract as the AVX2 ones ----
@@ -880,7 +882,8 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
         for (int64_t pc = 0; pc < K; pc += kcb) {
             const int64_t kc = gemm_min(kcb, K - pc);
             const T beta = pc == 0 ? x->beta : (T)1;
-            S(pack_a)(x, m0, mc, pc, kc, abuf);
+            const T *ablk = x->ap ? x->ap + pc * gemm_cdiv(x->M, MR) * MR + m0 * kc : abuf;
+            if (!x->ap) S(pack_a)(x, m0, mc, pc, kc, abuf);
             if (direct_b) {
                 const int64_t nfull = (n1 - n0) / NR * NR;
                 S(bview) bv;
@@ -890,7 +893,7 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
                     S(pack_b)(x, pc, kc, n0 + nfull, n1 - n0 - nfull, bbuf);
                     bv.edge = bbuf;
                 }
-                S(macro)(x->isa, mc, n1 - n0, kc, abuf, &bv, x->C + m0 * ldc + n0,
+                S(macro)(x->isa, mc, n1 - n0, kc, ablk, &bv, x->C + m0 * ldc + n0,
                          ldc, x->alpha, beta);
                 continue;
             }
@@ -898,7 +901,7 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
                 const int64_t nc = gemm_min(ncb, n1 - jc);
                 S(pack_b)(x, pc, kc, jc, nc, bbuf);
                 S(bview) bv = { bbuf, NR * kc, NR, NULL };
-                S(macro)(x->isa, mc, nc, kc, abuf, &bv, x->C + m0 * ldc + jc,
+                S(macro)(x->isa, mc, nc, kc, ablk, &bv, x->C + m0 * ldc + jc,
                          ldc, x->alpha, beta);
             }
         }
@@ -914,9 +917,10 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
             S(pack_b)(x, pc, kc, jc, nc, bbuf);
             for (int64_t ic = m0; ic < m1; ic += mcb) {
                 const int64_t mc = gemm_min(mcb, m1 - ic);
-                S(pack_a)(x, ic, mc, pc, kc, abuf);
+                const T *ablk = x->ap ? x->ap + pc * gemm_cdiv(x->M, MR) * MR + ic * kc : abuf;
+                if (!x->ap) S(pack_a)(x, ic, mc, pc, kc, abuf);
                 S(bview) bv = { bbuf, NR * kc, NR, NULL };
-                S(macro)(x->isa, mc, nc, kc, abuf, &bv, x->C + ic * ldc + jc,
+                S(macro)(x->isa, mc, nc, kc, ablk, &bv, x->C + ic * ldc + jc,
                          ldc, x->alpha, beta);
             }
         }
@@ -1072,10 +1076,56 @@ static void S(direct_c)(const S(gemm_job) *x) { S(direct_body)(x); }
 GEMM_AVX2 static void S(direct_avx2)(const S(gemm_job) *x) { S(direct_body)(x); }
 #endif
 
-/* ---- entry point ---- */
+/* ---- A packed once for many products (weights) ----
+ * The layout the blocked path packs into, for all rows and k blocks at
+ * once: k block pc (kc = its width) at pc * roundup(M, MR), then slivers of
+ * MR rows, kc * MR each. Row blocks start at multiples of MR and k blocks
+ * at multiples of the block width, both functions of M and K only, so a
+ * product finds its block by offset. */
+size_t S(cconv_gemm_packed_a_size)(int64_t M, int64_t K)
+{
+    return (size_t)(gemm_cdiv(M, MR) * MR * (K > 0 ? K : 1)) + GEMM_PAD;
+}
+
+void S(cconv_gemm_pack_a)(int transa, int64_t M, int64_t K, const T *A, int64_t lda, T *ap)
+{
+    if (M <= 0 || K <= 0) return;
+    S(gemm_job) x;
+    memset(&x, 0, sizeof x);
+    x.ta = transa != 0; x.M = M; x.K = K; x.A = A; x.lda = lda; x.isa = gemm_isa();
+    const int64_t kcb = gemm_even_block(K, GEMM_KC, 1), mp = gemm_cdiv(M, MR) * MR;
+    for (int64_t pc = 0; pc < K; pc += kcb) {
+        const int64_t kc = gemm_min(kcb, K - pc);
+        S(pack_a)(&x, 0, M, pc, kc, ap + pc * mp);
+    }
+}
+
+static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                        T alpha, const T *A, int64_t lda, const T *ap, const T *B,
+                        int64_t ldb, T beta, T *C, int64_t ldc, int nthreads);
+
 int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                   T alpha, const T *A, int64_t lda, const T *B, int64_t ldb,
                   T beta, T *C, int64_t ldc, int nthreads)
+{
+    return S(gemm_impl)(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C,
+                        ldc, nthreads);
+}
+
+/* The same product with op(A) also given packed (ap, from cconv_gemm_pack_a
+ * with the same transa, M, K, A): paths that pack A use ap instead. */
+int S(cconv_gemm_pa)(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                     T alpha, const T *A, int64_t lda, const T *ap, const T *B,
+                     int64_t ldb, T beta, T *C, int64_t ldc, int nthreads)
+{
+    return S(gemm_impl)(transa, transb, M, N, K, alpha, A, lda, ap, B, ldb, beta, C,
+                        ldc, nthreads);
+}
+
+/* ---- entry point ---- */
+static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                        T alpha, const T *A, int64_t lda, const T *ap, const T *B,
+                        int64_t ldb, T beta, T *C, int64_t ldc, int nthreads)
 {
     if (M <= 0 || N <= 0) return CCONV_OK;
     if (K <= 0) {
@@ -1092,6 +1142,7 @@ int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
     x.alpha = alpha; x.beta = beta;
     x.A = A; x.lda = lda; x.B = B; x.ldb = ldb; x.C = C; x.ldc = ldc;
     x.isa = gemm_isa();
+    x.ap = ap;
 
     const double work = (double)M * (double)N * (double)K;
     if (work < GEMM_DIRECT_WORK || M == 1 || N == 1) {
