@@ -75,15 +75,16 @@ def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, 
                  np.maximum(R.conv2d(x, w, **kw), 0), dtype)
 
 
-def test_winograd_weight_cache_never_serves_stale_weights(rng):
-    """The transformed kernels are cached per thread by the weights' bytes: a
-    weight changed in place, another array at the same address, a sign of
-    zero, all recompute; many layers evict each other and stay correct."""
+@pytest.mark.parametrize("algorithm", ["winograd", "im2col_gemm"])
+def test_weight_cache_never_serves_stale_weights(rng, algorithm):
+    """Transformed / packed weights are cached per thread by the weights' bytes:
+    a weight changed in place, a sign of zero, new values, all recompute; many
+    layers evict each other and stay correct."""
     x = rng.standard_normal((1, 16, 20, 20)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
 
     def check():
-        got = ops.conv2d(x, w, padding=1, algorithm="winograd")
+        got = ops.conv2d(x, w, padding=1, algorithm=algorithm)
         assert_close(got, R.conv2d(x, w, padding=1), np.float32)
         return got
 
@@ -100,7 +101,7 @@ def test_winograd_weight_cache_never_serves_stale_weights(rng):
     layers = [rng.standard_normal((16, 16, 3, 3)).astype(np.float32) for _ in range(40)]
     for _ in range(2):                                  # more layers than cache entries
         for lw in layers:
-            assert_close(ops.conv2d(x, lw, padding=1, algorithm="winograd"),
+            assert_close(ops.conv2d(x, lw, padding=1, algorithm=algorithm),
                          R.conv2d(x, lw, padding=1), np.float32)
 
 

@@ -44,6 +44,25 @@ static void ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alp
         }
 }
 
+/* 1: every product runs through cconv_gemm_pack_a + cconv_gemm_pa instead */
+static int use_pa = 0;
+
+#define DEFINE_PA(T, SFX)                                                          \
+static int gemm_pa_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K, T alpha, \
+                         const T *A, int64_t lda, const T *B, int64_t ldb, T beta, \
+                         T *C, int64_t ldc, int nt)                                \
+{                                                                                  \
+    T *ap = malloc(cconv_gemm_packed_a_size_##SFX(M, K) * sizeof(T));              \
+    if (!ap) return CCONV_ENOMEM;                                                  \
+    cconv_gemm_pack_a_##SFX(ta, M, K, A, lda, ap);                                 \
+    int rc = cconv_gemm_pa_##SFX(ta, tb, M, N, K, alpha, A, lda, ap, B, ldb, beta, \
+                                 C, ldc, nt);                                      \
+    free(ap);                                                                      \
+    return rc;                                                                     \
+}
+DEFINE_PA(float, f32)
+DEFINE_PA(double, f64)
+
 #define DEFINE_CHECK(T, SFX, GEMM, EPS)                                            \
 static int check_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K,            \
                        int64_t pa, int64_t pb, int64_t pc, double alpha,           \
@@ -71,8 +90,8 @@ static int check_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K,         
         A[ia] = (T)INFINITY; Ad[ia] = INFINITY;                                    \
         B[ib] = (T)NAN; Bd[ib] = NAN;                                              \
     }                                                                              \
-    int rc = GEMM(ta, tb, M, N, K, (T)alpha, A, lda, B, ldb, (T)beta, C, ldc,      \
-                  nthreads);                                                       \
+    int rc = (use_pa ? gemm_pa_##SFX : GEMM)(ta, tb, M, N, K, (T)alpha, A, lda, B, \
+                                             ldb, (T)beta, C, ldc, nthreads);     \
     ref_gemm(ta, tb, M, N, K, (double)(T)alpha, Ad, lda, Bd, ldb, (double)(T)beta, \
              Cd, ldc);                                                             \
     int bad = rc != CCONV_OK;                                                      \
@@ -278,8 +297,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "bench") == 0) { bench(); return 0; }
     int quick = argc > 1 && strcmp(argv[1], "-q") == 0;
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 0) unsetenv("CCONV_GEMM_PORTABLE");
+    for (int pass = 0; pass < 4; pass++) {
+        /* passes 2 and 3: A packed ahead (cconv_gemm_pa) */
+        use_pa = pass >= 2;
+        if (pass % 2 == 0) unsetenv("CCONV_GEMM_PORTABLE");
         else setenv("CCONV_GEMM_PORTABLE", "1", 1);
         int isa = cconv_gemm_redispatch_();
         long before = n_fail, cases = n_cases;
@@ -288,8 +309,8 @@ int main(int argc, char **argv)
         threads();
         sweep(quick);
         big();
-        printf("%s kernels: %ld cases, %ld failures\n",
-               isa ? "AVX2" : "portable", n_cases - cases, n_fail - before);
+        printf("%s kernels%s: %ld cases, %ld failures\n", isa ? "AVX2" : "portable",
+               use_pa ? ", A packed ahead" : "", n_cases - cases, n_fail - before);
     }
     unsetenv("CCONV_GEMM_PORTABLE");
     cconv_gemm_redispatch_();
