@@ -185,6 +185,28 @@ def test_conv2d_backward(rng, nthreads, dtype, xs, ws, kw):
     assert_close(gb, rb, dtype)
 
 
+# stride 1, >= 4 input channels per group, short reductions: the input
+# gradient runs as a direct convolution of grad_out (flipped kernel, padding
+# k - 1 - pad, asymmetric pads, groups, odd sizes)
+BACKWARD_DIRECT_CASES = [
+    ((64, 6, 12, 12), (16, 6, 5, 5), {}),
+    ((2, 8, 9, 11), (6, 4, 3, 3), {"groups": 2, "padding": ((2, 0), (1, 2))}),
+    ((3, 5, 7, 16), (7, 5, 3, 5), {"padding": (1, 2)}),
+    ((1, 4, 1, 9), (3, 4, 1, 3), {"padding": "same"}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", BACKWARD_DIRECT_CASES, ids=_ids(BACKWARD_DIRECT_CASES))
+def test_conv2d_backward_direct_input_gradient(rng, nthreads, dtype, xs, ws, kw):
+    x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
+    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    gx, gw, _ = ops.conv2d_backward(gy, x, w, **kw)
+    rx, rw, _ = R.conv2d_backward(gy, x, w, **kw)
+    assert_close(gx, rx, dtype)
+    assert_close(gw, rw, dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", CONV2D_BIG, ids=_ids(CONV2D_BIG))
 def test_conv2d_backward_big(rng, nthreads, dtype, xs, ws, kw):
