@@ -105,6 +105,16 @@ def test_weight_cache_never_serves_stale_weights(rng, algorithm):
                          R.conv2d(x, lw, padding=1), np.float32)
 
 
+def test_clearing_the_weight_cache_keeps_results(rng):
+    x = rng.standard_normal((1, 16, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    first = ops.conv2d(x, w, padding=1, algorithm="winograd")
+    ops.clear_weight_cache()
+    np.testing.assert_array_equal(ops.conv2d(x, w, padding=1, algorithm="winograd"), first)
+    ops.clear_weight_cache()
+    ops.clear_weight_cache()    # an empty cache: nothing to do
+
+
 def test_winograd_weight_cache_is_per_thread(rng):
     import threading
     x = rng.standard_normal((1, 16, 18, 18)).astype(np.float32)

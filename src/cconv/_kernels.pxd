@@ -55,6 +55,7 @@ cdef extern from "cconv_core.h" nogil:
                                           const double *w, const double *bias, double *y,
                                           int activation, int nthreads)
     void cconv_set_flush_denormal(int on)
+    void cconv_derived_clear()
     int cconv_get_flush_denormal()
     int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
                                  const double *w, const double *bias, double *y, int nthreads)

@@ -205,6 +205,10 @@ def set_flush_denormal(bint on):
     cconv_set_flush_denormal(on)
 
 
+def clear_weight_cache():
+    cconv_derived_clear()
+
+
 def get_flush_denormal():
     return bool(cconv_get_flush_denormal())
 

@@ -30,7 +30,7 @@ __all__ = [
     "global_avg_pool1d_backward", "global_avg_pool2d_backward",
     "gemm", "convolve", "correlate", "conv_output_size", "pool_output_size",
     "conv2d_runner", "max_pool2d_runner", "gemm_runner", "conv2d_algorithms",
-    "set_flush_denormal", "get_flush_denormal",
+    "set_flush_denormal", "get_flush_denormal", "clear_weight_cache",
 ]
 
 # Refuse arrays whose element count could not be indexed safely or would ask
@@ -726,6 +726,17 @@ def set_flush_denormal(on):
 def get_flush_denormal():
     """Whether the kernels flush denormals to zero (see set_flush_denormal)."""
     return _kernels.get_flush_denormal()
+
+
+def clear_weight_cache():
+    """Free the calling thread's cache of prepared convolution weights.
+
+    Winograd's transformed kernels and the GEMM's packed weights are kept per
+    thread between calls (at most 32 layers and 128 MiB per thread, keyed by
+    an exact copy of the weights, so changed weights are never served stale)
+    and freed when the thread exits; this frees them now.
+    """
+    _kernels.clear_weight_cache()
 
 
 def max_pool2d_runner(x_shape, dtype, kernel_size, stride=None, padding=0, dilation=1,
