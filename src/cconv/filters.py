@@ -25,6 +25,7 @@ run as two 1-D passes, 3x3 kernels have unrolled paths, every kernel is
 vectorised over columns and two output rows at a time, rows are spread over
 OpenMP threads, and large dense kernels (from 35x35) go through the FFT.
 """
+import functools
 import numbers
 
 import numpy as np
@@ -363,6 +364,18 @@ def _fft_filter(x4, kk, anchors, out_hw, mode, cval, nthreads):
     return np.ascontiguousarray(np.moveaxis(out, 1, 3), dtype=x4.dtype)
 
 
+@functools.lru_cache(maxsize=256)
+def _separable_factors(data, shape, rtol):
+    """is_separable of the float64 kernel with these bytes, remembered: the
+    SVD behind it was half of a small image's filter2d time (and woke
+    OpenBLAS's threads beside the kernels' own). Factors are read-only."""
+    factors = is_separable(np.frombuffer(data, np.float64).reshape(shape), rtol)
+    if factors is not None:
+        for f in factors:
+            f.setflags(write=False)
+    return factors
+
+
 def _plan(kk, cdt, method, x4):
     """How to apply the correlation kernel kk to x4 (compute dtype cdt):
     ("separable", (kcol, krow)), ("fft", None) or ("direct", None)."""
@@ -373,7 +386,8 @@ def _plan(kk, cdt, method, x4):
         return "fft", None
     # a single row or column is already one 1-D pass
     if method == "separable" or min(kh, kw) > 1:
-        factors = is_separable(kk, _SEPARABLE_RTOL[cdt])
+        factors = _separable_factors(np.asarray(kk, np.float64).tobytes(), kk.shape,
+                                     _SEPARABLE_RTOL[cdt])
         if factors is not None:
             return "separable", factors
         if method == "separable":
