@@ -4,9 +4,7 @@ Entry points are loaded one by one, so that a plugin that fails to import,
 or implements a hook cconv does not have, is reported by name and skipped
 (raised under CCONV_STRICT_PLUGINS=1) while the others load.
 """
-import difflib
 import importlib
-import importlib.metadata
 import os
 import sys
 import warnings
@@ -82,6 +80,7 @@ def check_hooks(pm):
         name = pm.get_name(culprit) or repr(culprit)
         parts = []
         for hook in _misspelt_hooks(pm, culprit):
+            import difflib   # only for this message
             close = difflib.get_close_matches(hook, HOOKS, n=1)
             parts.append(f"{hook!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         raise PluginError(f"plugin {name!r} implements {', '.join(parts) or exc}, which "
@@ -100,7 +99,11 @@ def report(plugin_name, source, what, exc):
 
 
 def _entry_points(group):
-    # Looked up through the module at call time, so tests can substitute it.
+    # Imported here, not at the top: importlib.metadata (with the email
+    # parser it pulls in) took 28 ms, a fifth of what a first net costs to
+    # import. Looked up through the module at call time, so tests can
+    # substitute it.
+    import importlib.metadata
     try:
         return list(importlib.metadata.entry_points(group=group))
     except TypeError:  # Python 3.9: a dict of group -> entry points
