@@ -139,6 +139,30 @@ def test_winograd_weight_cache_is_per_thread(rng):
     assert not errors, errors
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", DIRECT_CASES + [((64, 6, 12, 12), (16, 6, 5, 5), {})],
+                         ids=_ids(DIRECT_CASES + [((64, 6, 12, 12), (16, 6, 5, 5), {})]))
+def test_pooled_direct_kernel_matches_the_reference(rng, nthreads, dtype, xs, ws, kw):
+    """conv2d_forward(pool2=True): act(conv + bias) max-pooled 2x2 in the epilogue."""
+    from cconv import _kernels
+    x, w, b = _operands(rng, xs, ws, dtype)
+    x[0, 0, 0, 0] = np.nan
+    plan = ops._conv_setup("conv2d", x, w, b, kw.get("stride", 1), kw.get("padding", 0),
+                           kw.get("dilation", 1), kw.get("groups", 1), 2)[3]
+    stride4, pads4, dil4, groups = plan[2:6]
+    for relu in (False, True):
+        ref = R.conv2d(x, w, b, **kw)
+        ref = np.maximum(ref, 0) if relu else ref
+        oh, ow = ref.shape[2] // 2, ref.shape[3] // 2
+        want = ref[:, :, :2 * oh, :2 * ow].reshape(ref.shape[0], ref.shape[1], oh, 2, ow, 2)
+        want = want.max(axis=(3, 5))            # NaN propagates, as in max_pool2d
+        got = np.full(want.shape, 7.0, dtype)
+        _kernels.conv2d_forward(x, w, b, got, stride4, pads4, dil4, groups,
+                                ops.get_num_threads(), int(relu), 0, True)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        assert_close(np.nan_to_num(got), np.nan_to_num(want).astype(dtype), dtype)
+
+
 def test_winograd_accuracy_is_close_to_im2col(rng):
     """F(2x2, 3x3) rounds a little more than a direct sum; bound it on a deep layer."""
     x = rng.standard_normal((2, 128, 16, 16)).astype(np.float32)

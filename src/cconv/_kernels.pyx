@@ -214,10 +214,13 @@ def get_flush_denormal():
 
 
 def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
-                   int64_t groups, int nthreads, int activation=0, int algo=0):
+                   int64_t groups, int nthreads, int activation=0, int algo=0,
+                   bint pool2=False):
     """y = act(conv2d(x, w) + bias) (bias may be None); y preallocated.
 
     activation / algo: values of ACTIVATIONS / ALGORITHMS (0: none / auto).
+    pool2: y = max_pool2d(that, 2), of (N, C_out, OH // 2, OW // 2), pooled in
+    the direct kernel's epilogue (algo is then ignored).
     """
     cdef int64_t xs[4]
     cdef int64_t ws[4]
@@ -226,7 +229,9 @@ def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
     _dims4(w, ws, "w")
     cdef int t = _typenum(x, "x")
     cdef cconv_conv2d_params p = _conv_params(xs, ws, stride, pads, dilation, groups)
-    ys[0] = p.n; ys[1] = p.c_out; ys[2] = p.out_h; ys[3] = p.out_w
+    ys[0] = p.n; ys[1] = p.c_out
+    ys[2] = p.out_h // 2 if pool2 else p.out_h
+    ys[3] = p.out_w // 2 if pool2 else p.out_w
     cdef char *xp = _data(x, t, 4, xs, False, "x")
     cdef char *wp = _data(w, t, 4, ws, False, "w")
     cdef char *yp = _data(y, t, 4, ys, True, "y")
@@ -238,45 +243,23 @@ def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
     cdef int status
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            status = cconv_conv2d_forward_ex_f32(&p, <float *>xp, <float *>wp, <float *>bp,
-                                                 <float *>yp, activation, algo, nthreads)
+            if pool2:
+                status = cconv_conv2d_forward_maxpool2_f32(
+                    &p, <float *>xp, <float *>wp, <float *>bp, <float *>yp, activation,
+                    nthreads)
+            else:
+                status = cconv_conv2d_forward_ex_f32(
+                    &p, <float *>xp, <float *>wp, <float *>bp, <float *>yp, activation,
+                    algo, nthreads)
         else:
-            status = cconv_conv2d_forward_ex_f64(&p, <double *>xp, <double *>wp,
-                                                 <double *>bp, <double *>yp, activation,
-                                                 algo, nthreads)
-    _raise_on(status)
-
-
-def conv2d_forward_maxpool2(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
-                            int64_t groups, int nthreads, int activation=0):
-    """y = max_pool2d(act(conv2d(x, w) + bias), 2) (bias may be None); y preallocated
-    with (N, C_out, OH // 2, OW // 2)."""
-    cdef int64_t xs[4]
-    cdef int64_t ws[4]
-    cdef int64_t ys[4]
-    _dims4(x, xs, "x")
-    _dims4(w, ws, "w")
-    cdef int t = _typenum(x, "x")
-    cdef cconv_conv2d_params p = _conv_params(xs, ws, stride, pads, dilation, groups)
-    ys[0] = p.n; ys[1] = p.c_out; ys[2] = p.out_h // 2; ys[3] = p.out_w // 2
-    cdef char *xp = _data(x, t, 4, xs, False, "x")
-    cdef char *wp = _data(w, t, 4, ws, False, "w")
-    cdef char *yp = _data(y, t, 4, ys, True, "y")
-    cdef char *bp = NULL
-    if bias is not None:
-        bp = _data(bias, t, 1, &ws[0], False, "bias")
-    if p.n == 0:
-        return
-    cdef int status
-    with nogil:
-        if t == cnp.NPY_FLOAT32:
-            status = cconv_conv2d_forward_maxpool2_f32(&p, <float *>xp, <float *>wp,
-                                                       <float *>bp, <float *>yp, activation,
-                                                       nthreads)
-        else:
-            status = cconv_conv2d_forward_maxpool2_f64(&p, <double *>xp, <double *>wp,
-                                                       <double *>bp, <double *>yp,
-                                                       activation, nthreads)
+            if pool2:
+                status = cconv_conv2d_forward_maxpool2_f64(
+                    &p, <double *>xp, <double *>wp, <double *>bp, <double *>yp, activation,
+                    nthreads)
+            else:
+                status = cconv_conv2d_forward_ex_f64(
+                    &p, <double *>xp, <double *>wp, <double *>bp, <double *>yp, activation,
+                    algo, nthreads)
     _raise_on(status)
 
 

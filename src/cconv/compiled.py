@@ -162,9 +162,8 @@ def _conv_pool_plan(layer, in_shape, relu):
     full-size activation is never written (LeNet: two steps and a pass over
     the largest activation fewer).
     """
-    kernel = getattr(ops._kernels, "conv2d_forward_maxpool2", None)
     act = _fused_relu_code() if relu else 0
-    if kernel is None or act is None:
+    if act is None:
         return None
     params, has_bias = layer.params, layer.bias
     a = layer._op_args()
@@ -175,11 +174,12 @@ def _conv_pool_plan(layer, in_shape, relu):
         h(a["padding"]), h(a["dilation"]), a["groups"], 2)
     if ops.conv2d_algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)[0] != "direct":
         return None
-    return kernel, act, stride4, pads4, dil4, groups
+    return act, stride4, pads4, dil4, groups
 
 
 def _conv_pool_step(layer, plan, buf):
-    kernel, act, stride4, pads4, dil4, groups = plan
+    act, stride4, pads4, dil4, groups = plan
+    kernel = ops._kernels.conv2d_forward
     params, has_bias = layer.params, layer.bias
     fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     threads = ops.get_num_threads
@@ -187,7 +187,7 @@ def _conv_pool_step(layer, plan, buf):
     def step(x):
         y = empty(shape, dt) if fresh else arr
         kernel(x, params["weight"], params["bias"] if has_bias else None, y, stride4, pads4,
-               dil4, groups, threads(), act)
+               dil4, groups, threads(), act, 0, True)
         return y
     return step
 

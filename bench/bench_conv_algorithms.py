@@ -1,0 +1,80 @@
+"""Every conv2d algorithm that applies, against torch, interleaved in one process.
+
+For the shapes where the automatic choice is closest to torch (the 3x3
+ResNet layers, the 7x7 stem): each algorithm cconv can run
+(`ops.conv2d_algorithms`, forced with `algorithm=`) and torch's conv2d are
+sampled in alternation (`bench_ops.paired_times`), so a burst of load from
+other jobs hits all alike. Ratios are torch time / cconv time.
+
+    python bench/bench_conv_algorithms.py                 # 1 and 2 threads
+    python bench/bench_conv_algorithms.py --rounds 25 --threads 1
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import cconv
+from cconv import ops
+from _machine import describe  # bench/ is the script's own folder
+from bench_ops import paired_times
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+
+RESULTS = Path(__file__).parent / "results"
+CASES = {   # name: (x shape, w shape, stride, padding)
+    "resnet_128x28_b1": ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1),
+    "resnet_256x14_b1": ((1, 256, 14, 14), (256, 256, 3, 3), 1, 1),
+    "stem_7x7s2_b1": ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3),
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--out", default=str(RESULTS / "conv_algorithms.json"))
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, (xs, ws, s, p) in CASES.items():
+        x = rng.standard_normal(xs, dtype=np.float32)
+        w = rng.standard_normal(ws, dtype=np.float32)
+        b = rng.standard_normal(ws[0], dtype=np.float32)
+        names = ops.conv2d_algorithms(xs, ws, (s, s), (p,) * 4, (1, 1), 1)
+        for threads in [int(t) for t in args.threads.split(",")]:
+            fns = {a: (lambda a=a: ops.conv2d(x, w, b, s, p, algorithm=a)) for a in names}
+            if torch is not None:
+                torch.set_num_threads(threads)
+                tx, tw, tb = map(torch.from_numpy, (x, w, b))
+
+                def torch_conv():
+                    with torch.no_grad():
+                        F.conv2d(tx, tw, tb, stride=s, padding=p)
+                fns["torch"] = torch_conv
+            with cconv.threads(threads):
+                t = paired_times(fns, args.rounds)
+            row = {"case": name, "threads": threads, "auto": names[0],
+                   **{f"{k}_ms": v * 1e3 for k, v in t.items() if not k.endswith("_min_ms")}}
+            if torch is not None:
+                row.update({f"vs_torch/{a}": t["torch"] / t[a] for a in names})
+            rows.append(row)
+            print(f"{name:18s} {threads}t  " + "  ".join(
+                f"{a}={t[a] * 1e3:.3f}ms" for a in fns) + (
+                f"  auto ({names[0]}) vs torch {t['torch'] / t[names[0]]:.2f}x"
+                if torch is not None else ""), flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": describe(torch=torch.__version__ if torch else None),
+                               "results": rows}, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
