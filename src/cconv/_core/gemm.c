@@ -284,6 +284,35 @@ GEMM_KERNEL_AVX2(kern_avx2_f64, kern_avx2_r4_f64, double, __m256d, 4, _mm256_set
                  _mm256_storeu_pd, gemm_upd_pd)
 #undef GEMM_KERNEL_AVX2
 
+/* 6 x VL tile (one vector of columns): the edge sliver of a product whose
+ * last columns fill at most half of the 16 (8 for double), e.g. 49 Winograd
+ * tiles = 3 x 16 + 1. The full kernel would compute 16 columns for them.
+ * c (row stride ldc) = op(A) B over kc steps, A as in the kernels above. */
+#define GEMM_KERNEL_HALF_AVX2(NAME, T, V, SET0, LOAD, BCAST, FMA, STORE)           \
+GEMM_AVX2 static void NAME(int64_t kc, const T *GEMM_RESTRICT a, int64_t rsa,       \
+                           int64_t csa, const T *GEMM_RESTRICT b, int64_t ldbk,     \
+                           T *GEMM_RESTRICT c, int64_t ldc)                         \
+{                                                                                   \
+    V c0 = SET0(), c1 = SET0(), c2 = SET0(), c3 = SET0(), c4 = SET0(), c5 = SET0(); \
+    for (int64_t k = 0; k < kc; k++) {                                              \
+        const V b0 = LOAD(b);                                                       \
+        c0 = FMA(BCAST(a), b0, c0);                                                 \
+        c1 = FMA(BCAST(a + rsa), b0, c1);                                           \
+        c2 = FMA(BCAST(a + 2 * rsa), b0, c2);                                       \
+        c3 = FMA(BCAST(a + 3 * rsa), b0, c3);                                       \
+        c4 = FMA(BCAST(a + 4 * rsa), b0, c4);                                       \
+        c5 = FMA(BCAST(a + 5 * rsa), b0, c5);                                       \
+        a += csa; b += ldbk;                                                        \
+    }                                                                               \
+    STORE(c, c0); STORE(c + ldc, c1); STORE(c + 2 * ldc, c2);                       \
+    STORE(c + 3 * ldc, c3); STORE(c + 4 * ldc, c4); STORE(c + 5 * ldc, c5);         \
+}
+GEMM_KERNEL_HALF_AVX2(kern_half_avx2_f32, float, __m256, _mm256_setzero_ps, _mm256_loadu_ps,
+                      _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_storeu_ps)
+GEMM_KERNEL_HALF_AVX2(kern_half_avx2_f64, double, __m256d, _mm256_setzero_pd, _mm256_loadu_pd,
+                      _mm256_broadcast_sd, _mm256_fmadd_pd, _mm256_storeu_pd)
+#undef GEMM_KERNEL_HALF_AVX2
+
 /* In-register 8x8 float transpose. */
 #define GEMM_TRANSPOSE8_PS(r0, r1, r2, r3, r4, r5, r6, r7)                    \
     {                                                                         \
@@ -581,6 +610,22 @@ GEMM_INLINE int S(kern)(int isa, int64_t mr, int64_t kc, const T *a, int64_t rsa
     return MR;
 }
 
+/* An edge tile (mr rows, nr columns) into t (row stride NR), alpha 1 and
+ * beta 0, for merge(): the half-width kernel when the columns fit in it.
+ * A's sliver always holds MR rows (packed ones are zero-padded). */
+GEMM_INLINE void S(kern_edge)(int isa, int64_t mr, int64_t nr, int64_t kc, const T *a,
+                              int64_t rsa, int64_t csa, const T *b, int64_t ldbk, T *t)
+{
+#if GEMM_X86
+    if (isa == GEMM_ISA_AVX2 && nr <= NR / 2) {
+        S(kern_half_avx2)(kc, a, rsa, csa, b, ldbk, t, NR);
+        return;
+    }
+#endif
+    (void)nr;
+    S(kern)(isa, mr, kc, a, rsa, csa, b, ldbk, t, NR, (T)1, (T)0);
+}
+
 /* Rows the kernel for mr rows writes (see kern). */
 GEMM_INLINE int64_t S(kern_rows)(int isa, int64_t mr)
 {
@@ -773,7 +818,7 @@ static void S(macro)(int isa, int64_t mc, int64_t nc, int64_t kc,
             if (nr == NR && mr == S(kern_rows)(isa, mr)) {
                 S(kern)(isa, mr, kc, a, 1, MR, b, ldbk, cc, ldc, alpha, beta);
             } else {
-                S(kern)(isa, mr, kc, a, 1, MR, b, ldbk, tmp, NR, (T)1, (T)0);
+                S(kern_edge)(isa, mr, nr, kc, a, 1, MR, b, ldbk, tmp);
                 S(merge)(mr, nr, tmp, cc, ldc, alpha, beta);
             }
         }
@@ -809,7 +854,7 @@ static void S(macro_adirect)(const S(gemm_job) *x, int64_t m0, int64_t m1,
             if (nr == NR && mr == S(kern_rows)(isa, mr)) {
                 S(kern)(isa, mr, kc, a, rs, cs, b, NR, cr + jr, ldc, alpha, beta);
             } else {
-                S(kern)(isa, mr, kc, a, rs, cs, b, NR, tmp, NR, (T)1, (T)0);
+                S(kern_edge)(isa, mr, nr, kc, a, rs, cs, b, NR, tmp);
                 S(merge)(mr, nr, tmp, cr + jr, ldc, alpha, beta);
             }
         }
