@@ -155,7 +155,8 @@ def good_file(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["empty", "short", "text", "absurd_header", "truncated",
-                                  "bad_json", "not_object", "bad_dtype", "bad_shape",
+                                  "bad_json", "not_object", "bad_dtype", "list_dtype",
+                                  "bad_shape",
                                   "offsets_outside", "size_mismatch", "bad_metadata",
                                   "directory", "missing"])
 def test_bad_files_raise_clear_errors(tmp_path, case):
@@ -177,6 +178,9 @@ def test_bad_files_raise_clear_errors(tmp_path, case):
         write_raw(path, [1, 2])
     elif case == "bad_dtype":
         write_raw(path, {"w": {"dtype": "Q99", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4)
+    elif case == "list_dtype":      # found by fuzzing: was a TypeError (unhashable)
+        write_raw(path, {"w": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}},
+                  b"\0" * 4)
     elif case == "bad_shape":
         write_raw(path, {"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4)
     elif case == "offsets_outside":

@@ -187,7 +187,8 @@ def _parse_header(path, header_bytes, data_len):
     for name, info in header.items():
         if not isinstance(info, dict):
             raise WeightFileError(path, f"tensor {name!r}: entry is not an object")
-        dtype = _DTYPES.get(info.get("dtype"))
+        # a non-string dtype (a list, found by fuzzing) is not a key: no lookup
+        dtype = _DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
         if dtype is None:
             raise WeightFileError(path, f"tensor {name!r}: unsupported dtype "
                                         f"{info.get('dtype')!r}")
