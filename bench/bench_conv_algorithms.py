@@ -1,7 +1,8 @@
 """Every conv2d algorithm that applies, against torch, interleaved in one process.
 
-For the shapes where the automatic choice is closest to torch (the 3x3
-ResNet layers, the 7x7 stem): each algorithm cconv can run
+For LeNet's layers (the direct kernel against im2col + GEMM) and the shapes
+where the automatic choice is closest to torch (the 3x3 ResNet layers, the
+7x7 stem): each algorithm cconv can run
 (`ops.conv2d_algorithms`, forced with `algorithm=`) and torch's conv2d are
 sampled in alternation (`bench_ops.paired_times`), so a burst of load from
 other jobs hits all alike. Ratios are torch time / cconv time.
@@ -29,6 +30,8 @@ except ImportError:
 
 RESULTS = Path(__file__).parent / "results"
 CASES = {   # name: (x shape, w shape, stride, padding)
+    "lenet_conv1_b64": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 0),
+    "lenet_conv2_b64": ((64, 6, 12, 12), (16, 6, 5, 5), 1, 0),
     "resnet_128x28_b1": ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1),
     "resnet_256x14_b1": ((1, 256, 14, 14), (256, 256, 3, 3), 1, 1),
     "stem_7x7s2_b1": ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3),

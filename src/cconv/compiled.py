@@ -103,6 +103,18 @@ class _Buffer:
         self.array = None if fresh else np.empty(shape, dtype)
 
 
+def _conv_args(layer, in_shape):
+    """The C kernel's arguments for Conv2d layer on in_shape (checked once by
+    ops._conv_plan): (shape_x, shape_w, stride4, pads4, dil4, groups)."""
+    params = layer.params
+    a = layer._op_args()
+    h = ops._hashable
+    return ops._conv_plan(
+        "conv2d", tuple(in_shape), tuple(params["weight"].shape),
+        (params["weight"].shape[0],) if layer.bias else None, h(a["stride"]),
+        h(a["padding"]), h(a["dilation"]), a["groups"], 2)[:6]
+
+
 def _conv_step(layer, in_shape, dtype, relu, buf):
     """Conv2d (+ ReLU) into the step's buffer.
 
@@ -113,12 +125,7 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
     """
     fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
     params, has_bias = layer.params, layer.bias
-    a = layer._op_args()
-    h = ops._hashable
-    _, _, stride4, pads4, dil4, groups, _, _ = ops._conv_plan(
-        "conv2d", tuple(in_shape), tuple(params["weight"].shape),
-        (params["weight"].shape[0],) if has_bias else None, h(a["stride"]),
-        h(a["padding"]), h(a["dilation"]), a["groups"], 2)
+    _, _, stride4, pads4, dil4, groups = _conv_args(layer, in_shape)
     kernel, threads = ops._kernels.conv2d_forward, ops.get_num_threads
     act = _fused_relu_code() if relu else None
     if act is not None:
@@ -165,13 +172,7 @@ def _conv_pool_plan(layer, in_shape, relu):
     act = _fused_relu_code() if relu else 0
     if act is None:
         return None
-    params, has_bias = layer.params, layer.bias
-    a = layer._op_args()
-    h = ops._hashable
-    shape_x, shape_w, stride4, pads4, dil4, groups, _, _ = ops._conv_plan(
-        "conv2d", tuple(in_shape), tuple(params["weight"].shape),
-        (params["weight"].shape[0],) if has_bias else None, h(a["stride"]),
-        h(a["padding"]), h(a["dilation"]), a["groups"], 2)
+    shape_x, shape_w, stride4, pads4, dil4, groups = _conv_args(layer, in_shape)
     if ops.conv2d_algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)[0] != "direct":
         return None
     return act, stride4, pads4, dil4, groups

@@ -174,6 +174,22 @@ CCONV_CLONES static void SFX(dw3x3_s1)(const T *CCONV_RESTRICT xp, int64_t Wp,
     }
 }
 
+/* The two edge columns of a 3x3 "same" output row (one when W == 1) from
+ * input rows r0..r2, taps outside the row skipped. */
+static void SFX(dw3x3_edges)(const T *r0, const T *r1, const T *r2, int64_t W, const T *k,
+                             T b, T *yr, int relu)
+{
+    for (int64_t e = 0; e < 2 && e < W; ++e) {
+        const int64_t ow = e == 0 ? 0 : W - 1;
+        T v = b;
+        for (int64_t j = -1; j <= 1; ++j) {
+            if (ow + j < 0 || ow + j >= W) continue;
+            v += k[1 + j] * r0[ow + j] + k[4 + j] * r1[ow + j] + k[7 + j] * r2[ow + j];
+        }
+        yr[ow] = (relu && v < 0) ? 0 : v;
+    }
+}
+
 /* 3x3, stride 1, padding 1 on every side (the common "same" layer), read in
  * place: rows above and below the image are a zero row, the first and last
  * output columns are computed apart. Copying each plane into a padded buffer
@@ -229,19 +245,8 @@ CCONV_CLONES static void SFX(dw3x3_s1_p1)(const T *CCONV_RESTRICT xp, int64_t H,
                 *(vt *)(y0 + ow) = v0;
                 if (ow + VL >= W - 1) break;
             }
-            for (int u = 0; u < 1 + two; ++u) {   /* the two edge columns */
-                const T *q0 = u ? r1 : r0, *q1 = u ? r2 : r1, *q2 = u ? r3 : r2;
-                T *yr = u ? y1 : y0;
-                for (int e = 0; e < 2; ++e) {
-                    const int64_t ow = e == 0 ? 0 : W - 1;
-                    T v = b;
-                    for (int64_t j = -1; j <= 1; ++j) {
-                        if (ow + j < 0 || ow + j >= W) continue;
-                        v += k[1 + j] * q0[ow + j] + k[4 + j] * q1[ow + j] + k[7 + j] * q2[ow + j];
-                    }
-                    yr[ow] = (relu && v < 0) ? 0 : v;
-                }
-            }
+            SFX(dw3x3_edges)(r0, r1, r2, W, k, b, y0, relu);
+            if (two) SFX(dw3x3_edges)(r1, r2, r3, W, k, b, y1, relu);
         }
         return;
     }
@@ -257,16 +262,7 @@ CCONV_CLONES static void SFX(dw3x3_s1_p1)(const T *CCONV_RESTRICT xp, int64_t H,
                           + k6 * r2[ow - 1] + k7 * r2[ow] + k8 * r2[ow + 1];
             yr[ow] = (relu && v < 0) ? 0 : v;
         }
-        /* the two edge columns (one when W == 1), taps outside skipped */
-        for (int64_t e = 0; e < 2 && e < W; ++e) {
-            const int64_t ow = e == 0 ? 0 : W - 1;
-            T v = b;
-            for (int64_t j = -1; j <= 1; ++j) {
-                if (ow + j < 0 || ow + j >= W) continue;
-                v += k[1 + j] * r0[ow + j] + k[4 + j] * r1[ow + j] + k[7 + j] * r2[ow + j];
-            }
-            yr[ow] = (relu && v < 0) ? 0 : v;
-        }
+        SFX(dw3x3_edges)(r0, r1, r2, W, k, b, yr, relu);
     }
 }
 
