@@ -32,6 +32,8 @@ RESULTS = Path(__file__).parent / "results"
 CASES = {   # name: (x shape, w shape, stride, padding)
     "lenet_conv1_b64": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 0),
     "lenet_conv2_b64": ((64, 6, 12, 12), (16, 6, 5, 5), 1, 0),
+    "resnet_64x56_b1": ((1, 64, 56, 56), (64, 64, 3, 3), 1, 1),
+    "resnet_64x56_b8": ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1),
     "resnet_128x28_b1": ((1, 128, 28, 28), (128, 128, 3, 3), 1, 1),
     "resnet_256x14_b1": ((1, 256, 14, 14), (256, 256, 3, 3), 1, 1),
     "stem_7x7s2_b1": ((1, 3, 224, 224), (64, 3, 7, 7), 2, 3),
@@ -42,11 +44,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="comma-separated subset of: " + ", ".join(CASES))
     ap.add_argument("--out", default=str(RESULTS / "conv_algorithms.json"))
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = []
-    for name, (xs, ws, s, p) in CASES.items():
+    for name in args.cases.split(","):
+        xs, ws, s, p = CASES[name]
         x = rng.standard_normal(xs, dtype=np.float32)
         w = rng.standard_normal(ws, dtype=np.float32)
         b = rng.standard_normal(ws[0], dtype=np.float32)

@@ -40,6 +40,7 @@ cdef extern from "cconv_core.h" nogil:
         CCONV_ALGO_WINOGRAD
         CCONV_ALGO_DEPTHWISE
         CCONV_ALGO_DIRECT
+        CCONV_ALGO_WINOGRAD4
     int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
     int cconv_conv2d_algo(const cconv_conv2d_params *p)
     int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,

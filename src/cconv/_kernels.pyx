@@ -183,7 +183,7 @@ cdef cconv_pool2d_params _pool_params(const int64_t *xs, tuple kernel, tuple str
 ACTIVATIONS = {None: CCONV_ACT_NONE, "relu": CCONV_ACT_RELU}
 ALGORITHMS = {"auto": CCONV_ALGO_AUTO, "im2col_gemm": CCONV_ALGO_GEMM,
               "winograd": CCONV_ALGO_WINOGRAD, "depthwise_direct": CCONV_ALGO_DEPTHWISE,
-              "direct": CCONV_ALGO_DIRECT}
+              "direct": CCONV_ALGO_DIRECT, "winograd_f4": CCONV_ALGO_WINOGRAD4}
 
 
 def conv2d_algorithm(tuple xshape, tuple wshape, tuple stride, tuple pads,

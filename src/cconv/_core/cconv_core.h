@@ -24,6 +24,18 @@ extern "C" {
 #define CCONV_CLONES
 #endif
 
+/* Before a loop whose pointers never overlap but which the compiler cannot
+ * prove so (restrict is honoured on parameters only): without it GCC gives
+ * up on loops with more streams than its runtime alias checks cover, and
+ * a transform with 6 inputs and 6 outputs runs scalar. */
+#if defined(__clang__)
+#define CCONV_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define CCONV_IVDEP _Pragma("GCC ivdep")
+#else
+#define CCONV_IVDEP
+#endif
+
 enum {
     CCONV_OK = 0,
     CCONV_ENOMEM = 1,   /* a work buffer could not be allocated */
@@ -69,7 +81,8 @@ void *cconv_derived_get(int kind, const void *src, size_t src_bytes, size_t byte
                         int *fresh);
 void cconv_derived_clear(void);
 enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2,
-       CCONV_DERIVED_GEMM_A_F32 = 3, CCONV_DERIVED_GEMM_A_F64 = 4 };
+       CCONV_DERIVED_GEMM_A_F32 = 3, CCONV_DERIVED_GEMM_A_F64 = 4,
+       CCONV_DERIVED_WINOGRAD4_F32 = 5, CCONV_DERIVED_WINOGRAD4_F64 = 6 };
 
 /* ---- GEMM: row-major C[M,N] = alpha * op(A) op(B) + beta * C ----
  * op(A) is M x K: A stored M x K (lda >= K) when transa == 0, else K x M
@@ -127,11 +140,11 @@ int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
  * CCONV_ACT_NONE or CCONV_ACT_RELU (applied after the bias, NaN kept);
  * algo CCONV_ALGO_AUTO picks by shape (cconv_conv2d_algo), CCONV_ALGO_GEMM
  * forces im2col + GEMM (also for depthwise), CCONV_ALGO_WINOGRAD forces
- * Winograd F(2x2, 3x3) and returns CCONV_EINVAL where it does not apply
- * (cconv_conv2d_winograd_ok). */
+ * Winograd F(2x2, 3x3), CCONV_ALGO_WINOGRAD4 Winograd F(4x4, 3x3); both
+ * return CCONV_EINVAL where they do not apply (cconv_conv2d_winograd_ok). */
 enum { CCONV_ACT_NONE = 0, CCONV_ACT_RELU = 1 };
 enum { CCONV_ALGO_AUTO = 0, CCONV_ALGO_GEMM = 1, CCONV_ALGO_WINOGRAD = 2,
-       CCONV_ALGO_DEPTHWISE = 3, CCONV_ALGO_DIRECT = 4 };
+       CCONV_ALGO_DEPTHWISE = 3, CCONV_ALGO_DIRECT = 4, CCONV_ALGO_WINOGRAD4 = 5 };
 int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
 /* The algorithm CCONV_ALGO_AUTO runs for p (never CCONV_ALGO_AUTO). */
 int cconv_conv2d_algo(const cconv_conv2d_params *p);

@@ -75,13 +75,19 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
 
 /* Winograd needs enough channels and tiles to amortise its input and output
  * transforms (its weight transform is cached per thread, threads.c), and
- * rows of at least 7 tiles for its vector loops. Measured on Zen 3, 1
- * thread, vs im2col + GEMM (and the direct path below K = 320): 1.2-1.5x
- * faster on 64x56x56 and 128x28x28 3x3 layers, 1.16x on 256x14x14 and
- * 1.3x on 128x14x14 at batch 1 (before the weight cache these lost: 0.66x);
- * slower on 7x7 maps (512x7x7: 0.9x, rows of 4 tiles). */
+ * rows of at least 14 outputs for its vector loops. Measured on Zen 3, 1
+ * thread, vs im2col + GEMM (and the direct path below K = 320): F(2x2, 3x3)
+ * 1.2-1.5x faster on 64x56x56 and 128x28x28 3x3 layers, 1.16x on 256x14x14
+ * and 1.3x on 128x14x14 at batch 1; slower on 7x7 maps (512x7x7: 0.9x).
+ * F(4x4, 3x3) does 1.8x fewer multiplies again but reads 2.25x more
+ * transformed weights per tile: 1.5-1.7x faster than F(2x2, 3x3) on 64x56
+ * and 128x28 (bench/bench_conv_algorithms.py), 1.3x on 256x14 at batch 2,
+ * but no faster at batch 1 there (16 tiles: each 256x256 weight matrix
+ * then serves one micro-kernel column sliver), so it takes over from
+ * CCONV_WINOGRAD4_MIN_TILES of its 4x4 tiles. */
 #define CCONV_WINOGRAD_MIN_CHANNELS 16
 #define CCONV_WINOGRAD_MIN_TILES 32
+#define CCONV_WINOGRAD4_MIN_TILES 32
 #define CCONV_WINOGRAD_MIN_ROW 14
 
 /* Reductions up to this long run the direct kernel: measured on Zen 3, 1
@@ -105,9 +111,12 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
     const int64_t k = p->c_in / p->groups * p->kh * p->kw;
     if (k <= CCONV_DIRECT_MAX_K && p->kh * p->kw > 1) return CCONV_ALGO_DIRECT;
     if (cconv_conv2d_winograd_ok(p) && p->c_in >= CCONV_WINOGRAD_MIN_CHANNELS &&
-        p->c_out >= CCONV_WINOGRAD_MIN_CHANNELS && p->out_w >= CCONV_WINOGRAD_MIN_ROW &&
-        p->n * ((p->out_h + 1) / 2) * ((p->out_w + 1) / 2) >= CCONV_WINOGRAD_MIN_TILES)
-        return CCONV_ALGO_WINOGRAD;
+        p->c_out >= CCONV_WINOGRAD_MIN_CHANNELS && p->out_w >= CCONV_WINOGRAD_MIN_ROW) {
+        if (p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD4_MIN_TILES)
+            return CCONV_ALGO_WINOGRAD4;
+        if (p->n * ((p->out_h + 1) / 2) * ((p->out_w + 1) / 2) >= CCONV_WINOGRAD_MIN_TILES)
+            return CCONV_ALGO_WINOGRAD;
+    }
     return CCONV_ALGO_GEMM;
 }
 

@@ -614,16 +614,20 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
 {
     if (act != CCONV_ACT_NONE && act != CCONV_ACT_RELU) return CCONV_EINVAL;
     if (algo == CCONV_ALGO_AUTO) algo = cconv_conv2d_algo(p);
-    if (algo == CCONV_ALGO_WINOGRAD && !cconv_conv2d_winograd_ok(p)) return CCONV_EINVAL;
+    if ((algo == CCONV_ALGO_WINOGRAD || algo == CCONV_ALGO_WINOGRAD4) &&
+        !cconv_conv2d_winograd_ok(p))
+        return CCONV_EINVAL;
     if (algo == CCONV_ALGO_DEPTHWISE && !SFX(is_depthwise)(p)) return CCONV_EINVAL;
-    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_DIRECT) return CCONV_EINVAL;
+    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_WINOGRAD4) return CCONV_EINVAL;
     if (p->n == 0) return CCONV_OK;
     const unsigned fpm = cconv_fp_enter();
     int status;
     if (algo == CCONV_ALGO_DEPTHWISE)
         status = SFX(dw_forward)(p, x, w, bias, y, act, nthreads);
     else if (algo == CCONV_ALGO_WINOGRAD)
-        status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads);
+        status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads, 2);
+    else if (algo == CCONV_ALGO_WINOGRAD4)
+        status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads, 4);
     else if (algo == CCONV_ALGO_DIRECT)
         status = SFX(direct_forward)(p, x, w, bias, y, act, 0, nthreads);
     else

@@ -63,15 +63,16 @@ static inline SFX(wino_seg) SFX(wino_segment)(int64_t t, int64_t end, int64_t TH
     return s;
 }
 
-/* V[xi][ci][t - t0] = (B^T d B)[xi] for the tiles [t0, t0 + cnt); row stride
- * ldv of each ci row. rows: scratch of 16 * (TW + 1).
+/* V[xi][ci][t - t0] = (B^T d B)[xi] for the tiles [t0, t0 + cnt) and the
+ * input channels [c0, c1); row stride ldv of each ci row. rows: scratch of
+ * 16 * (TW + 1).
  * The 4 input rows under a run of tiles are split into even and odd columns
  * (tile s covers columns 2s .. 2s + 3 = even[s], odd[s], even[s+1], odd[s+1]),
  * so every loop below runs with unit stride and vectorises. */
 CCONV_CLONES static void SFX(wino_input)(const cconv_conv2d_params *p, const T *x,
                                          int64_t TH, int64_t TW, int64_t t0, int64_t cnt,
                                          int64_t ldv, T *CCONV_RESTRICT V,
-                                         T *CCONV_RESTRICT rows)
+                                         T *CCONV_RESTRICT rows, int64_t c0, int64_t c1)
 {
     const int64_t H = p->h, W = p->w, HW = H * W, cin = p->c_in;
     const int64_t S = cin * ldv, L = TW + 1;
@@ -83,7 +84,7 @@ CCONV_CLONES static void SFX(wino_input)(const cconv_conv2d_params *p, const T *
         int64_t elo, ehi, olo, ohi;    /* even / odd columns inside the image */
         valid_range(iw0, 2, W, n2, &elo, &ehi);
         valid_range(iw0 + 1, 2, W, n2, &olo, &ohi);
-        for (int64_t ci = 0; ci < cin; ++ci) {
+        for (int64_t ci = c0; ci < c1; ++ci) {
             const T *xc = x + (sg.n * cin + ci) * HW;
             for (int r = 0; r < 4; ++r) {
                 T *e = ev + r * L, *o = od + r * L;
@@ -101,7 +102,7 @@ CCONV_CLONES static void SFX(wino_input)(const cconv_conv2d_params *p, const T *
                 for (int64_t k = ohi; k < n2; ++k) o[k] = 0;
             }
             /* B^T d, down the columns */
-            for (int64_t k = 0; k < n2; ++k) {
+            CCONV_IVDEP for (int64_t k = 0; k < n2; ++k) {
                 ae[k] = ev[k] - ev[2 * L + k];
                 ae[L + k] = ev[L + k] + ev[2 * L + k];
                 ae[2 * L + k] = ev[2 * L + k] - ev[L + k];
@@ -117,7 +118,7 @@ CCONV_CLONES static void SFX(wino_input)(const cconv_conv2d_params *p, const T *
                 const T *CCONV_RESTRICT e = ae + i * L, *CCONV_RESTRICT o = ao + i * L;
                 T *CCONV_RESTRICT v0 = v + (4 * i + 0) * S, *CCONV_RESTRICT v1 = v + (4 * i + 1) * S;
                 T *CCONV_RESTRICT v2 = v + (4 * i + 2) * S, *CCONV_RESTRICT v3 = v + (4 * i + 3) * S;
-                for (int64_t s = 0; s < sg.seg; ++s) {
+                CCONV_IVDEP for (int64_t s = 0; s < sg.seg; ++s) {
                     v0[s] = e[s] - e[s + 1];
                     v1[s] = o[s] + e[s + 1];
                     v2[s] = e[s + 1] - o[s];
@@ -129,12 +130,12 @@ CCONV_CLONES static void SFX(wino_input)(const cconv_conv2d_params *p, const T *
     }
 }
 
-/* y tiles from M[xi][co][t - t0]: Y = A^T m A, then bias and activation.
- * out: scratch of 2 * 2 * TW. */
+/* y tiles from M[xi][co][t - t0] for the output channels [c0, c1):
+ * Y = A^T m A, then bias and activation. out: scratch of 2 * 2 * TW. */
 CCONV_CLONES static void SFX(wino_output)(const cconv_conv2d_params *p, const T *Mb,
                                           int64_t TH, int64_t TW, int64_t t0, int64_t cnt,
                                           int64_t ldm, const T *bias, int act, T *y,
-                                          T *CCONV_RESTRICT out)
+                                          T *CCONV_RESTRICT out, int64_t c0, int64_t c1)
 {
     const int64_t cout = p->c_out, OH = p->out_h, OW = p->out_w, OHW = OH * OW;
     const int64_t S = cout * ldm;
@@ -144,9 +145,9 @@ CCONV_CLONES static void SFX(wino_output)(const cconv_conv2d_params *p, const T 
         const int64_t ncol = (ow0 + 2 * sg.seg <= OW) ? 2 * sg.seg : OW - ow0;
         const int two_rows = oh + 1 < OH;
         T *CCONV_RESTRICT o0 = out, *CCONV_RESTRICT o1 = out + 2 * TW;
-        for (int64_t co = 0; co < cout; ++co) {
+        for (int64_t co = c0; co < c1; ++co) {
             const T *CCONV_RESTRICT m = Mb + co * ldm + (t - t0);
-            for (int64_t s = 0; s < sg.seg; ++s) {
+            CCONV_IVDEP for (int64_t s = 0; s < sg.seg; ++s) {
                 T r0[4], r1[4];
                 for (int k = 0; k < 4; ++k) {      /* A^T m */
                     const T m0 = m[(0 + k) * S + s], m1 = m[(4 + k) * S + s];
@@ -169,19 +170,28 @@ CCONV_CLONES static void SFX(wino_output)(const cconv_conv2d_params *p, const T 
     }
 }
 
+#include "winograd4_impl.h"
+
 int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
 
+/* F(m x m, 3x3) for m = 2 or 4: A2 = (m + 2)^2 transformed elements per tile.
+ * Tiles run in blocks, one block per thread at a time; when there are fewer
+ * blocks than threads (a 14x14 map at batch 1 has 16 tiles of 4x4) the
+ * threads share each block instead: input channels, then the A2 products,
+ * then output channels split among them (splitting each product's 16
+ * columns instead left the transforms serial and cost a fork per product:
+ * 2 threads were slower than 1). */
 static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
-                             const T *bias, T *y, int act, int nthreads)
+                             const T *bias, T *y, int act, int nthreads, int m)
 {
-    const int64_t cin = p->c_in, cout = p->c_out;
-    const int64_t TH = (p->out_h + 1) / 2, TW = (p->out_w + 1) / 2;
+    const int64_t cin = p->c_in, cout = p->c_out, A2 = (m + 2) * (m + 2);
+    const int64_t TH = (p->out_h + m - 1) / m, TW = (p->out_w + m - 1) / m;
     const int64_t tiles = p->n * TH * TW;
-    int nt = cconv_threads_for(nthreads, (double)tiles * 16.0 * (double)(cin * cout));
-    /* Tiles per block: the block's V (16 x c_in x tb) near 512 KiB, so V and
+    int nt = cconv_threads_for(nthreads, (double)tiles * (double)A2 * (double)(cin * cout));
+    /* Tiles per block: the block's V (A2 x c_in x tb) near 512 KiB, so V and
      * the block's GEMM operands stay in L2; a multiple of the micro-kernel's
      * 16 columns; at least one block per thread. */
-    int64_t tb = (int64_t)(524288 / (16 * sizeof(T) * (size_t)cin));
+    int64_t tb = (int64_t)(524288 / ((size_t)A2 * sizeof(T) * (size_t)cin));
     tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb / 16 * 16);
     if (tb > tiles) tb = tiles;
     while (tb > 16 && (tiles + tb - 1) / tb < nt) tb = (tb / 2 + 15) / 16 * 16;
@@ -194,31 +204,42 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         if (even >= 16 && (tiles + even - 1) / even >= nt) tb = even;
     }
     const int64_t nblocks = (tiles + tb - 1) / tb;
-    const int inner_nt = nblocks < nt ? nt : 1;
-    if (nblocks < nt) nt = 1;
-    /* the transformed weights U, then each of its 16 matrices packed for the
+    const int split = nt > 1 && nblocks < nt;
+    /* the transformed weights U, then each of its A2 matrices packed for the
      * GEMM (packing them per product cost 10-15% of a 256-channel 14x14
-     * layer), from this thread's cache when w is unchanged */
-    const size_t usz = (size_t)(16 * cout * cin), psz = GEMM_PACKED_A_SIZE(cout, cin);
-    const size_t ubytes = (usz + 16 * psz) * sizeof(T);
+     * layer), from this thread's cache when w is unchanged (U itself stays
+     * too: products of few tiles read it in place) */
+    const size_t usz = (size_t)(A2 * cout * cin), psz = GEMM_PACKED_A_SIZE(cout, cin);
+    const size_t ubytes = (usz + (size_t)A2 * psz) * sizeof(T);
+    const int kind = m == 2 ? (sizeof(T) == 4 ? CCONV_DERIVED_WINOGRAD_F32
+                                              : CCONV_DERIVED_WINOGRAD_F64)
+                            : (sizeof(T) == 4 ? CCONV_DERIVED_WINOGRAD4_F32
+                                              : CCONV_DERIVED_WINOGRAD4_F64);
     int fresh_u = 1;
-    T *U = (T *)cconv_derived_get(sizeof(T) == 4 ? CCONV_DERIVED_WINOGRAD_F32
-                                                 : CCONV_DERIVED_WINOGRAD_F64,
-                                  w, (size_t)(9 * cout * cin) * sizeof(T), ubytes, &fresh_u);
+    T *U = (T *)cconv_derived_get(kind, w, (size_t)(9 * cout * cin) * sizeof(T), ubytes,
+                                  &fresh_u);
     const int cached_u = U != NULL;
     if (!U) U = (T *)cconv_work_alloc(1, ubytes);
     if (!U) return CCONV_ENOMEM;
     T *UP = U + usz;
+    const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
+    /* shared by the team when it splits blocks, else one pair per thread */
+    T *VM = split ? (T *)cconv_work_alloc(3, (vsz + msz) * sizeof(T)) : NULL;
+    if (split && !VM) {
+        if (!cached_u) cconv_work_free(1, U);
+        return CCONV_ENOMEM;
+    }
     int status = CCONV_OK;
 #ifdef _OPENMP
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
         const unsigned fpm = cconv_fp_enter();
-        const size_t vsz = (size_t)(16 * cin * tb), msz = (size_t)(16 * cout * tb);
-        const size_t rsz = (size_t)(16 * (TW + 1)), osz = (size_t)(4 * TW);
+        /* input rows split by column phase and their B^T; output rows */
+        const size_t rsz = (size_t)(m == 2 ? 16 * (TW + 1) : 36 * tb + 4 * TW + 8);
+        const size_t osz = (size_t)(m == 2 ? 4 * TW : 40 * tb + 4);
         size_t wsz = (size_t)(9 * cin);
-        size_t total = vsz + msz + rsz + osz;
+        size_t total = (split ? 0 : vsz + msz) + rsz + osz;
         T *buf = (T *)cconv_work_alloc(0, (total > wsz ? total : wsz) * sizeof(T));
         if (!buf) {
 #ifdef _OPENMP
@@ -230,43 +251,95 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #ifdef _OPENMP
         #pragma omp for schedule(static)
 #endif
-        for (co = 0; co < cout; ++co)
-            if (buf && fresh_u) SFX(wino_weights)(w, cout, cin, co, co + 1, U, buf);
+        for (co = 0; co < cout; ++co) {
+            if (!buf || !fresh_u) continue;
+            if (m == 2) SFX(wino_weights)(w, cout, cin, co, co + 1, U, buf);
+            else SFX(wino4_weights)(w, cout, cin, co, co + 1, U, buf);
+        }
         /* (the implied barrier: U is complete before it is packed) */
-        int xi0;
+        int64_t xi0;
 #ifdef _OPENMP
         #pragma omp for schedule(static)
 #endif
-        for (xi0 = 0; xi0 < 16; ++xi0)
+        for (xi0 = 0; xi0 < A2; ++xi0)
             if (fresh_u) GEMM_PACK_A(0, cout, cin, U + xi0 * cout * cin, cin, UP + xi0 * psz);
         /* (and packed before any block uses it) */
-        T *V = buf, *M = buf ? buf + vsz : NULL;
-        T *rows = buf ? M + msz : NULL, *out = buf ? rows + rsz : NULL;
+        T *V = split ? VM : buf, *M = split ? VM + vsz : (buf ? buf + vsz : NULL);
+        T *rows = buf ? buf + (split ? 0 : vsz + msz) : NULL, *out = buf ? rows + rsz : NULL;
         int64_t blk;
+        if (split) {
+            /* every thread walks every block; the worksharing loops' implied
+             * barriers order input -> products -> output */
+            for (blk = 0; blk < nblocks; ++blk) {
+                const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
+                int part;
 #ifdef _OPENMP
-        #pragma omp for schedule(static)
+                #pragma omp for schedule(static)
 #endif
-        for (blk = 0; blk < nblocks; ++blk) {
-            if (!buf || status != CCONV_OK) continue;
-            const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
-            SFX(wino_input)(p, x, TH, TW, t0, cnt, tb, V, rows);
-            for (int xi = 0; xi < 16; ++xi) {
-                if (GEMM_PA(0, 0, cout, cnt, cin, (T)1, U + xi * cout * cin, cin,
-                            UP + xi * psz, V + xi * cin * tb, tb, (T)0,
-                            M + xi * cout * tb, tb, inner_nt) != CCONV_OK) {
+                for (part = 0; part < nt; ++part) {
+                    const int64_t c0 = cin * part / nt, c1 = cin * (part + 1) / nt;
+                    if (!buf || status != CCONV_OK) continue;
+                    if (m == 2) SFX(wino_input)(p, x, TH, TW, t0, cnt, tb, V, rows, c0, c1);
+                    else SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, rows, c0, c1);
+                }
+                int64_t xi;
 #ifdef _OPENMP
-                    #pragma omp atomic write
+                #pragma omp for schedule(static)
 #endif
-                    status = CCONV_ENOMEM;
-                    break;
+                for (xi = 0; xi < A2; ++xi) {
+                    if (status != CCONV_OK) continue;
+                    if (GEMM_PA(0, 0, cout, cnt, cin, (T)1, U + xi * cout * cin, cin,
+                                UP + xi * psz, V + xi * cin * tb, tb, (T)0,
+                                M + xi * cout * tb, tb, 1) != CCONV_OK) {
+#ifdef _OPENMP
+                        #pragma omp atomic write
+#endif
+                        status = CCONV_ENOMEM;
+                    }
+                }
+#ifdef _OPENMP
+                #pragma omp for schedule(static)
+#endif
+                for (part = 0; part < nt; ++part) {
+                    const int64_t c0 = cout * part / nt, c1 = cout * (part + 1) / nt;
+                    if (!buf || status != CCONV_OK) continue;
+                    if (m == 2)
+                        SFX(wino_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, c0, c1);
+                    else
+                        SFX(wino4_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, c0, c1);
                 }
             }
-            if (status == CCONV_OK)
-                SFX(wino_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out);
+        } else {
+#ifdef _OPENMP
+            #pragma omp for schedule(static)
+#endif
+            for (blk = 0; blk < nblocks; ++blk) {
+                if (!buf || status != CCONV_OK) continue;
+                const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
+                if (m == 2) SFX(wino_input)(p, x, TH, TW, t0, cnt, tb, V, rows, 0, cin);
+                else SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, rows, 0, cin);
+                for (int64_t xi = 0; xi < A2; ++xi) {
+                    if (GEMM_PA(0, 0, cout, cnt, cin, (T)1, U + xi * cout * cin, cin,
+                                UP + xi * psz, V + xi * cin * tb, tb, (T)0,
+                                M + xi * cout * tb, tb, 1) != CCONV_OK) {
+#ifdef _OPENMP
+                        #pragma omp atomic write
+#endif
+                        status = CCONV_ENOMEM;
+                        break;
+                    }
+                }
+                if (status != CCONV_OK) continue;
+                if (m == 2)
+                    SFX(wino_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, 0, cout);
+                else
+                    SFX(wino4_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, 0, cout);
+            }
         }
         cconv_work_free(0, buf);
         cconv_fp_leave(fpm);
     }
+    if (split) cconv_work_free(3, VM);
     if (!cached_u) cconv_work_free(1, U);
     else if (status != CCONV_OK) cconv_derived_clear();   /* U may be incomplete */
     return status;

@@ -50,6 +50,12 @@ def is_winograd(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_)
     return _auto_algorithm(x, w, bias, stride, padding, dilation, groups) == "winograd"
 
 
+def is_winograd_f4(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
+    """The C core's Winograd F(4x4, 3x3) path: ops.conv2d's own pick for 3x3
+    stride-1 convolutions with enough channels and 4x4 tiles."""
+    return _auto_algorithm(x, w, bias, stride, padding, dilation, groups) == "winograd_f4"
+
+
 def is_direct(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
     """The C core's direct register-blocked path: what ops.conv2d picks by itself
     when the reduction C_in/groups * kh * kw is short (LeNet, 7x7 stems)."""
@@ -73,6 +79,9 @@ def register_kernels(register):
     register("conv2d", "winograd", ops.conv2d, supports=is_winograd, priority=SPECIAL,
              description="C core, Winograd F(2x2, 3x3) (force it with "
                          "ops.conv2d(..., algorithm='winograd'))")
+    register("conv2d", "winograd_f4", ops.conv2d, supports=is_winograd_f4, priority=SPECIAL,
+             description="C core, Winograd F(4x4, 3x3) (force it with "
+                         "ops.conv2d(..., algorithm='winograd_f4'))")
     register("conv2d", "direct", ops.conv2d, supports=is_direct, priority=SPECIAL,
              description="C core, direct convolution for short reductions (force it "
                          "with ops.conv2d(..., algorithm='direct'))")
