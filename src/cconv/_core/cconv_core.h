@@ -24,6 +24,13 @@ extern "C" {
 #define CCONV_CLONES
 #endif
 
+/* Small helpers of a cloned hot loop are compiled into each clone. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CCONV_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define CCONV_ALWAYS_INLINE static inline
+#endif
+
 /* Before a loop whose pointers never overlap but which the compiler cannot
  * prove so (restrict is honoured on parameters only): without it GCC gives
  * up on loops with more streams than its runtime alias checks cover, and
