@@ -184,9 +184,44 @@ BACKWARD_DIRECT_CASES = [
 ]
 
 
+# 3x3 stride 1, C_out * 9 > 450 (else the direct kernel): the input gradient
+# runs as a Winograd convolution of grad_out (F(4x4, 3x3) from 32 tiles of
+# 4x4, else F(2x2, 3x3))
+BACKWARD_WINOGRAD_CASES = [
+    ((2, 16, 20, 20), (64, 16, 3, 3), {"padding": 1}),
+    ((1, 32, 14, 14), (64, 32, 3, 3), {"padding": 1}),
+    ((1, 16, 15, 17), (56, 16, 3, 3), {"padding": ((0, 2), (1, 1))}),
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw,algorithm", [
+    (*BACKWARD_WINOGRAD_CASES[0], "winograd_f4"), (*BACKWARD_WINOGRAD_CASES[1], "winograd"),
+    (*BACKWARD_WINOGRAD_CASES[2], "winograd")])
+def test_backward_winograd_cases_reach_winograd(xs, ws, kw, algorithm):
+    """The input gradient's convolution (C_out -> C_in channels over the output,
+    padding k - 1 - pad) is one the forward pass runs with Winograd."""
+    pads = ops._conv_setup("conv2d", np.zeros(xs), np.zeros(ws), None, 1, kw["padding"], 1, 1,
+                           2)[3][3]
+    out = R.conv2d(np.zeros(xs), np.zeros(ws), **kw).shape
+    flipped = tuple(2 - q for q in pads)
+    assert ops.conv2d_algorithms(out, (ws[1], ws[0], 3, 3), (1, 1), flipped, (1, 1),
+                                 1)[0] == algorithm
+
+
+def test_backward_winograd_recomputes_for_new_weights(rng):
+    """The flipped weights live in one per-thread buffer and their Winograd
+    transform is cached by content: new weights of the same shape recompute."""
+    x = rng.standard_normal((2, 16, 20, 20))
+    gy = rng.standard_normal((2, 64, 20, 20))
+    for _ in range(3):
+        w = rng.standard_normal((64, 16, 3, 3))
+        gx, _, _ = ops.conv2d_backward(gy, x, w, padding=1)
+        assert_close(gx, R.conv2d_backward(gy, x, w, padding=1)[0], np.float64)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + BACKWARD_DIRECT_CASES,
-                         ids=_ids(CONV2D_CASES + BACKWARD_DIRECT_CASES))
+@pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + BACKWARD_DIRECT_CASES + BACKWARD_WINOGRAD_CASES,
+                         ids=_ids(CONV2D_CASES + BACKWARD_DIRECT_CASES + BACKWARD_WINOGRAD_CASES))
 def test_conv2d_backward(rng, nthreads, dtype, xs, ws, kw):
     x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
     gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)

@@ -71,11 +71,12 @@ int cconv_get_flush_denormal(void);
 unsigned cconv_fp_enter(void);
 void cconv_fp_leave(unsigned saved);
 
-/* Per-thread work buffer for `slot` (0..3), 64-byte aligned, contents
+/* Per-thread work buffer for `slot` (0..4), 64-byte aligned, contents
  * undefined, kept by the thread for its next call (see threads.c); NULL when
  * out of memory. Give it back with cconv_work_free(slot, p). Slots: 0 and 1
  * the convolutions' own scratch, 2 the GEMM's packing buffers, 3 packed
- * weights that could not be cached. */
+ * weights that could not be cached (or Winograd's block shared by a team),
+ * 4 the flipped weights of a backward pass run as a forward convolution. */
 void *cconv_work_alloc(int slot, size_t bytes);
 void cconv_work_free(int slot, void *p);
 /* This thread's cached array of `bytes` derived from the src_bytes at src

@@ -139,7 +139,7 @@ void cconv_fp_leave(unsigned saved)
  * third of a Winograd convolution's time). Each thread keeps its buffers
  * instead, one per slot, grown on demand and freed when the thread exits;
  * requests above CCONV_WORK_CACHE_MAX are allocated and freed per call. */
-#define CCONV_WORK_SLOTS 4
+#define CCONV_WORK_SLOTS 5
 #define CCONV_WORK_CACHE_MAX ((size_t)64 << 20)
 
 typedef struct {
