@@ -192,6 +192,15 @@ BACKWARD_WINOGRAD_CASES = [
     ((1, 32, 14, 14), (64, 32, 3, 3), {"padding": 1}),
     ((1, 16, 15, 17), (56, 16, 3, 3), {"padding": ((0, 2), (1, 1))}),
 ]
+# layers whose forward pass runs Winograd (C_in * 9 > 320): the weight
+# gradient does too, the adjoint transforms over all tiles (partial tiles at
+# the bottom/right edges, F(4x4, 3x3) and F(2x2, 3x3))
+WEIGHT_GRAD_WINOGRAD_CASES = [
+    ((2, 40, 16, 16), (24, 40, 3, 3), {"padding": 1}, "winograd_f4"),
+    ((2, 40, 17, 18), (20, 40, 3, 3), {"padding": 1}, "winograd_f4"),
+    ((1, 48, 14, 14), (16, 48, 3, 3), {"padding": 1}, "winograd"),
+    ((1, 40, 15, 17), (16, 40, 3, 3), {"padding": ((0, 2), (1, 1))}, "winograd"),
+]
 
 
 @pytest.mark.parametrize("xs,ws,kw,algorithm", [
@@ -217,6 +226,34 @@ def test_backward_winograd_recomputes_for_new_weights(rng):
         w = rng.standard_normal((64, 16, 3, 3))
         gx, _, _ = ops.conv2d_backward(gy, x, w, padding=1)
         assert_close(gx, R.conv2d_backward(gy, x, w, padding=1)[0], np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw,algorithm", WEIGHT_GRAD_WINOGRAD_CASES)
+def test_weight_gradient_by_winograd(rng, nthreads, dtype, xs, ws, kw, algorithm):
+    plan = ops._conv_setup("conv2d", np.zeros(xs), np.zeros(ws), None, 1, kw["padding"], 1, 1,
+                           2)[3]
+    assert ops.conv2d_algorithms(*plan[:6])[0] == algorithm
+    x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
+    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
+    gx, gw, gb = ops.conv2d_backward(gy, x, w, **kw)
+    rx, rw, rb = R.conv2d_backward(gy, x, w, **kw)
+    assert_close(gw, rw, dtype)
+    assert_close(gx, rx, dtype)
+    assert_close(gb, rb, dtype)
+
+
+def test_winograd_weight_gradient_accuracy(rng):
+    """F(4x4, 3x3)'s adjoint transforms round more than a GEMM over im2col:
+    bound its float32 error on a deep layer against a float64 sum (measured:
+    3.5e-6 of the gradient's scale)."""
+    x = rng.standard_normal((4, 64, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
+    exact = R.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
+                              w.astype(np.float64), padding=1)[1]
+    err = np.abs(ops.conv2d_backward(gy, x, w, padding=1)[1] - exact).max()
+    assert err <= 2e-5 * np.abs(exact).max(), err
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

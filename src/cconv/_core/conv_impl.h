@@ -608,6 +608,7 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
 }
 
 #include "winograd_impl.h"
+#include "winograd_grad_impl.h"
 #include "direct_impl.h"
 
 int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
@@ -789,6 +790,21 @@ static int SFX(backward_input)(const cconv_conv2d_params *p, const T *dy,
     return status;
 }
 
+/* db[co] = sum of dy over images and positions (nothing when db is NULL) */
+static void SFX(bias_grad)(const cconv_conv2d_params *p, const T *dy, T *db)
+{
+    if (!db) return;
+    const int64_t P = p->out_h * p->out_w;
+    for (int64_t co = 0; co < p->c_out; ++co) {
+        T s = 0;
+        for (int64_t n = 0; n < p->n; ++n) {
+            const T *row = dy + (n * p->c_out + co) * P;
+            for (int64_t q = 0; q < P; ++q) s += row[q];
+        }
+        db[co] = s;
+    }
+}
+
 static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
                                 const T *x, T *dw, T *db, int nthreads)
 {
@@ -801,6 +817,15 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
         return CCONV_OK;
     }
     if (SFX(is_depthwise)(p)) return SFX(dw_backward_weight)(p, dy, x, dw, db, nthreads);
+    /* where the forward pass runs Winograd, so does the weight gradient */
+    const int algo = cconv_conv2d_algo(p);
+    if (algo == CCONV_ALGO_WINOGRAD || algo == CCONV_ALGO_WINOGRAD4) {
+        const int st = SFX(wino_backward_weight)(p, dy, x, dw, nthreads,
+                                                 algo == CCONV_ALGO_WINOGRAD4 ? 4 : 2);
+        if (st != CCONV_OK) return st;
+        SFX(bias_grad)(p, dy, db);
+        return CCONV_OK;
+    }
     const int pointwise = SFX(is_pointwise)(p);
     const int64_t pt = tile_cols(K, P, sizeof(T)), ntiles = (P + pt - 1) / pt;
     const int64_t njobs = p->n * G * ntiles;
@@ -870,16 +895,7 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
         }
         free(partial);
     }
-    if (db) {
-        for (int64_t co = 0; co < p->c_out; ++co) {
-            T s = 0;
-            for (int64_t n = 0; n < p->n; ++n) {
-                const T *row = dy + (n * p->c_out + co) * P;
-                for (int64_t q = 0; q < P; ++q) s += row[q];
-            }
-            db[co] = s;
-        }
-    }
+    SFX(bias_grad)(p, dy, db);
     return status;
 }
 
