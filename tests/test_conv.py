@@ -192,14 +192,13 @@ BACKWARD_WINOGRAD_CASES = [
     ((1, 32, 14, 14), (64, 32, 3, 3), {"padding": 1}),
     ((1, 16, 15, 17), (56, 16, 3, 3), {"padding": ((0, 2), (1, 1))}),
 ]
-# layers whose forward pass runs Winograd (C_in * 9 > 320): the weight
-# gradient does too, the adjoint transforms over all tiles (partial tiles at
-# the bottom/right edges, F(4x4, 3x3) and F(2x2, 3x3))
+# layers whose forward pass runs Winograd F(4x4, 3x3) (C_in * 9 > 320) on at
+# least 128 tiles: the weight gradient does too, by the adjoint transforms
+# (partial tiles at the bottom/right edges, asymmetric padding)
 WEIGHT_GRAD_WINOGRAD_CASES = [
-    ((2, 40, 16, 16), (24, 40, 3, 3), {"padding": 1}, "winograd_f4"),
-    ((2, 40, 17, 18), (20, 40, 3, 3), {"padding": 1}, "winograd_f4"),
-    ((1, 48, 14, 14), (16, 48, 3, 3), {"padding": 1}, "winograd"),
-    ((1, 40, 15, 17), (16, 40, 3, 3), {"padding": ((0, 2), (1, 1))}, "winograd"),
+    ((2, 40, 32, 32), (24, 40, 3, 3), {"padding": 1}, "winograd_f4"),
+    ((3, 40, 27, 30), (20, 40, 3, 3), {"padding": 1}, "winograd_f4"),
+    ((2, 48, 31, 33), (16, 48, 3, 3), {"padding": ((0, 2), (1, 1))}, "winograd_f4"),
 ]
 
 
@@ -234,6 +233,8 @@ def test_weight_gradient_by_winograd(rng, nthreads, dtype, xs, ws, kw, algorithm
     plan = ops._conv_setup("conv2d", np.zeros(xs), np.zeros(ws), None, 1, kw["padding"], 1, 1,
                            2)[3]
     assert ops.conv2d_algorithms(*plan[:6])[0] == algorithm
+    out = R.conv2d(np.zeros(xs), np.zeros(ws), **kw).shape
+    assert xs[0] * -(-out[2] // 4) * -(-out[3] // 4) >= 128      # 4x4 tiles
     x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
     gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
     gx, gw, gb = ops.conv2d_backward(gy, x, w, **kw)

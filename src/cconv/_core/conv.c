@@ -89,6 +89,15 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
 #define CCONV_WINOGRAD_MIN_TILES 32
 #define CCONV_WINOGRAD4_MIN_TILES 32
 #define CCONV_WINOGRAD_MIN_ROW 14
+/* The weight gradient by Winograd F(4x4, 3x3) from this many 4x4 tiles
+ * (conv_impl.h, backward_weight). */
+#define CCONV_WINOGRAD_GRAD_MIN_TILES 128
+/* Its blocks of tiles: V and dM of a block near 2 MiB. Each block adds a
+ * product of reduction length (tiles per block) into every dU matrix, so
+ * short blocks pay dU's loads and stores for little work: measured on
+ * 8x64x56x56 (1 thread), 512 KiB blocks (16 tiles) 39 ms, 2 MiB 34 ms,
+ * 8 MiB 41 ms. */
+#define CCONV_WINOGRAD_GRAD_BLOCK_BYTES 2097152
 
 /* Reductions up to this long run the direct kernel: measured on Zen 3, 1
  * thread, it beats im2col + GEMM by 1.2-2x on LeNet's layers, 7x7 stems and
