@@ -390,3 +390,34 @@ def test_reference_pool_gradients_are_consistent(rng):
                        eps=1e-4)
     kw = _avg_kw(kw, False)
     check_numeric_grad(_loss(R.avg_pool2d, x, g, kw), x, R.avg_pool2d_backward(g, xs, **kw))
+
+
+# caller-given indices: the 2x2 / stride-2 backward writes each plane in one
+# pass only while every index lies in its own window; others take the scatter
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2}])
+def test_max_pool2d_backward_routes_any_in_plane_index(rng, nthreads, kw):
+    x = rng.standard_normal((2, 3, 9, 10))
+    y, idx = ops.max_pool2d(x, return_indices=True, **kw)
+    idx = idx.copy()
+    idx[0, 1, 0, 0] = idx[0, 1, -1, -1]           # another window's element
+    idx[1, 2, 1, 2] = 89                           # the plane's last element
+    idx[1, 0, 2, 3] = -1                           # "all padding": no gradient
+    gy = rng.standard_normal(y.shape)
+    want = np.zeros((2, 3, 90))
+    for n in range(2):
+        for c in range(3):
+            keep = idx[n, c].ravel() >= 0
+            np.add.at(want[n, c], idx[n, c].ravel()[keep], gy[n, c].ravel()[keep])
+    got = ops.max_pool2d_backward(gy, x, indices=idx, **kw)
+    assert_close(got, want.reshape(x.shape), np.float64)
+
+
+@pytest.mark.parametrize("bad", [-2, 90, 10**12])
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2}])
+def test_max_pool2d_backward_rejects_indices_outside_the_plane(rng, kw, bad):
+    x = rng.standard_normal((2, 3, 9, 10))
+    y, idx = ops.max_pool2d(x, return_indices=True, **kw)
+    idx = idx.copy()
+    idx[1, 1, 0, 1] = bad
+    with pytest.raises(ValueError, match=r"indices must lie in \[-1, 90\).*got values in"):
+        ops.max_pool2d_backward(np.ones(y.shape), x, indices=idx, **kw)

@@ -202,6 +202,8 @@ int cconv_max_pool2d_forward_f32(const cconv_pool2d_params *p, const float *x,
                                  float *y, int64_t *indices, int nthreads);
 int cconv_max_pool2d_forward_f64(const cconv_pool2d_params *p, const double *x,
                                  double *y, int64_t *indices, int nthreads);
+/* CCONV_EINVAL (dx then undefined) when an index is neither -1 nor inside
+ * its plane. */
 int cconv_max_pool2d_backward_f32(const cconv_pool2d_params *p, const float *dy,
                                   const int64_t *indices, float *dx, int nthreads);
 int cconv_max_pool2d_backward_f64(const cconv_pool2d_params *p, const double *dy,

@@ -113,27 +113,67 @@ int SFX(cconv_max_pool2d_forward)(const cconv_pool2d_params *p, const T *x, T *y
     return CCONV_OK;
 }
 
+/* 2x2 windows at stride 2 without padding cover each input at most once:
+ * every element of the plane is written once, in order (the window's
+ * argmax gets its gradient, the other three and any uncovered last row or
+ * column 0), instead of clearing the plane and scattering into it (three
+ * passes over dx). Returns 0, having written nothing valid, when an index
+ * lies outside its own window (indices given by the caller): the plane then
+ * takes the general scatter. */
+CCONV_CLONES static int SFX(max2x2_backward_plane)(const cconv_pool2d_params *p, const T *dyp,
+                                                   const int64_t *ip, T *dxp)
+{
+    const int64_t H = p->h, W = p->w, OH = p->out_h, OW = p->out_w;
+    int64_t bad = 0;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+        T *r0 = dxp + 2 * oh * W, *r1 = r0 + W;
+        const T *g = dyp + oh * OW;
+        const int64_t *ir = ip + oh * OW, base = 2 * oh * W;
+        for (int64_t ow = 0; ow < OW; ++ow) {
+            const int64_t d = ir[ow] - base - 2 * ow;
+            const T v = g[ow];
+            r0[2 * ow] = d == 0 ? v : (T)0;
+            r0[2 * ow + 1] = d == 1 ? v : (T)0;
+            r1[2 * ow] = d == W ? v : (T)0;
+            r1[2 * ow + 1] = d == W + 1 ? v : (T)0;
+            bad |= (d != 0) & (d != 1) & (d != W) & (d != W + 1);
+        }
+        for (int64_t iw = 2 * OW; iw < W; ++iw) r0[iw] = r1[iw] = 0;
+    }
+    for (int64_t ih = 2 * OH; ih < H; ++ih)
+        for (int64_t iw = 0; iw < W; ++iw) dxp[ih * W + iw] = 0;
+    return !bad;
+}
+
 int SFX(cconv_max_pool2d_backward)(const cconv_pool2d_params *p, const T *dy,
                                    const int64_t *indices, T *dx, int nthreads)
 {
     const int64_t planes = p->n * p->c, HW = p->h * p->w, OHW = p->out_h * p->out_w;
+    const int fast = p->kh == 2 && p->kw == 2 && p->stride_h == 2 &&
+                     p->stride_w == 2 && p->pad_top == 0 && p->pad_left == 0 &&
+                     p->dil_h == 1 && p->dil_w == 1 && 2 * p->out_h <= p->h &&
+                     2 * p->out_w <= p->w;
     const int nt = cconv_threads_for(nthreads, (double)planes * (OHW + HW));
+    int invalid = 0;
     int64_t t;
 #ifdef _OPENMP
-    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1) \
+        reduction(|: invalid)
 #endif
     for (t = 0; t < planes; ++t) {
         T *dxp = dx + t * HW;
         const T *dyp = dy + t * OHW;
         const int64_t *ip = indices + t * OHW;
+        if (fast && SFX(max2x2_backward_plane)(p, dyp, ip, dxp)) continue;
         memset(dxp, 0, (size_t)HW * sizeof(T));
         for (int64_t q = 0; q < OHW; ++q) {
             const int64_t i = ip[q];
             if (i >= 0 && i < HW) dxp[i] += dyp[q];
+            else invalid |= i != -1;
         }
     }
     (void)nt;
-    return CCONV_OK;
+    return invalid ? CCONV_EINVAL : CCONV_OK;
 }
 
 /* Window [h0, h1) x [w0, w1) clipped to the input, and its divisor. */
