@@ -189,22 +189,23 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
     const int64_t tiles = p->n * TH * TW;
     int nt = cconv_threads_for(nthreads, (double)tiles * (double)A2 * (double)(cin * cout));
     /* Tiles per block: the block's V (A2 x c_in x tb) near 512 KiB, so V and
-     * the block's GEMM operands stay in L2; a multiple of the micro-kernel's
-     * 16 columns; at least one block per thread. */
+     * the block's GEMM operands stay in L2; the blocks evened out (196 tiles
+     * in blocks of 48 left a last one of 4, a product of 4 columns) and a
+     * whole number per thread (5 blocks on 2 threads left one idle a fifth
+     * of the time), in multiples of 8 columns (the GEMM's half sliver).
+     * Fewer than 16 tiles per thread: the threads share blocks (split). */
     int64_t tb = (int64_t)(524288 / ((size_t)A2 * sizeof(T) * (size_t)cin));
-    tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb / 16 * 16);
-    if (tb > tiles) tb = tiles;
-    while (tb > 16 && (tiles + tb - 1) / tb < nt) tb = (tb / 2 + 15) / 16 * 16;
-    if (nt > 1) {
-        /* a whole number of blocks per thread: 7 blocks on 2 threads would
-         * leave one idle an eighth of the time */
-        int64_t nb = (tiles + tb - 1) / tb;
-        nb = (nb + nt - 1) / nt * nt;
-        const int64_t even = ((tiles + nb - 1) / nb + 15) / 16 * 16;
-        if (even >= 16 && (tiles + even - 1) / even >= nt) tb = even;
+    tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb);
+    int64_t nblocks = (tiles + tb - 1) / tb;
+    const int split = nt > 1 && tiles < 16 * (int64_t)nt;
+    if (!split) {
+        nblocks = (nblocks + nt - 1) / nt * nt;
+        tb = ((tiles + nblocks - 1) / nblocks + 7) / 8 * 8;
+        if ((tiles + tb - 1) / tb != nblocks) tb = (tiles + nblocks - 1) / nblocks;
+    } else if (tb > tiles) {
+        tb = tiles;
     }
-    const int64_t nblocks = (tiles + tb - 1) / tb;
-    const int split = nt > 1 && nblocks < nt;
+    nblocks = (tiles + tb - 1) / tb;
     /* the transformed weights U, then each of its A2 matrices packed for the
      * GEMM (packing them per product cost 10-15% of a 256-channel 14x14
      * layer), from this thread's cache when w is unchanged (U itself stays
