@@ -28,6 +28,17 @@
         o[5] = (a2);                                             \
     } while (0)
 
+/* B^T applied to a 6-vector (e0 .. e5), into o0 .. o5 (arrays indexed by u) */
+#define WINO4_BT(e0, e1, e2, e3, e4, e5, o0, o1, o2, o3, o4, o5, u)    \
+    do {                                                                \
+        o0[u] = (T)4 * (e0) - (T)5 * (e2) + (e4);                       \
+        o1[u] = (e3) + (e4) - (T)4 * ((e1) + (e2));                     \
+        o2[u] = (e4) - (e3) + (T)4 * ((e1) - (e2));                     \
+        o3[u] = (e4) - (e2) + (T)2 * ((e3) - (e1));                     \
+        o4[u] = (e4) - (e2) - (T)2 * ((e3) - (e1));                     \
+        o5[u] = (T)4 * (e1) - (T)5 * (e3) + (e5);                       \
+    } while (0)
+
 /* U[xi][co][ci] (xi = 6 * row + column of the 6x6 transformed kernel) for
  * output channels [co0, co1). wt: scratch of 9 * c_in. */
 CCONV_CLONES static void SFX(wino4_weights)(const T *CCONV_RESTRICT w, int64_t cout,
@@ -103,12 +114,7 @@ CCONV_CLONES static void SFX(wino4_input)(const cconv_conv2d_params *p, const T 
             CCONV_IVDEP
             for (int64_t u = 0; u < cnt; ++u) {
                 const T e0 = d0[u], e1 = d1[u], e2 = d2[u], e3 = d3[u], e4 = d4[u], e5 = d5[u];
-                d0[u] = (T)4 * e0 - (T)5 * e2 + e4;
-                d1[u] = e3 + e4 - (T)4 * (e1 + e2);
-                d2[u] = e4 - e3 + (T)4 * (e1 - e2);
-                d3[u] = e4 - e2 + (T)2 * (e3 - e1);
-                d4[u] = e4 - e2 - (T)2 * (e3 - e1);
-                d5[u] = (T)4 * e1 - (T)5 * e3 + e5;
+                WINO4_BT(e0, e1, e2, e3, e4, e5, d0, d1, d2, d3, d4, d5, u);
             }
         }
         for (int i = 0; i < 6; ++i) {
@@ -121,12 +127,7 @@ CCONV_CLONES static void SFX(wino4_input)(const cconv_conv2d_params *p, const T 
             for (int64_t u = 0; u < cnt; ++u) {
                 const T e0 = c[u], e1 = c[ldv + u], e2 = c[2 * ldv + u];
                 const T e3 = c[3 * ldv + u], e4 = c[4 * ldv + u], e5 = c[5 * ldv + u];
-                v0[u] = (T)4 * e0 - (T)5 * e2 + e4;
-                v1[u] = e3 + e4 - (T)4 * (e1 + e2);
-                v2[u] = e4 - e3 + (T)4 * (e1 - e2);
-                v3[u] = e4 - e2 + (T)2 * (e3 - e1);
-                v4[u] = e4 - e2 - (T)2 * (e3 - e1);
-                v5[u] = (T)4 * e1 - (T)5 * e3 + e5;
+                WINO4_BT(e0, e1, e2, e3, e4, e5, v0, v1, v2, v3, v4, v5, u);
             }
         }
     }
@@ -207,3 +208,4 @@ CCONV_CLONES static void SFX(wino4_output)(const cconv_conv2d_params *p, const T
 }
 
 #undef WINO4_G
+#undef WINO4_BT

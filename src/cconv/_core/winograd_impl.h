@@ -174,6 +174,45 @@ CCONV_CLONES static void SFX(wino_output)(const cconv_conv2d_params *p, const T 
 
 int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
 
+/* What every block of one F(m x m, 3x3) call shares. */
+typedef struct {
+    const cconv_conv2d_params *p;
+    const T *x, *U, *UP, *bias;
+    T *V, *M, *y;
+    int64_t TH, TW, tb, psz;
+    int m, act;
+} SFX(wino_call);
+
+/* The input transform of tiles [t0, t0 + cnt) for input channels [c0, c1). */
+static inline void SFX(wino_in)(const SFX(wino_call) *c, int64_t t0, int64_t cnt,
+                                int64_t c0, int64_t c1, T *rows)
+{
+    if (c->m == 2) SFX(wino_input)(c->p, c->x, c->TH, c->TW, t0, cnt, c->tb, c->V, rows, c0, c1);
+    else SFX(wino4_input)(c->p, c->x, c->TH, c->TW, t0, cnt, c->tb, c->V, rows, c0, c1);
+}
+
+/* Product xi of a block of cnt tiles: M_xi = U_xi V_xi (one thread). */
+static inline int SFX(wino_product)(const SFX(wino_call) *c, int64_t xi, int64_t cnt)
+{
+    const int64_t cin = c->p->c_in, cout = c->p->c_out, tb = c->tb;
+    return GEMM_PA(0, 0, cout, cnt, cin, (T)1, c->U + xi * cout * cin, cin,
+                   c->UP + xi * c->psz, c->V + xi * cin * tb, tb, (T)0,
+                   c->M + xi * cout * tb, tb, 1);
+}
+
+/* The output transform, bias and activation of tiles [t0, t0 + cnt) for
+ * output channels [c0, c1). */
+static inline void SFX(wino_out)(const SFX(wino_call) *c, int64_t t0, int64_t cnt,
+                                 int64_t c0, int64_t c1, T *out)
+{
+    if (c->m == 2)
+        SFX(wino_output)(c->p, c->M, c->TH, c->TW, t0, cnt, c->tb, c->bias, c->act, c->y,
+                         out, c0, c1);
+    else
+        SFX(wino4_output)(c->p, c->M, c->TH, c->TW, t0, cnt, c->tb, c->bias, c->act, c->y,
+                          out, c0, c1);
+}
+
 /* F(m x m, 3x3) for m = 2 or 4: A2 = (m + 2)^2 transformed elements per tile.
  * Tiles run in blocks, one block per thread at a time; when there are fewer
  * blocks than threads (a 14x14 map at batch 1 has 16 tiles of 4x4) the
@@ -265,7 +304,9 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         for (xi0 = 0; xi0 < A2; ++xi0)
             if (fresh_u) GEMM_PACK_A(0, cout, cin, U + xi0 * cout * cin, cin, UP + xi0 * psz);
         /* (and packed before any block uses it) */
-        T *V = split ? VM : buf, *M = split ? VM + vsz : (buf ? buf + vsz : NULL);
+        SFX(wino_call) call = {p, x, U, UP, bias, NULL, NULL, y, TH, TW, tb, (int64_t)psz, m, act};
+        call.V = split ? VM : buf;
+        call.M = split ? VM + vsz : (buf ? buf + vsz : NULL);
         T *rows = buf ? buf + (split ? 0 : vsz + msz) : NULL, *out = buf ? rows + rsz : NULL;
         int64_t blk;
         if (split) {
@@ -277,21 +318,15 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #ifdef _OPENMP
                 #pragma omp for schedule(static)
 #endif
-                for (part = 0; part < nt; ++part) {
-                    const int64_t c0 = cin * part / nt, c1 = cin * (part + 1) / nt;
-                    if (!buf || status != CCONV_OK) continue;
-                    if (m == 2) SFX(wino_input)(p, x, TH, TW, t0, cnt, tb, V, rows, c0, c1);
-                    else SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, rows, c0, c1);
-                }
+                for (part = 0; part < nt; ++part)
+                    if (buf && status == CCONV_OK)
+                        SFX(wino_in)(&call, t0, cnt, cin * part / nt, cin * (part + 1) / nt, rows);
                 int64_t xi;
 #ifdef _OPENMP
                 #pragma omp for schedule(static)
 #endif
                 for (xi = 0; xi < A2; ++xi) {
-                    if (status != CCONV_OK) continue;
-                    if (GEMM_PA(0, 0, cout, cnt, cin, (T)1, U + xi * cout * cin, cin,
-                                UP + xi * psz, V + xi * cin * tb, tb, (T)0,
-                                M + xi * cout * tb, tb, 1) != CCONV_OK) {
+                    if (status == CCONV_OK && SFX(wino_product)(&call, xi, cnt) != CCONV_OK) {
 #ifdef _OPENMP
                         #pragma omp atomic write
 #endif
@@ -301,14 +336,10 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #ifdef _OPENMP
                 #pragma omp for schedule(static)
 #endif
-                for (part = 0; part < nt; ++part) {
-                    const int64_t c0 = cout * part / nt, c1 = cout * (part + 1) / nt;
-                    if (!buf || status != CCONV_OK) continue;
-                    if (m == 2)
-                        SFX(wino_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, c0, c1);
-                    else
-                        SFX(wino4_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, c0, c1);
-                }
+                for (part = 0; part < nt; ++part)
+                    if (buf && status == CCONV_OK)
+                        SFX(wino_out)(&call, t0, cnt, cout * part / nt, cout * (part + 1) / nt,
+                                      out);
             }
         } else {
 #ifdef _OPENMP
@@ -317,12 +348,9 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
             for (blk = 0; blk < nblocks; ++blk) {
                 if (!buf || status != CCONV_OK) continue;
                 const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
-                if (m == 2) SFX(wino_input)(p, x, TH, TW, t0, cnt, tb, V, rows, 0, cin);
-                else SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, rows, 0, cin);
+                SFX(wino_in)(&call, t0, cnt, 0, cin, rows);
                 for (int64_t xi = 0; xi < A2; ++xi) {
-                    if (GEMM_PA(0, 0, cout, cnt, cin, (T)1, U + xi * cout * cin, cin,
-                                UP + xi * psz, V + xi * cin * tb, tb, (T)0,
-                                M + xi * cout * tb, tb, 1) != CCONV_OK) {
+                    if (SFX(wino_product)(&call, xi, cnt) != CCONV_OK) {
 #ifdef _OPENMP
                         #pragma omp atomic write
 #endif
@@ -330,11 +358,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
                         break;
                     }
                 }
-                if (status != CCONV_OK) continue;
-                if (m == 2)
-                    SFX(wino_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, 0, cout);
-                else
-                    SFX(wino4_output)(p, M, TH, TW, t0, cnt, tb, bias, act, y, out, 0, cout);
+                if (status == CCONV_OK) SFX(wino_out)(&call, t0, cnt, 0, cout, out);
             }
         }
         cconv_work_free(0, buf);
