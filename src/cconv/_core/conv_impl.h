@@ -680,9 +680,10 @@ static int SFX(backward_input_as_conv)(const cconv_conv2d_params *p, const T *dy
     q.pad_left = kw - 1 - p->pad_left; q.pad_right = kw - 1 - p->pad_right;
     if (cconv_conv2d_check(&q) != CCONV_OK || q.out_h != p->h || q.out_w != p->w)
         return CCONV_EINVAL;
+    /* not the direct kernel unless asked for: LeNet conv1's 1-channel
+     * gradient was measured slower through it */
     const int algo = want_direct ? CCONV_ALGO_DIRECT : cconv_conv2d_algo(&q);
-    if (algo != CCONV_ALGO_DIRECT && algo != CCONV_ALGO_WINOGRAD &&
-        algo != CCONV_ALGO_WINOGRAD4)
+    if (!want_direct && algo != CCONV_ALGO_WINOGRAD && algo != CCONV_ALGO_WINOGRAD4)
         return CCONV_EINVAL;
     /* wf[g][ci][co][kh - 1 - i][kw - 1 - j] = w[g][co][ci][i][j]; in this
      * thread's slot 4, so while w does not change Winograd finds its
