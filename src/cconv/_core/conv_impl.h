@@ -475,6 +475,16 @@ static int SFX(dw_backward_weight)(const cconv_conv2d_params *p, const T *dy,
 
 /* dst[q] = act(src[q] + b): the bias and activation epilogue of a GEMM row
  * (src == dst in place). NaN stays NaN through the ReLU, as in torch. */
+/* dst += each of the ncopies arrays of n elements at copies, in order: the
+ * per-thread partial sums of a weight gradient, added in thread order so a
+ * given thread count always gives the same bits. */
+static void SFX(add_copies)(T *CCONV_RESTRICT dst, const T *CCONV_RESTRICT copies,
+                            int64_t ncopies, int64_t n)
+{
+    for (int64_t t = 0; t < ncopies; ++t)
+        for (int64_t k = 0; k < n; ++k) dst[k] += copies[t * n + k];
+}
+
 CCONV_CLONES static void SFX(epilogue)(const T *src, T *dst, int64_t n, T b, int act)
 {
     if (act == CCONV_ACT_RELU) {
@@ -892,10 +902,7 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
         free(col);
     }
     if (partial) {
-        for (int t = 0; t < nt - 1; ++t) {
-            const T *src = partial + (size_t)t * (size_t)wsize;
-            for (int64_t k = 0; k < wsize; ++k) dw[k] += src[k];
-        }
+        SFX(add_copies)(dw, partial, nt - 1, wsize);
         free(partial);
     }
     SFX(bias_grad)(p, dy, db);

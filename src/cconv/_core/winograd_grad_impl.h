@@ -149,10 +149,7 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
         cconv_fp_leave(fpm);
     }
     if (status == CCONV_OK) {
-        for (int t = 1; t < nt; ++t) {
-            const T *src = dU + (size_t)t * (size_t)usz;
-            for (int64_t k = 0; k < usz; ++k) dU[k] += src[k];
-        }
+        SFX(add_copies)(dU, dU + usz, nt - 1, usz);
         /* dw = G^T dU G for every (co, ci) */
         const int64_t S = cout * cin;
         for (int64_t k = 0; k < S; ++k) {
