@@ -185,9 +185,15 @@ def test_winograd_accuracy_is_close_to_im2col(rng, algorithm, vs_gemm, vs_scale)
 def test_auto_picks_by_shape():
     assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd_f4"
-    # 14x14 at batch 1: 16 tiles of 4x4 are too few for F(4x4, 3x3), 49 of 2x2 are not
     assert ops.conv2d_algorithms((1, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "winograd_f4"
+    # 10x14: 12 tiles of 4x4 are too few for F(4x4, 3x3), 35 of 2x2 are not
+    assert ops.conv2d_algorithms((1, 256, 10, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd"
+    # 512 channels: F(4x4)'s transformed weights (75 MB) would not stay cached
+    for n in (1, 8):
+        assert ops.conv2d_algorithms((n, 512, 14, 14), (512, 512, 3, 3), (1, 1),
+                                     (1, 1, 1, 1), (1, 1), 1)[0] == "winograd"
     assert ops.conv2d_algorithms((2, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd_f4"
     assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (2, 2), (1, 1, 1, 1),
@@ -206,14 +212,14 @@ def test_kernel_registry_names_the_special_choices(rng):
     x = rng.standard_normal((1, 64, 32, 32)).astype(np.float32)
     w = rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
     assert plugins.select_kernel("conv2d", x, w, None, padding=1).name == "winograd_f4"
-    assert plugins.select_kernel("conv2d", x[:, :, :14, :14], w, None,
+    assert plugins.select_kernel("conv2d", x[:, :, :10, :14], w, None,
                                  padding=1).name == "winograd"
     assert plugins.select_kernel("conv2d", x, w, None, stride=2).name == "im2col_gemm"
     assert plugins.select_kernel("conv2d", x[:, :3], w[:, :3], None).name == "direct"
     with plugins.use_kernel("conv2d", "direct"):
         got = plugins.run_kernel("conv2d", x[:, :3], w[:, :3], None, padding=1)
     assert_close(got, R.conv2d(x[:, :3], w[:, :3], padding=1), np.float32)
-    for name, xx in (("winograd", x[:, :, :14, :14]), ("winograd_f4", x)):
+    for name, xx in (("winograd", x[:, :, :10, :14]), ("winograd_f4", x)):
         with plugins.use_kernel("conv2d", name):
             got = plugins.run_kernel("conv2d", xx, w, None, padding=1)
         assert_close(got, R.conv2d(xx, w, padding=1), np.float32)

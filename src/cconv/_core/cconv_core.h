@@ -88,6 +88,9 @@ void cconv_work_free(int slot, void *p);
 void *cconv_derived_get(int kind, const void *src, size_t src_bytes, size_t bytes,
                         int *fresh);
 void cconv_derived_clear(void);
+/* Whether an entry of src_bytes + bytes can be cached at all (the same
+ * bound cconv_derived_get applies). */
+int cconv_derived_fits(size_t src_bytes, size_t bytes);
 enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2,
        CCONV_DERIVED_GEMM_A_F32 = 3, CCONV_DERIVED_GEMM_A_F64 = 4,
        CCONV_DERIVED_WINOGRAD4_F32 = 5, CCONV_DERIVED_WINOGRAD4_F64 = 6 };

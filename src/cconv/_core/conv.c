@@ -81,13 +81,17 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * and 1.3x on 128x14x14 at batch 1; slower on 7x7 maps (512x7x7: 0.9x).
  * F(4x4, 3x3) does 1.8x fewer multiplies again but reads 2.25x more
  * transformed weights per tile: 1.5-1.7x faster than F(2x2, 3x3) on 64x56
- * and 128x28 (bench/bench_conv_algorithms.py), 1.3x on 256x14 at batch 2,
- * but no faster at batch 1 there (16 tiles: each 256x256 weight matrix
- * then serves one micro-kernel column sliver), so it takes over from
- * CCONV_WINOGRAD4_MIN_TILES of its 4x4 tiles. */
+ * and 128x28 (bench/bench_conv_algorithms.py), 1.3-1.5x on 256x14, 128x14
+ * and 128x16 at batch 1 (16 tiles; 1.04-1.5x at 2 threads), a wash on
+ * 32x16 and slower below 16 tiles (256x12: 9 tiles), so it takes over from
+ * CCONV_WINOGRAD4_MIN_TILES of its 4x4 tiles, where its transformed weights
+ * (36 matrices, plain and packed) fit the per-thread weight cache: beyond
+ * (512 channels: 75 MB) every call would transform and page in the weights
+ * again, 8x slower than F(2x2). The bound is taken for float32 (float64
+ * layers of 362-455 channels run F(4x4) uncached). */
 #define CCONV_WINOGRAD_MIN_CHANNELS 16
 #define CCONV_WINOGRAD_MIN_TILES 32
-#define CCONV_WINOGRAD4_MIN_TILES 32
+#define CCONV_WINOGRAD4_MIN_TILES 16
 #define CCONV_WINOGRAD_MIN_ROW 14
 /* The weight gradient by Winograd F(4x4, 3x3) from this many 4x4 tiles
  * (conv_impl.h, backward_weight). */
@@ -121,7 +125,11 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
     if (k <= CCONV_DIRECT_MAX_K && p->kh * p->kw > 1) return CCONV_ALGO_DIRECT;
     if (cconv_conv2d_winograd_ok(p) && p->c_in >= CCONV_WINOGRAD_MIN_CHANNELS &&
         p->c_out >= CCONV_WINOGRAD_MIN_CHANNELS && p->out_w >= CCONV_WINOGRAD_MIN_ROW) {
-        if (p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD4_MIN_TILES)
+        const size_t cc = (size_t)p->c_in * (size_t)p->c_out;
+        if (p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD4_MIN_TILES &&
+            cconv_derived_fits(9 * cc * sizeof(float),
+                               (36 * cc + 36 * cconv_gemm_packed_a_size_f32(p->c_out, p->c_in)) *
+                                   sizeof(float)))
             return CCONV_ALGO_WINOGRAD4;
         if (p->n * ((p->out_h + 1) / 2) * ((p->out_w + 1) / 2) >= CCONV_WINOGRAD_MIN_TILES)
             return CCONV_ALGO_WINOGRAD;

@@ -288,12 +288,17 @@ static cconv_derived_cache *derived_cache(void)
 static cconv_derived_cache *derived_cache(void) { return NULL; }
 #endif
 
+int cconv_derived_fits(size_t src_bytes, size_t bytes)
+{
+    return src_bytes + bytes <= CCONV_DERIVED_BYTES / 2;
+}
+
 void *cconv_derived_get(int kind, const void *src, size_t src_bytes, size_t bytes,
                         int *fresh)
 {
     *fresh = 1;
     cconv_derived_cache *c = derived_cache();
-    if (!c || src_bytes + bytes > CCONV_DERIVED_BYTES / 2) return NULL;
+    if (!c || !cconv_derived_fits(src_bytes, bytes)) return NULL;
     cconv_derived_entry *hit = NULL, *lru = NULL;
     for (int i = 0; i < CCONV_DERIVED_ENTRIES; ++i) {
         cconv_derived_entry *e = &c->e[i];

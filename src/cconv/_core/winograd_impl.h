@@ -11,37 +11,51 @@
  * error stays within a few ulps of the GEMM's (tested against the
  * reference in tests/test_conv.py). */
 
+#ifndef CCONV_WINO_WT_CHUNK
+/* the weight transforms' channel chunk, and their scratch: the taps and the
+ * (up to 36) transformed rows of one chunk */
+#define CCONV_WINO_WT_CHUNK 64
+#define CCONV_WINO_WT_SCRATCH ((9 + 36) * CCONV_WINO_WT_CHUNK)
+#endif
+
 /* U[xi][co][ci] (xi = 4 * row + column of the 4x4 transformed kernel) for
- * output channels [co0, co1). wt: scratch of 9 * c_in. */
+ * output channels [co0, co1). wt: scratch of CCONV_WINO_WT_SCRATCH. In
+ * chunks of channels, each of the 16 rows copied out whole (why: see
+ * wino4_weights). */
 CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t cout,
                                            int64_t cin, int64_t co0, int64_t co1,
                                            T *CCONV_RESTRICT U, T *CCONV_RESTRICT wt)
 {
-    const int64_t S = cout * cin;
+    const int64_t S = cout * cin, CH = CCONV_WINO_WT_CHUNK;
     const T h = (T)0.5;
+    T *CCONV_RESTRICT ut = wt + 9 * CH;
     for (int64_t co = co0; co < co1; ++co) {
-        /* tap-major copy, so the loops below run along c_in with unit stride */
-        for (int64_t ci = 0; ci < cin; ++ci)
-            for (int k = 0; k < 9; ++k) wt[k * cin + ci] = w[(co * cin + ci) * 9 + k];
-        T *CCONV_RESTRICT u = U + co * cin;
-        const T *CCONV_RESTRICT g0 = wt, *CCONV_RESTRICT g1 = wt + 3 * cin;
-        const T *CCONV_RESTRICT g2 = wt + 6 * cin;
-        /* scalars only, so that the loop vectorises along c_in */
-        for (int64_t ci = 0; ci < cin; ++ci) {
-            T t[4][3];
-            for (int j = 0; j < 3; ++j) {          /* G g: rows of the 4x3 */
-                const T a0 = g0[j * cin + ci], a1 = g1[j * cin + ci], a2 = g2[j * cin + ci];
-                t[0][j] = a0;
-                t[1][j] = h * (a0 + a1 + a2);
-                t[2][j] = h * (a0 - a1 + a2);
-                t[3][j] = a2;
+        for (int64_t c0 = 0; c0 < cin; c0 += CH) {
+            const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
+            /* tap-major copy, so the loop below runs along c_in with unit stride */
+            for (int64_t c = 0; c < nc; ++c)
+                for (int k = 0; k < 9; ++k) wt[k * CH + c] = w[(co * cin + c0 + c) * 9 + k];
+            /* scalars only, so that the loop vectorises along c_in */
+            CCONV_IVDEP
+            for (int64_t c = 0; c < nc; ++c) {
+                T t[4][3];
+                for (int j = 0; j < 3; ++j) {          /* G g: rows of the 4x3 */
+                    const T a0 = wt[j * CH + c], a1 = wt[(3 + j) * CH + c];
+                    const T a2 = wt[(6 + j) * CH + c];
+                    t[0][j] = a0;
+                    t[1][j] = h * (a0 + a1 + a2);
+                    t[2][j] = h * (a0 - a1 + a2);
+                    t[3][j] = a2;
+                }
+                for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
+                    ut[(4 * i + 0) * CH + c] = t[i][0];
+                    ut[(4 * i + 1) * CH + c] = h * (t[i][0] + t[i][1] + t[i][2]);
+                    ut[(4 * i + 2) * CH + c] = h * (t[i][0] - t[i][1] + t[i][2]);
+                    ut[(4 * i + 3) * CH + c] = t[i][2];
+                }
             }
-            for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
-                u[(4 * i + 0) * S + ci] = t[i][0];
-                u[(4 * i + 1) * S + ci] = h * (t[i][0] + t[i][1] + t[i][2]);
-                u[(4 * i + 2) * S + ci] = h * (t[i][0] - t[i][1] + t[i][2]);
-                u[(4 * i + 3) * S + ci] = t[i][2];
-            }
+            for (int xi = 0; xi < 16; ++xi)
+                memcpy(U + xi * S + co * cin + c0, ut + xi * CH, (size_t)nc * sizeof(T));
         }
     }
 }
@@ -278,7 +292,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         /* input rows split by column phase and their B^T; output rows */
         const size_t rsz = (size_t)(m == 2 ? 16 * (TW + 1) : 36 * tb + 4 * TW + 8);
         const size_t osz = (size_t)(m == 2 ? 4 * TW : 40 * tb + 4);
-        size_t wsz = (size_t)(9 * cin);
+        size_t wsz = (size_t)CCONV_WINO_WT_SCRATCH;
         size_t total = (split ? 0 : vsz + msz) + rsz + osz;
         T *buf = (T *)cconv_work_alloc(0, (total > wsz ? total : wsz) * sizeof(T));
         if (!buf) {
