@@ -50,6 +50,19 @@ def test_import_cconv_makes_no_manager_and_imports_no_pluggy():
     assert done.returncode == 0, done.stderr
 
 
+def test_ready_to_run_imports_no_error_or_disk_cache_modules():
+    """difflib (only for "did you mean") and json (the autotune disk cache)
+    load on first use, not with a net (3.5 ms of the 20 cconv adds to numpy)."""
+    code = ("import sys\n"
+            "for m in ('difflib', 'json'): sys.modules.pop(m, None)\n"
+            "import cconv\n"
+            "cconv.Sequential, cconv.nn.Conv2d, cconv.ops.conv2d, cconv.plugins.registry()\n"
+            "late = [m for m in ('difflib', 'json') if m in sys.modules]\n"
+            "assert not late, late\n")
+    done = run_python(code, env={"CCONV_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert done.returncode == 0, done.stderr
+
+
 def test_builtins_register_through_the_hooks_with_package_cconv(fake_entry_points):
     regs = plugins.registry()
     assert set(regs.layers) == set(nn.LAYER_CLASSES)

@@ -5,7 +5,6 @@ registered it), so that a conflict names both sides and `cconv plugins` can
 list the origin of everything. Kernel selection lives here too: it is a
 lookup in these tables, cached per call signature.
 """
-import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +38,7 @@ class KernelNotSupportedError(PluginError, ValueError):
 
 def _unknown(kind, name, known):
     known = sorted(known)
+    import difflib   # only for this message (1.6 ms of import otherwise)
     close = difflib.get_close_matches(str(name), known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UnknownNameError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known) or 'none'}")
