@@ -35,10 +35,10 @@ CACHE_FORMAT = "cconv.autotune"
 CACHE_VERSION = 1
 
 
-
 def _json():
     import json   # on the disk cache's first use: it cost 2 ms of `import cconv`
     return json
+
 
 def default_cache_path():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
