@@ -255,17 +255,45 @@ BACKWARD_CASES = (CONV2D_CASES + BACKWARD_DIRECT_CASES + BACKWARD_WINOGRAD_CASES
                   + [case[:3] for case in WEIGHT_GRAD_WINOGRAD_CASES])
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "im2col_gemm"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", BACKWARD_CASES, ids=_ids(BACKWARD_CASES))
-def test_conv2d_backward(rng, nthreads, dtype, xs, ws, kw):
+def test_conv2d_backward(rng, nthreads, dtype, xs, ws, kw, algorithm):
     x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
     gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(dtype)
-    gx, gw, gb = ops.conv2d_backward(gy, x, w, **kw)
+    gx, gw, gb = ops.conv2d_backward(gy, x, w, **kw, algorithm=algorithm)
     rx, rw, rb = R.conv2d_backward(gy, x, w, **kw)
     assert_close(gx, rx, dtype)
     assert_close(gw, rw, dtype)
     assert_close(gb, rb, dtype)
 
+
+def test_conv2d_backward_im2col_gemm_rounds_less_than_winograd(rng):
+    """algorithm="im2col_gemm" keeps both gradients of a layer that runs the
+    Winograd backward (input gradient by F(4x4), weight gradient by its
+    adjoint) on im2col + GEMM's rounding."""
+    x = rng.standard_normal((4, 64, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((32, 64, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
+    exact = R.conv2d_backward(gy.astype(np.float64), x.astype(np.float64),
+                              w.astype(np.float64), padding=1)
+    auto = ops.conv2d_backward(gy, x, w, padding=1)
+    gemm = ops.conv2d_backward(gy, x, w, padding=1, algorithm="im2col_gemm")
+    for got_auto, got_gemm, ref in zip(auto[:2], gemm[:2], exact[:2]):
+        scale = np.abs(ref).max()
+        err_auto, err_gemm = np.abs(got_auto - ref).max(), np.abs(got_gemm - ref).max()
+        assert err_gemm <= 2e-6 * scale, err_gemm
+        assert err_gemm < err_auto, (err_gemm, err_auto)
+
+
+@pytest.mark.parametrize("bad", ["winograd", "direct", None, 1])
+def test_conv2d_backward_bad_algorithm_names_it(rng, bad):
+    x = rng.standard_normal((1, 2, 5, 5))
+    w = rng.standard_normal((3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"algorithm must be one of \['auto', 'im2col_gemm'\]"):
+        ops.conv2d_backward(np.ones((1, 3, 3, 3)), x, w, algorithm=bad)
+    with pytest.raises(ValueError, match="algorithm"):
+        ops.conv1d_backward(np.ones((1, 3, 3)), x[:, :, 0], w[:, :, 0], algorithm=bad)
 
 
 
@@ -281,12 +309,13 @@ def test_conv2d_backward_big(rng, nthreads, dtype, xs, ws, kw):
     assert_close(gb, rb, dtype)
 
 
+@pytest.mark.parametrize("algorithm", ["auto", "im2col_gemm"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", CONV1D_CASES, ids=_ids(CONV1D_CASES))
-def test_conv1d_backward(rng, nthreads, dtype, xs, ws, kw):
+def test_conv1d_backward(rng, nthreads, dtype, xs, ws, kw, algorithm):
     x, w, _ = _operands(rng, xs, ws, dtype, bias=False)
     gy = rng.standard_normal(R.conv1d(x, w, **kw).shape).astype(dtype)
-    gx, gw, gb = ops.conv1d_backward(gy, x, w, **kw)
+    gx, gw, gb = ops.conv1d_backward(gy, x, w, **kw, algorithm=algorithm)
     rx, rw, rb = R.conv1d_backward(gy, x, w, **kw)
     assert_close(gx, rx, dtype)
     assert_close(gw, rw, dtype)

@@ -598,3 +598,26 @@ def test_example_plugin_trains_saves_and_loads(example_plugin, tmp_path):
     cconv.save(net, str(path))
     again = cconv.load(str(path))
     np.testing.assert_allclose(again.forward(x[:8]), net.forward(x[:8]), rtol=1e-6)
+
+
+def test_layer_gradients_on_im2col_gemm_only_when_forced(rng):
+    """The backward kernel "im2col_gemm_only" is never picked by itself; forced,
+    a Conv2d layer's gradients are ops.conv2d_backward(algorithm="im2col_gemm")'s
+    (here the automatic choice runs the Winograd adjoint, whose rounding differs)."""
+    layer = nn.Conv2d(64, 32, 3, padding=1)
+    layer.build([(64, 24, 24)], rng=0)
+    x = rng.standard_normal((4, 64, 24, 24)).astype(np.float32)
+    gy = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
+    w = layer.params["weight"]
+    assert plugins.select_kernel("conv2d_backward", gy, x, w, padding=1).name != \
+        "im2col_gemm_only"
+    layer.forward(x, training=True)
+    auto_dx = layer.backward(gy)
+    auto_dw = layer.grads["weight"].copy()
+    with plugins.use_kernel("conv2d_backward", "im2col_gemm_only"):
+        layer.forward(x, training=True)
+        dx = layer.backward(gy)
+    want = ops.conv2d_backward(gy, x, w, padding=1, algorithm="im2col_gemm")
+    np.testing.assert_array_equal(dx, want[0])
+    np.testing.assert_array_equal(layer.grads["weight"], want[1])
+    assert not np.array_equal(auto_dw, want[1]) and not np.array_equal(auto_dx, want[0])

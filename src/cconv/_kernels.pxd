@@ -68,6 +68,17 @@ cdef extern from "cconv_core.h" nogil:
                                          const float *x, float *dw, float *db, int nthreads)
     int cconv_conv2d_backward_weight_f64(const cconv_conv2d_params *p, const double *dy,
                                          const double *x, double *dw, double *db, int nthreads)
+    int cconv_conv2d_backward_input_ex_f32(const cconv_conv2d_params *p, const float *dy,
+                                           const float *w, float *dx, int algo, int nthreads)
+    int cconv_conv2d_backward_input_ex_f64(const cconv_conv2d_params *p, const double *dy,
+                                           const double *w, double *dx, int algo,
+                                           int nthreads)
+    int cconv_conv2d_backward_weight_ex_f32(const cconv_conv2d_params *p, const float *dy,
+                                            const float *x, float *dw, float *db, int algo,
+                                            int nthreads)
+    int cconv_conv2d_backward_weight_ex_f64(const cconv_conv2d_params *p, const double *dy,
+                                            const double *x, double *dw, double *db,
+                                            int algo, int nthreads)
 
     ctypedef struct cconv_pool2d_params:
         int64_t n, c, h, w

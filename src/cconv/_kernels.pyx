@@ -263,9 +263,14 @@ def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
     _raise_on(status)
 
 
+# what conv2d_backward can be asked to run
+BACKWARD_ALGORITHMS = {"auto": CCONV_ALGO_AUTO, "im2col_gemm": CCONV_ALGO_GEMM}
+
+
 def conv2d_backward_input(dy, w, dx, tuple stride, tuple pads, tuple dilation,
-                          int64_t groups, int nthreads):
-    """dx (preallocated, overwritten) = gradient of conv2d w.r.t. its input."""
+                          int64_t groups, int nthreads, int algo=CCONV_ALGO_AUTO):
+    """dx (preallocated, overwritten) = gradient of conv2d w.r.t. its input;
+    algo one of BACKWARD_ALGORITHMS' values."""
     cdef int64_t xs[4]
     cdef int64_t ws[4]
     cdef int64_t ys[4]
@@ -282,17 +287,18 @@ def conv2d_backward_input(dy, w, dx, tuple stride, tuple pads, tuple dilation,
     cdef int status
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            status = cconv_conv2d_backward_input_f32(&p, <float *>dyp, <float *>wp,
-                                                     <float *>dxp, nthreads)
+            status = cconv_conv2d_backward_input_ex_f32(&p, <float *>dyp, <float *>wp,
+                                                        <float *>dxp, algo, nthreads)
         else:
-            status = cconv_conv2d_backward_input_f64(&p, <double *>dyp, <double *>wp,
-                                                     <double *>dxp, nthreads)
+            status = cconv_conv2d_backward_input_ex_f64(&p, <double *>dyp, <double *>wp,
+                                                        <double *>dxp, algo, nthreads)
     _raise_on(status)
 
 
 def conv2d_backward_weight(dy, x, dw, db, tuple stride, tuple pads, tuple dilation,
-                           int64_t groups, int nthreads):
-    """dw (and db unless None), preallocated and overwritten."""
+                           int64_t groups, int nthreads, int algo=CCONV_ALGO_AUTO):
+    """dw (and db unless None), preallocated and overwritten; algo as for
+    conv2d_backward_input."""
     cdef int64_t xs[4]
     cdef int64_t ws[4]
     cdef int64_t ys[4]
@@ -310,11 +316,13 @@ def conv2d_backward_weight(dy, x, dw, db, tuple stride, tuple pads, tuple dilati
     cdef int status
     with nogil:
         if t == cnp.NPY_FLOAT32:
-            status = cconv_conv2d_backward_weight_f32(&p, <float *>dyp, <float *>xp,
-                                                      <float *>dwp, <float *>dbp, nthreads)
+            status = cconv_conv2d_backward_weight_ex_f32(&p, <float *>dyp, <float *>xp,
+                                                         <float *>dwp, <float *>dbp, algo,
+                                                         nthreads)
         else:
-            status = cconv_conv2d_backward_weight_f64(&p, <double *>dyp, <double *>xp,
-                                                      <double *>dwp, <double *>dbp, nthreads)
+            status = cconv_conv2d_backward_weight_ex_f64(&p, <double *>dyp, <double *>xp,
+                                                         <double *>dwp, <double *>dbp, algo,
+                                                         nthreads)
     _raise_on(status)
 
 

@@ -357,7 +357,12 @@ def conv1d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _conv_backward(fn, grad_out, x, w, stride, padding, dilation, groups, nd,
-                   need_input, need_weight, need_bias):
+                   need_input, need_weight, need_bias, algorithm="auto"):
+    try:
+        algo = _kernels.BACKWARD_ALGORITHMS[algorithm]
+    except (KeyError, TypeError):
+        raise ValueError(f"algorithm must be one of {list(_kernels.BACKWARD_ALGORITHMS)}, "
+                         f"got {algorithm!r}") from None
     x, w, _, plan = _conv_setup(fn, x, w, None, stride, padding, dilation, groups, nd)
     shape_x, shape_w, stride4, pads4, dil4, groups, out_shape, out4 = plan
     grad_out = _as_array("grad_out", grad_out)
@@ -371,32 +376,44 @@ def _conv_backward(fn, grad_out, x, w, stride, padding, dilation, groups, nd,
     if need_input:
         dx = np.empty(shape_x, dtype)
         _kernels.conv2d_backward_input(dy, _prepare("w", w, dtype).reshape(shape_w), dx,
-                                       stride4, pads4, dil4, groups, threads)
+                                       stride4, pads4, dil4, groups, threads, algo)
         dx = dx.reshape(x.shape)
     if need_weight or need_bias:
         dw = np.empty(shape_w, dtype)
         db = np.empty(shape_w[0], dtype) if need_bias else None
         _kernels.conv2d_backward_weight(dy, _prepare("x", x, dtype).reshape(shape_x), dw,
-                                        db, stride4, pads4, dil4, groups, threads)
+                                        db, stride4, pads4, dil4, groups, threads, algo)
         dw = dw.reshape(w.shape) if need_weight else None
     return dx, dw, db
 
 
 def conv2d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
-                    need_input=True, need_weight=True, need_bias=True):
-    """Gradients of conv2d: (grad_x, grad_w, grad_bias); None for those not needed."""
+                    need_input=True, need_weight=True, need_bias=True, algorithm="auto"):
+    """Gradients of conv2d: (grad_x, grad_w, grad_bias); None for those not needed.
+
+    algorithm: "auto" runs the fastest path for the shape: the input gradient
+    of a stride-1 3x3 layer as a Winograd convolution of grad_out, the weight
+    gradient of a layer whose forward pass runs Winograd F(4x4, 3x3) on many
+    tiles by its adjoint (float32 error ~5e-6 of the gradient's scale instead
+    of ~5e-7), depthwise and short reductions by direct loops.
+    "im2col_gemm" runs im2col + GEMM (+ col2im) only, with its rounding: for
+    gradient checks or curvature work that wants float32 results close to
+    float64 ones. (Layers: ``cconv.plugins.use_kernel("conv2d_backward",
+    "im2col_gemm_only")``.)
+    """
     return _conv_backward("conv2d_backward", grad_out, x, w, stride, padding, dilation,
-                          groups, 2, need_input, need_weight, need_bias)
+                          groups, 2, need_input, need_weight, need_bias, algorithm)
 
 
 def conv1d_backward(grad_out, x, w, stride=1, padding=0, dilation=1, groups=1,
-                    need_input=True, need_weight=True, need_bias=True):
-    """Gradients of conv1d: (grad_x, grad_w, grad_bias); None for those not needed."""
+                    need_input=True, need_weight=True, need_bias=True, algorithm="auto"):
+    """Gradients of conv1d: (grad_x, grad_w, grad_bias); None for those not needed.
+    algorithm: as for conv2d_backward."""
     if isinstance(padding, (tuple, list)) and len(padding) == 2 and \
             not any(isinstance(p, (tuple, list)) for p in padding):
         padding = (tuple(padding),)
     return _conv_backward("conv1d_backward", grad_out, x, w, stride, padding, dilation,
-                          groups, 1, need_input, need_weight, need_bias)
+                          groups, 1, need_input, need_weight, need_bias, algorithm)
 
 
 # ---------------------------------------------------------------- pooling

@@ -188,6 +188,20 @@ int cconv_conv2d_backward_weight_f64(const cconv_conv2d_params *p, const double 
                                      const double *x, double *dw, double *db,
                                      int nthreads);
 
+/* The same with a choice: algo CCONV_ALGO_AUTO (as above: the direct,
+ * Winograd and depthwise paths where they apply) or CCONV_ALGO_GEMM (im2col
+ * + GEMM only, with its smaller float32 rounding); CCONV_EINVAL otherwise. */
+int cconv_conv2d_backward_input_ex_f32(const cconv_conv2d_params *p, const float *dy,
+                                       const float *w, float *dx, int algo, int nthreads);
+int cconv_conv2d_backward_input_ex_f64(const cconv_conv2d_params *p, const double *dy,
+                                       const double *w, double *dx, int algo, int nthreads);
+int cconv_conv2d_backward_weight_ex_f32(const cconv_conv2d_params *p, const float *dy,
+                                        const float *x, float *dw, float *db, int algo,
+                                        int nthreads);
+int cconv_conv2d_backward_weight_ex_f64(const cconv_conv2d_params *p, const double *dy,
+                                        const double *x, double *dw, double *db, int algo,
+                                        int nthreads);
+
 /* ---- 2-D pooling (1-D is the H == 1 case) ---- */
 typedef struct {
     int64_t n, c, h, w;

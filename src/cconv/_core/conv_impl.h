@@ -716,16 +716,19 @@ static int SFX(backward_input_as_conv)(const cconv_conv2d_params *p, const T *dy
     return st;
 }
 
+/* algo: CCONV_ALGO_AUTO (the direct, Winograd and depthwise paths where
+ * they apply) or CCONV_ALGO_GEMM (col2im of a GEMM only: im2col's rounding) */
 static int SFX(backward_input)(const cconv_conv2d_params *p, const T *dy,
-                               const T *w, T *dx, int nthreads)
+                               const T *w, T *dx, int algo, int nthreads)
 {
     if (p->n == 0) return CCONV_OK;
-    if (SFX(is_depthwise)(p)) return SFX(dw_backward_input)(p, dy, w, dx, nthreads);
+    const int any = algo == CCONV_ALGO_AUTO;
+    if (any && SFX(is_depthwise)(p)) return SFX(dw_backward_input)(p, dy, w, dx, nthreads);
     const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
     const int64_t KK = p->kh * p->kw, K = cin_g * KK, P = p->out_h * p->out_w;
     const int64_t HW = p->h * p->w;
     const int pointwise = SFX(is_pointwise)(p);
-    if (!pointwise) {
+    if (any && !pointwise) {
         const int direct = cout_g * KK <= CCONV_DIRECT_BWD_MAX_K &&
                            cin_g >= CCONV_DIRECT_BWD_MIN_CIN;
         const int st = SFX(backward_input_as_conv)(p, dy, w, dx, nthreads, direct);
@@ -816,8 +819,10 @@ static void SFX(bias_grad)(const cconv_conv2d_params *p, const T *dy, T *db)
     }
 }
 
+/* algo: as for backward_input (CCONV_ALGO_GEMM: no Winograd adjoint, no
+ * depthwise loop) */
 static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
-                                const T *x, T *dw, T *db, int nthreads)
+                                const T *x, T *dw, T *db, int algo, int nthreads)
 {
     const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
     const int64_t K = cin_g * p->kh * p->kw, P = p->out_h * p->out_w;
@@ -827,12 +832,13 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
         if (db) memset(db, 0, (size_t)p->c_out * sizeof(T));
         return CCONV_OK;
     }
-    if (SFX(is_depthwise)(p)) return SFX(dw_backward_weight)(p, dy, x, dw, db, nthreads);
+    const int any = algo == CCONV_ALGO_AUTO;
+    if (any && SFX(is_depthwise)(p)) return SFX(dw_backward_weight)(p, dy, x, dw, db, nthreads);
     /* where the forward pass runs Winograd F(4x4, 3x3), so does the weight
      * gradient, given enough tiles: its products reduce over the tiles, and
      * with a few dozen (28x28 at batch 1) im2col + GEMM was faster
      * (128x28x28: 3.3 vs 4.0 ms; 64x56x56, 196 tiles: 5.1 vs 3.2 ms) */
-    if (cconv_conv2d_algo(p) == CCONV_ALGO_WINOGRAD4 &&
+    if (any && cconv_conv2d_algo(p) == CCONV_ALGO_WINOGRAD4 &&
         p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD_GRAD_MIN_TILES) {
         const int st = SFX(wino4_backward_weight)(p, dy, x, dw, nthreads);
         if (st != CCONV_OK) return st;
@@ -911,20 +917,34 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
 
 /* The backward entry points run in the kernels' floating-point mode; their
  * GEMMs (on any thread) set it themselves. */
+int SFX(cconv_conv2d_backward_input_ex)(const cconv_conv2d_params *p, const T *dy,
+                                        const T *w, T *dx, int algo, int nthreads)
+{
+    if (algo != CCONV_ALGO_AUTO && algo != CCONV_ALGO_GEMM) return CCONV_EINVAL;
+    const unsigned fpm = cconv_fp_enter();
+    const int status = SFX(backward_input)(p, dy, w, dx, algo, nthreads);
+    cconv_fp_leave(fpm);
+    return status;
+}
+
+int SFX(cconv_conv2d_backward_weight_ex)(const cconv_conv2d_params *p, const T *dy,
+                                         const T *x, T *dw, T *db, int algo, int nthreads)
+{
+    if (algo != CCONV_ALGO_AUTO && algo != CCONV_ALGO_GEMM) return CCONV_EINVAL;
+    const unsigned fpm = cconv_fp_enter();
+    const int status = SFX(backward_weight)(p, dy, x, dw, db, algo, nthreads);
+    cconv_fp_leave(fpm);
+    return status;
+}
+
 int SFX(cconv_conv2d_backward_input)(const cconv_conv2d_params *p, const T *dy,
                                      const T *w, T *dx, int nthreads)
 {
-    const unsigned fpm = cconv_fp_enter();
-    const int status = SFX(backward_input)(p, dy, w, dx, nthreads);
-    cconv_fp_leave(fpm);
-    return status;
+    return SFX(cconv_conv2d_backward_input_ex)(p, dy, w, dx, CCONV_ALGO_AUTO, nthreads);
 }
 
 int SFX(cconv_conv2d_backward_weight)(const cconv_conv2d_params *p, const T *dy,
                                       const T *x, T *dw, T *db, int nthreads)
 {
-    const unsigned fpm = cconv_fp_enter();
-    const int status = SFX(backward_weight)(p, dy, x, dw, db, nthreads);
-    cconv_fp_leave(fpm);
-    return status;
+    return SFX(cconv_conv2d_backward_weight_ex)(p, dy, x, dw, db, CCONV_ALGO_AUTO, nthreads);
 }

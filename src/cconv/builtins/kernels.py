@@ -1,9 +1,12 @@
 """Built-in plugin: the kernels of cconv's ops.
 
 Priorities: 0 for the C core (general), 10 for the C core's special paths
-(chosen only where they apply), -100 for the numpy references (never chosen
-automatically; force them with cconv.plugins.use_kernel to check a result).
+(chosen only where they apply), -10 for the C core restricted to im2col +
+GEMM (backward ops) and -100 for the numpy references (neither chosen
+automatically; force them with cconv.plugins.use_kernel).
 """
+import functools
+
 import numpy as np
 
 from cconv import ops
@@ -11,7 +14,7 @@ from cconv.hookspecs import hookimpl
 
 from . import reference
 
-C_CORE, SPECIAL, REFERENCE = 0, 10, -100
+C_CORE, SPECIAL, GEMM_ONLY, REFERENCE = 0, 10, -10, -100
 
 # op -> C-core kernel name; every op of cconv.ops that a layer runs.
 C_KERNELS = {
@@ -88,6 +91,15 @@ def register_kernels(register):
     register("conv2d_backward", "depthwise_direct", ops.conv2d_backward,
              supports=is_depthwise_backward, priority=SPECIAL,
              description="C core, direct depthwise loop")
+    # never picked by itself (below the C core's): forced, it keeps a
+    # network's gradients on im2col + GEMM's rounding (no Winograd adjoints)
+    for op in ("conv1d_backward", "conv2d_backward"):
+        register(op, "im2col_gemm_only", functools.partial(getattr(ops, op),
+                                                           algorithm="im2col_gemm"),
+                 priority=GEMM_ONLY,
+                 description="C core, im2col + GEMM only (force it with "
+                             f"use_kernel('{op}', 'im2col_gemm_only') or "
+                             f"ops.{op}(..., algorithm='im2col_gemm'))")
     for op in ("conv1d", "conv2d"):
         register(op, "numpy_reference", getattr(reference, op), priority=REFERENCE,
                  description="numpy, one einsum per kernel tap (slow)")
