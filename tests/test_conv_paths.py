@@ -190,9 +190,12 @@ def test_auto_picks_by_shape():
     # 10x14: 12 tiles of 4x4 are too few for F(4x4, 3x3), 35 of 2x2 are not
     assert ops.conv2d_algorithms((1, 256, 10, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd"
-    # 512 channels: F(4x4)'s transformed weights (75 MB) would not stay cached
+    # F(4x4)'s packed transformed weights: 38 MB at 512 channels (cached),
+    # 151 MB at 1024 (could not stay cached: every call would transform them)
+    assert ops.conv2d_algorithms((1, 512, 14, 14), (512, 512, 3, 3), (1, 1),
+                                 (1, 1, 1, 1), (1, 1), 1)[0] == "winograd_f4"
     for n in (1, 8):
-        assert ops.conv2d_algorithms((n, 512, 14, 14), (512, 512, 3, 3), (1, 1),
+        assert ops.conv2d_algorithms((n, 1024, 14, 14), (1024, 1024, 3, 3), (1, 1),
                                      (1, 1, 1, 1), (1, 1), 1)[0] == "winograd"
     assert ops.conv2d_algorithms((2, 256, 14, 14), (256, 256, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd_f4"

@@ -110,7 +110,8 @@ int cconv_gemm_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
 
 /* op(A) packed once for many products with the same A (weights): size in
  * elements of the packed copy, the packing, and the product that uses it
- * (A is still passed: small products read it in place). */
+ * (small products read A in place when it is passed; with A == NULL every
+ * product runs from the packed copy). */
 size_t cconv_gemm_packed_a_size_f32(int64_t M, int64_t K);
 size_t cconv_gemm_packed_a_size_f64(int64_t M, int64_t K);
 void cconv_gemm_pack_a_f32(int transa, int64_t M, int64_t K, const float *A, int64_t lda,
@@ -125,6 +126,16 @@ int cconv_gemm_pa_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
                       double alpha, const double *A, int64_t lda, const double *ap,
                       const double *B, int64_t ldb, double beta, double *C, int64_t ldc,
                       int nthreads);
+/* Rows [i0, i0 + mr) x columns [k0, k0 + kn) of an M x K matrix (A, not
+ * transposed), given at src with row stride lds, written into their place
+ * in cconv_gemm_pack_a's layout: i0 a multiple of CCONV_GEMM_MR, mr ==
+ * CCONV_GEMM_MR or i0 + mr == M (the rest of that sliver is zeroed). For
+ * producers that write a packed A directly, without the row-major matrix. */
+#define CCONV_GEMM_MR 6
+void cconv_gemm_pack_a_block_f32(int64_t M, int64_t K, int64_t i0, int64_t mr, int64_t k0,
+                                 int64_t kn, const float *src, int64_t lds, float *ap);
+void cconv_gemm_pack_a_block_f64(int64_t M, int64_t K, int64_t i0, int64_t mr, int64_t k0,
+                                 int64_t kn, const double *src, int64_t lds, double *ap);
 
 /* ---- 2-D convolution (cross-correlation, like every DL framework) ----
  * 1-D convolution is the H == 1 case. */

@@ -82,13 +82,14 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * F(4x4, 3x3) does 1.8x fewer multiplies again but reads 2.25x more
  * transformed weights per tile: 1.5-1.7x faster than F(2x2, 3x3) on 64x56
  * and 128x28 (bench/bench_conv_algorithms.py), 1.3-1.5x on 256x14, 128x14
- * and 128x16 at batch 1 (16 tiles; 1.04-1.5x at 2 threads), a wash on
- * 32x16 and slower below 16 tiles (256x12: 9 tiles), so it takes over from
- * CCONV_WINOGRAD4_MIN_TILES of its 4x4 tiles, where its transformed weights
- * (36 matrices, plain and packed) fit the per-thread weight cache: beyond
- * (512 channels: 75 MB) every call would transform and page in the weights
- * again, 8x slower than F(2x2). The bound is taken for float32 (float64
- * layers of 362-455 channels run F(4x4) uncached). */
+ * and 128x16 at batch 1 (16 tiles; 1.04-1.5x at 2 threads; 512x14: 1.3-1.5x),
+ * a wash on 32x16 and slower below 16 tiles (256x12: 9 tiles), so it takes
+ * over from CCONV_WINOGRAD4_MIN_TILES of its 4x4 tiles, where its packed
+ * transformed weights (36 matrices) fit the per-thread weight cache: beyond
+ * (1024 channels: 151 MB) every call would transform and page them in
+ * again (at 512 channels, before they fit, 8x slower than F(2x2)). The
+ * bound is taken for float32 (float64 layers of ~430-610 channels run
+ * F(4x4) uncached). */
 #define CCONV_WINOGRAD_MIN_CHANNELS 16
 #define CCONV_WINOGRAD_MIN_TILES 32
 #define CCONV_WINOGRAD4_MIN_TILES 16
@@ -128,7 +129,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
         const size_t cc = (size_t)p->c_in * (size_t)p->c_out;
         if (p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD4_MIN_TILES &&
             cconv_derived_fits(9 * cc * sizeof(float),
-                               (36 * cc + 36 * cconv_gemm_packed_a_size_f32(p->c_out, p->c_in)) *
+                               36 * cconv_gemm_packed_a_size_f32(p->c_out, p->c_in) *
                                    sizeof(float)))
             return CCONV_ALGO_WINOGRAD4;
         if (p->n * ((p->out_h + 1) / 2) * ((p->out_w + 1) / 2) >= CCONV_WINOGRAD_MIN_TILES)
@@ -142,6 +143,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define GEMM cconv_gemm_f32
 #define GEMM_PA cconv_gemm_pa_f32
 #define GEMM_PACK_A cconv_gemm_pack_a_f32
+#define GEMM_PACK_A_BLOCK cconv_gemm_pack_a_block_f32
 #define GEMM_PACKED_A_SIZE cconv_gemm_packed_a_size_f32
 #include "conv_impl.h"
 #undef T
@@ -149,6 +151,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef GEMM
 #undef GEMM_PA
 #undef GEMM_PACK_A
+#undef GEMM_PACK_A_BLOCK
 #undef GEMM_PACKED_A_SIZE
 
 #define T double
@@ -156,6 +159,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define GEMM cconv_gemm_f64
 #define GEMM_PA cconv_gemm_pa_f64
 #define GEMM_PACK_A cconv_gemm_pack_a_f64
+#define GEMM_PACK_A_BLOCK cconv_gemm_pack_a_block_f64
 #define GEMM_PACKED_A_SIZE cconv_gemm_packed_a_size_f64
 #include "conv_impl.h"
 #undef T
@@ -163,4 +167,5 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef GEMM
 #undef GEMM_PA
 #undef GEMM_PACK_A
+#undef GEMM_PACK_A_BLOCK
 #undef GEMM_PACKED_A_SIZE

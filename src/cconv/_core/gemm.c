@@ -518,6 +518,7 @@ GEMM_AVX2 static void packb_cols_avx2_f64(int64_t kc, const double *src,
 #define T GEMM_T
 #define S GEMM_S
 #define MR GEMM_MR
+_Static_assert(GEMM_MR == CCONV_GEMM_MR, "cconv_core.h's sliver height");
 #define NR GEMM_NR
 
 typedef struct {
@@ -905,8 +906,9 @@ static void S(blocked)(const S(gemm_job) *x, int64_t m0, int64_t m1,
                            (x->ldb * (int64_t)sizeof(T)) % 512 != 0));
     /* A read in place when each of its slivers serves few micro-tiles (few
      * columns, the whole packed B panel then stays in L2); with transa its
-     * slivers are narrow column strips, worth it for fewer columns only */
-    const int direct_a = !direct_b &&
+     * slivers are narrow column strips, worth it for fewer columns only.
+     * Not when A comes packed: the packed copy is read instead. */
+    const int direct_a = !direct_b && !x->ap &&
         (n1 - n0) * kcb * (int64_t)sizeof(T) <= GEMM_ADIRECT_PANEL &&
         (!x->ta || n1 - n0 <= 2 * NR);
     if (direct_a) {
@@ -1145,6 +1147,29 @@ void S(cconv_gemm_pack_a)(int transa, int64_t M, int64_t K, const T *A, int64_t 
     }
 }
 
+void S(cconv_gemm_pack_a_block)(int64_t M, int64_t K, int64_t i0, int64_t mr, int64_t k0,
+                                int64_t kn, const T *src, int64_t lds, T *ap)
+{
+    const int64_t kcb = gemm_even_block(K, GEMM_KC, 1), mp = gemm_cdiv(M, MR) * MR;
+    for (int64_t k = k0; k < k0 + kn;) {
+        const int64_t pc = k / kcb * kcb, kc = gemm_min(kcb, K - pc);
+        const int64_t end = gemm_min(pc + kc, k0 + kn);
+        T *dst = ap + pc * mp + i0 * kc + (k - pc) * MR;
+        if (mr == MR) {         /* a whole sliver: a fixed-length, unrolled copy */
+            for (; k < end; ++k, dst += MR) {
+                const T *s = src + (k - k0);
+                for (int r = 0; r < MR; ++r) dst[r] = s[r * lds];
+            }
+            continue;
+        }
+        for (; k < end; ++k, dst += MR) {
+            int64_t r = 0;
+            for (; r < mr; ++r) dst[r] = src[r * lds + (k - k0)];
+            for (; r < MR; ++r) dst[r] = 0;
+        }
+    }
+}
+
 static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                         T alpha, const T *A, int64_t lda, const T *ap, const T *B,
                         int64_t ldb, T beta, T *C, int64_t ldc, int nthreads);
@@ -1190,7 +1215,7 @@ static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
     x.ap = ap;
 
     const double work = (double)M * (double)N * (double)K;
-    if (work < GEMM_DIRECT_WORK || M == 1 || N == 1) {
+    if (A && (work < GEMM_DIRECT_WORK || M == 1 || N == 1)) {
         const unsigned fpm = cconv_fp_enter();
 #if GEMM_X86
         if (x.isa == GEMM_ISA_AVX2) S(direct_avx2)(&x);

@@ -39,39 +39,41 @@
         o5[u] = (T)4 * (e1) - (T)5 * (e3) + (e5);                       \
     } while (0)
 
-/* U[xi][co][ci] (xi = 6 * row + column of the 6x6 transformed kernel) for
- * output channels [co0, co1). wt: scratch of CCONV_WINO_WT_SCRATCH.
- * Channels go in chunks through the scratch (taps, then the 36 transformed
- * values, each a unit-stride row), and each of the 36 rows is then copied
- * out whole: written straight into U, the 36 streams lie c_out * c_in
- * apart (1 MiB at 512 channels), alias in the same cache sets and turned
- * every store into a miss (a 512-channel layer's transform took 40 ms). */
+/* The 36 transformed kernels of output channels [co0, co0 + mr), packed
+ * into UP (xi = 6 * row + column); as wino_weights (winograd_impl.h). */
 CCONV_CLONES static void SFX(wino4_weights)(const T *CCONV_RESTRICT w, int64_t cout,
-                                            int64_t cin, int64_t co0, int64_t co1,
-                                            T *CCONV_RESTRICT U, T *CCONV_RESTRICT wt)
+                                            int64_t cin, int64_t co0, int64_t mr,
+                                            T *CCONV_RESTRICT UP, int64_t psz,
+                                            T *CCONV_RESTRICT wt)
 {
-    const int64_t S = cout * cin, CH = CCONV_WINO_WT_CHUNK;
-    T *CCONV_RESTRICT ut = wt + 9 * CH;
-    for (int64_t co = co0; co < co1; ++co) {
-        for (int64_t c0 = 0; c0 < cin; c0 += CH) {
-            const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
-            for (int64_t c = 0; c < nc; ++c)
-                for (int k = 0; k < 9; ++k) wt[k * CH + c] = w[(co * cin + c0 + c) * 9 + k];
+    const int64_t CH = CCONV_WINO_WT_CHUNK, R = CCONV_GEMM_MR;
+    T *CCONV_RESTRICT ut = wt + 9 * CH;      /* ut[(xi * R + r) * CH + c] */
+    for (int64_t c0 = 0; c0 < cin; c0 += CH) {
+        const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
+        for (int64_t r = 0; r < mr; ++r) {
+            SFX(wino_taps)(w, cin, co0 + r, c0, nc, wt);
+            T *CCONV_RESTRICT u = ut + r * CH;
+            /* the small loops unrolled, so that GCC vectorises along c_in
+             * rather than across the 6 values of a row */
             CCONV_IVDEP
             for (int64_t c = 0; c < nc; ++c) {
                 T t[6][3], col[6], row[6];
+                #pragma GCC unroll 3
                 for (int j = 0; j < 3; ++j) {          /* G g, column by column */
                     WINO4_G(wt[j * CH + c], wt[(3 + j) * CH + c], wt[(6 + j) * CH + c], col);
+                    #pragma GCC unroll 6
                     for (int i = 0; i < 6; ++i) t[i][j] = col[i];
                 }
+                #pragma GCC unroll 6
                 for (int i = 0; i < 6; ++i) {          /* (G g) G^T, row by row */
                     WINO4_G(t[i][0], t[i][1], t[i][2], row);
-                    for (int j = 0; j < 6; ++j) ut[(6 * i + j) * CH + c] = row[j];
+                    #pragma GCC unroll 6
+                    for (int j = 0; j < 6; ++j) u[(6 * i + j) * R * CH + c] = row[j];
                 }
             }
-            for (int xi = 0; xi < 36; ++xi)
-                memcpy(U + xi * S + co * cin + c0, ut + xi * CH, (size_t)nc * sizeof(T));
         }
+        for (int xi = 0; xi < 36; ++xi)
+            GEMM_PACK_A_BLOCK(cout, cin, co0, mr, c0, nc, ut + xi * R * CH, CH, UP + xi * psz);
     }
 }
 

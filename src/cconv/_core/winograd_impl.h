@@ -12,29 +12,45 @@
  * reference in tests/test_conv.py). */
 
 #ifndef CCONV_WINO_WT_CHUNK
-/* the weight transforms' channel chunk, and their scratch: the taps and the
- * (up to 36) transformed rows of one chunk */
+/* The weight transforms go sliver by sliver (CCONV_GEMM_MR output
+ * channels, the rows the GEMM packs together) and in chunks of input
+ * channels through a scratch of the taps of one channel and the (up to 36)
+ * transformed rows of the sliver, which are then written into the packed
+ * GEMM operand directly (cconv_gemm_pack_a_block): no row-major copy of
+ * the transformed weights is kept or packed again (that took half of a
+ * call with new weights: 256 channels, F(4x4), 5 ms), and the stores run
+ * along whole packed runs (straight into 36 row-major matrices c_out * c_in
+ * apart, they aliased in the same cache sets: 40 ms at 512 channels). */
 #define CCONV_WINO_WT_CHUNK 64
-#define CCONV_WINO_WT_SCRATCH ((9 + 36) * CCONV_WINO_WT_CHUNK)
+#define CCONV_WINO_WT_SCRATCH ((9 + 36 * CCONV_GEMM_MR) * CCONV_WINO_WT_CHUNK)
 #endif
 
-/* U[xi][co][ci] (xi = 4 * row + column of the 4x4 transformed kernel) for
- * output channels [co0, co1). wt: scratch of CCONV_WINO_WT_SCRATCH. In
- * chunks of channels, each of the 16 rows copied out whole (why: see
- * wino4_weights). */
-CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t cout,
-                                           int64_t cin, int64_t co0, int64_t co1,
-                                           T *CCONV_RESTRICT U, T *CCONV_RESTRICT wt)
+/* wt[k * CH + c] = w[co][c0 + c][k]: tap-major, so that the transforms run
+ * along c_in with unit stride */
+static inline void SFX(wino_taps)(const T *w, int64_t cin, int64_t co, int64_t c0,
+                                  int64_t nc, T *CCONV_RESTRICT wt)
 {
-    const int64_t S = cout * cin, CH = CCONV_WINO_WT_CHUNK;
+    const int64_t CH = CCONV_WINO_WT_CHUNK;
+    for (int64_t c = 0; c < nc; ++c)
+        for (int k = 0; k < 9; ++k) wt[k * CH + c] = w[(co * cin + c0 + c) * 9 + k];
+}
+
+/* The 16 transformed kernels of output channels [co0, co0 + mr) (one
+ * sliver), G g G^T, packed into UP (matrix xi = 4 * row + column at
+ * UP + xi * psz). wt: scratch of CCONV_WINO_WT_SCRATCH. */
+CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t cout,
+                                           int64_t cin, int64_t co0, int64_t mr,
+                                           T *CCONV_RESTRICT UP, int64_t psz,
+                                           T *CCONV_RESTRICT wt)
+{
+    const int64_t CH = CCONV_WINO_WT_CHUNK, R = CCONV_GEMM_MR;
     const T h = (T)0.5;
-    T *CCONV_RESTRICT ut = wt + 9 * CH;
-    for (int64_t co = co0; co < co1; ++co) {
-        for (int64_t c0 = 0; c0 < cin; c0 += CH) {
-            const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
-            /* tap-major copy, so the loop below runs along c_in with unit stride */
-            for (int64_t c = 0; c < nc; ++c)
-                for (int k = 0; k < 9; ++k) wt[k * CH + c] = w[(co * cin + c0 + c) * 9 + k];
+    T *CCONV_RESTRICT ut = wt + 9 * CH;      /* ut[(xi * R + r) * CH + c] */
+    for (int64_t c0 = 0; c0 < cin; c0 += CH) {
+        const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
+        for (int64_t r = 0; r < mr; ++r) {
+            SFX(wino_taps)(w, cin, co0 + r, c0, nc, wt);
+            T *CCONV_RESTRICT u = ut + r * CH;
             /* scalars only, so that the loop vectorises along c_in */
             CCONV_IVDEP
             for (int64_t c = 0; c < nc; ++c) {
@@ -48,15 +64,15 @@ CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t co
                     t[3][j] = a2;
                 }
                 for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
-                    ut[(4 * i + 0) * CH + c] = t[i][0];
-                    ut[(4 * i + 1) * CH + c] = h * (t[i][0] + t[i][1] + t[i][2]);
-                    ut[(4 * i + 2) * CH + c] = h * (t[i][0] - t[i][1] + t[i][2]);
-                    ut[(4 * i + 3) * CH + c] = t[i][2];
+                    u[(4 * i + 0) * R * CH + c] = t[i][0];
+                    u[(4 * i + 1) * R * CH + c] = h * (t[i][0] + t[i][1] + t[i][2]);
+                    u[(4 * i + 2) * R * CH + c] = h * (t[i][0] - t[i][1] + t[i][2]);
+                    u[(4 * i + 3) * R * CH + c] = t[i][2];
                 }
             }
-            for (int xi = 0; xi < 16; ++xi)
-                memcpy(U + xi * S + co * cin + c0, ut + xi * CH, (size_t)nc * sizeof(T));
         }
+        for (int xi = 0; xi < 16; ++xi)
+            GEMM_PACK_A_BLOCK(cout, cin, co0, mr, c0, nc, ut + xi * R * CH, CH, UP + xi * psz);
     }
 }
 
@@ -191,7 +207,7 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
 /* What every block of one F(m x m, 3x3) call shares. */
 typedef struct {
     const cconv_conv2d_params *p;
-    const T *x, *U, *UP, *bias;
+    const T *x, *UP, *bias;
     T *V, *M, *y;
     int64_t TH, TW, tb, psz;
     int m, act;
@@ -205,13 +221,13 @@ static inline void SFX(wino_in)(const SFX(wino_call) *c, int64_t t0, int64_t cnt
     else SFX(wino4_input)(c->p, c->x, c->TH, c->TW, t0, cnt, c->tb, c->V, rows, c0, c1);
 }
 
-/* Product xi of a block of cnt tiles: M_xi = U_xi V_xi (one thread). */
+/* Product xi of a block of cnt tiles: M_xi = U_xi V_xi (one thread; U_xi
+ * packed only). */
 static inline int SFX(wino_product)(const SFX(wino_call) *c, int64_t xi, int64_t cnt)
 {
     const int64_t cin = c->p->c_in, cout = c->p->c_out, tb = c->tb;
-    return GEMM_PA(0, 0, cout, cnt, cin, (T)1, c->U + xi * cout * cin, cin,
-                   c->UP + xi * c->psz, c->V + xi * cin * tb, tb, (T)0,
-                   c->M + xi * cout * tb, tb, 1);
+    return GEMM_PA(0, 0, cout, cnt, cin, (T)1, NULL, cin, c->UP + xi * c->psz,
+                   c->V + xi * cin * tb, tb, (T)0, c->M + xi * cout * tb, tb, 1);
 }
 
 /* The output transform, bias and activation of tiles [t0, t0 + cnt) for
@@ -259,28 +275,26 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         tb = tiles;
     }
     nblocks = (tiles + tb - 1) / tb;
-    /* the transformed weights U, then each of its A2 matrices packed for the
-     * GEMM (packing them per product cost 10-15% of a 256-channel 14x14
-     * layer), from this thread's cache when w is unchanged (U itself stays
-     * too: products of few tiles read it in place) */
-    const size_t usz = (size_t)(A2 * cout * cin), psz = GEMM_PACKED_A_SIZE(cout, cin);
-    const size_t ubytes = (usz + (size_t)A2 * psz) * sizeof(T);
+    /* the transformed weights, each of the A2 matrices packed for the GEMM
+     * (packing them per product cost 10-15% of a 256-channel 14x14 layer),
+     * from this thread's cache when w is unchanged */
+    const size_t psz = GEMM_PACKED_A_SIZE(cout, cin);
+    const size_t ubytes = (size_t)A2 * psz * sizeof(T);
     const int kind = m == 2 ? (sizeof(T) == 4 ? CCONV_DERIVED_WINOGRAD_F32
                                               : CCONV_DERIVED_WINOGRAD_F64)
                             : (sizeof(T) == 4 ? CCONV_DERIVED_WINOGRAD4_F32
                                               : CCONV_DERIVED_WINOGRAD4_F64);
     int fresh_u = 1;
-    T *U = (T *)cconv_derived_get(kind, w, (size_t)(9 * cout * cin) * sizeof(T), ubytes,
-                                  &fresh_u);
-    const int cached_u = U != NULL;
-    if (!U) U = (T *)cconv_work_alloc(1, ubytes);
-    if (!U) return CCONV_ENOMEM;
-    T *UP = U + usz;
+    T *UP = (T *)cconv_derived_get(kind, w, (size_t)(9 * cout * cin) * sizeof(T), ubytes,
+                                   &fresh_u);
+    const int cached_u = UP != NULL;
+    if (!UP) UP = (T *)cconv_work_alloc(1, ubytes);
+    if (!UP) return CCONV_ENOMEM;
     const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
     /* shared by the team when it splits blocks, else one pair per thread */
     T *VM = split ? (T *)cconv_work_alloc(3, (vsz + msz) * sizeof(T)) : NULL;
     if (split && !VM) {
-        if (!cached_u) cconv_work_free(1, U);
+        if (!cached_u) cconv_work_free(1, UP);
         return CCONV_ENOMEM;
     }
     int status = CCONV_OK;
@@ -301,24 +315,19 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #endif
             status = CCONV_ENOMEM;
         }
-        int64_t co;
+        const int64_t R = CCONV_GEMM_MR, nsl = (cout + R - 1) / R;
+        int64_t sl;
 #ifdef _OPENMP
         #pragma omp for schedule(static)
 #endif
-        for (co = 0; co < cout; ++co) {
+        for (sl = 0; sl < nsl; ++sl) {
             if (!buf || !fresh_u) continue;
-            if (m == 2) SFX(wino_weights)(w, cout, cin, co, co + 1, U, buf);
-            else SFX(wino4_weights)(w, cout, cin, co, co + 1, U, buf);
+            const int64_t co0 = sl * R, mr = cout - co0 < R ? cout - co0 : R;
+            if (m == 2) SFX(wino_weights)(w, cout, cin, co0, mr, UP, (int64_t)psz, buf);
+            else SFX(wino4_weights)(w, cout, cin, co0, mr, UP, (int64_t)psz, buf);
         }
-        /* (the implied barrier: U is complete before it is packed) */
-        int64_t xi0;
-#ifdef _OPENMP
-        #pragma omp for schedule(static)
-#endif
-        for (xi0 = 0; xi0 < A2; ++xi0)
-            if (fresh_u) GEMM_PACK_A(0, cout, cin, U + xi0 * cout * cin, cin, UP + xi0 * psz);
-        /* (and packed before any block uses it) */
-        SFX(wino_call) call = {p, x, U, UP, bias, NULL, NULL, y, TH, TW, tb, (int64_t)psz, m, act};
+        /* (the implied barrier: the weights are complete before any block) */
+        SFX(wino_call) call = {p, x, UP, bias, NULL, NULL, y, TH, TW, tb, (int64_t)psz, m, act};
         call.V = split ? VM : buf;
         call.M = split ? VM + vsz : (buf ? buf + vsz : NULL);
         T *rows = buf ? buf + (split ? 0 : vsz + msz) : NULL, *out = buf ? rows + rsz : NULL;
@@ -379,7 +388,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         cconv_fp_leave(fpm);
     }
     if (split) cconv_work_free(3, VM);
-    if (!cached_u) cconv_work_free(1, U);
-    else if (status != CCONV_OK) cconv_derived_clear();   /* U may be incomplete */
+    if (!cached_u) cconv_work_free(1, UP);
+    else if (status != CCONV_OK) cconv_derived_clear();   /* UP may be incomplete */
     return status;
 }

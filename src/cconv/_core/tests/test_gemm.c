@@ -44,7 +44,9 @@ static void ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, double alp
         }
 }
 
-/* 1: every product runs through cconv_gemm_pack_a + cconv_gemm_pa instead */
+/* 1: every product runs through cconv_gemm_pack_a + cconv_gemm_pa instead;
+ * 2: (not transposed A) A packed by cconv_gemm_pack_a_block, in slivers and
+ * ragged column chunks that cross the k blocks, and passed packed only */
 static int use_pa = 0;
 
 #define DEFINE_PA(T, SFX)                                                          \
@@ -54,9 +56,22 @@ static int gemm_pa_##SFX(int ta, int tb, int64_t M, int64_t N, int64_t K, T alph
 {                                                                                  \
     T *ap = malloc(cconv_gemm_packed_a_size_##SFX(M, K) * sizeof(T));              \
     if (!ap) return CCONV_ENOMEM;                                                  \
-    cconv_gemm_pack_a_##SFX(ta, M, K, A, lda, ap);                                 \
-    int rc = cconv_gemm_pa_##SFX(ta, tb, M, N, K, alpha, A, lda, ap, B, ldb, beta, \
-                                 C, ldc, nt);                                      \
+    const T *a_arg = A;                                                            \
+    if (use_pa == 2 && !ta && M > 0 && K > 0) {                                    \
+        for (int64_t i0 = 0; i0 < M; i0 += CCONV_GEMM_MR) {                        \
+            const int64_t mr = M - i0 < CCONV_GEMM_MR ? M - i0 : CCONV_GEMM_MR;    \
+            for (int64_t k0 = 0; k0 < K; k0 += 37) {                               \
+                const int64_t kn = K - k0 < 37 ? K - k0 : 37;                      \
+                cconv_gemm_pack_a_block_##SFX(M, K, i0, mr, k0, kn,                \
+                                              A + i0 * lda + k0, lda, ap);         \
+            }                                                                      \
+        }                                                                          \
+        a_arg = NULL;                                                              \
+    } else {                                                                       \
+        cconv_gemm_pack_a_##SFX(ta, M, K, A, lda, ap);                             \
+    }                                                                              \
+    int rc = cconv_gemm_pa_##SFX(ta, tb, M, N, K, alpha, a_arg, lda, ap, B, ldb,   \
+                                 beta, C, ldc, nt);                                \
     free(ap);                                                                      \
     return rc;                                                                     \
 }
@@ -297,9 +312,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "bench") == 0) { bench(); return 0; }
     int quick = argc > 1 && strcmp(argv[1], "-q") == 0;
-    for (int pass = 0; pass < 4; pass++) {
-        /* passes 2 and 3: A packed ahead (cconv_gemm_pa) */
-        use_pa = pass >= 2;
+    for (int pass = 0; pass < 6; pass++) {
+        /* passes 2 and 3: A packed ahead (cconv_gemm_pa); 4 and 5: packed
+         * block by block and passed packed only */
+        use_pa = pass / 2;
         if (pass % 2 == 0) unsetenv("CCONV_GEMM_PORTABLE");
         else setenv("CCONV_GEMM_PORTABLE", "1", 1);
         int isa = cconv_gemm_redispatch_();
@@ -310,7 +326,8 @@ int main(int argc, char **argv)
         sweep(quick);
         big();
         printf("%s kernels%s: %ld cases, %ld failures\n", isa ? "AVX2" : "portable",
-               use_pa ? ", A packed ahead" : "", n_cases - cases, n_fail - before);
+               use_pa == 2 ? ", A packed by blocks only" : use_pa ? ", A packed ahead" : "",
+               n_cases - cases, n_fail - before);
     }
     unsetenv("CCONV_GEMM_PORTABLE");
     cconv_gemm_redispatch_();
