@@ -839,6 +839,7 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
      * with a few dozen (28x28 at batch 1) im2col + GEMM was faster
      * (128x28x28: 3.3 vs 4.0 ms; 64x56x56, 196 tiles: 5.1 vs 3.2 ms) */
     if (any && cconv_conv2d_algo(p) == CCONV_ALGO_WINOGRAD4 &&
+        (size_t)36 * (size_t)(p->c_out * p->c_in) * sizeof(T) <= CCONV_WINOGRAD_GRAD_MAX_BYTES &&
         p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD_GRAD_MIN_TILES) {
         const int st = SFX(wino4_backward_weight)(p, dy, x, dw, nthreads);
         if (st != CCONV_OK) return st;

@@ -99,6 +99,8 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
     if (tb > tiles) tb = tiles;
     const int64_t nblocks = (tiles + tb - 1) / tb;
     if (nt > nblocks) nt = (int)nblocks;
+    const int64_t copies = (int64_t)(CCONV_WINOGRAD_GRAD_TEAM_BYTES / ((size_t)usz * sizeof(T)));
+    if (nt > copies) nt = (int)copies;     /* one dU copy per thread */
     if (nt < 1) nt = 1;
     T *dU = (T *)calloc((size_t)nt * (size_t)usz, sizeof(T));
     if (!dU) return CCONV_ENOMEM;
