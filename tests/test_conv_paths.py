@@ -78,7 +78,7 @@ def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, 
                  np.maximum(R.conv2d(x, w, **kw), 0), dtype)
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f4", "im2col_gemm"])
+@pytest.mark.parametrize("algorithm", ["winograd", "winograd_f4", "im2col_gemm", "direct"])
 def test_weight_cache_never_serves_stale_weights(rng, algorithm):
     """Transformed / packed weights are cached per thread by the weights' bytes:
     a weight changed in place, a sign of zero, new values, all recompute; many

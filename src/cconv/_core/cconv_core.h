@@ -93,7 +93,8 @@ void cconv_derived_clear(void);
 int cconv_derived_fits(size_t src_bytes, size_t bytes);
 enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2,
        CCONV_DERIVED_GEMM_A_F32 = 3, CCONV_DERIVED_GEMM_A_F64 = 4,
-       CCONV_DERIVED_WINOGRAD4_F32 = 5, CCONV_DERIVED_WINOGRAD4_F64 = 6 };
+       CCONV_DERIVED_WINOGRAD4_F32 = 5, CCONV_DERIVED_WINOGRAD4_F64 = 6,
+       CCONV_DERIVED_DIRECT_F32 = 7, CCONV_DERIVED_DIRECT_F64 = 8 };
 
 /* ---- GEMM: row-major C[M,N] = alpha * op(A) op(B) + beta * C ----
  * op(A) is M x K: A stored M x K (lda >= K) when transa == 0, else K x M
