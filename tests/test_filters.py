@@ -490,3 +490,22 @@ def test_bad_input(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         F.filter2d(args.pop("image"), args.pop("kernel"), **args)
+
+
+def test_kernel_plan_cache_follows_the_kernels_bytes(rng):
+    """filter2d remembers what it derives from a kernel (separability, the
+    flipped and converted copies) by the kernel's bytes: a kernel changed in
+    place, or another dtype with the same values, is never served stale."""
+    img = rng.random((20, 23)).astype(np.float32)
+    k = F.gaussian(1.2)                                  # separable
+    for _ in range(2):
+        np.testing.assert_allclose(F.filter2d(img, k, mode="mirror"),
+                        scipy_filter(img, k, "mirror", "convolve"), rtol=1e-5, atol=1e-5)
+    k[0, 0] += 0.5                                       # in place: no longer rank 1
+    np.testing.assert_allclose(F.filter2d(img, k, mode="mirror"),
+                    scipy_filter(img, k, "mirror", "convolve"), rtol=1e-5, atol=1e-5)
+    k32 = k.astype(np.float32)
+    np.testing.assert_allclose(F.filter2d(img, k32, mode="mirror", op="correlate"),
+                    scipy_filter(img, k32, "mirror", "correlate"), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(F.filter2d(img, k32, mode="mirror", op="convolve"),
+                    scipy_filter(img, k32, "mirror", "convolve"), rtol=1e-5, atol=1e-5)

@@ -255,6 +255,7 @@ def _output_dtype(output, image_dtype):
     return dt.newbyteorder("=")
 
 
+@functools.lru_cache(maxsize=64)
 def _compute_dtype(image_dtype, out_dtype):
     """float32 unless the input or the requested output needs float64."""
     wide = [d for d in (image_dtype, out_dtype)
@@ -364,40 +365,65 @@ def _fft_filter(x4, kk, anchors, out_hw, mode, cval, nthreads):
     return np.ascontiguousarray(np.moveaxis(out, 1, 3), dtype=x4.dtype)
 
 
-@functools.lru_cache(maxsize=256)
-def _separable_factors(data, shape, rtol):
-    """is_separable of the float64 kernel with these bytes, remembered: the
-    SVD behind it was half of a small image's filter2d time (and woke
-    OpenBLAS's threads beside the kernels' own). Factors are read-only."""
-    factors = is_separable(np.frombuffer(data, np.float64).reshape(shape), rtol)
+def _separable_factors(kk, rtol):
+    """is_separable of the float64 kernel kk, factors read-only."""
+    factors = is_separable(kk, rtol)
     if factors is not None:
         for f in factors:
             f.setflags(write=False)
     return factors
 
 
-def _plan(kk, cdt, method, x4):
-    """How to apply the correlation kernel kk to x4 (compute dtype cdt):
-    ("separable", (kcol, krow)), ("fft", None) or ("direct", None)."""
-    kh, kw = kk.shape
-    if method == "direct":
-        return "direct", None
-    if method == "fft":
-        return "fft", None
+@functools.lru_cache(maxsize=256)
+def _kernel_plan(data, shape, kdtype, op, method, cdt):
+    """Everything filter2d derives from the kernel alone, remembered by its
+    bytes: the SVD behind the separability test was half of a small image's
+    filter2d time (and woke OpenBLAS's threads beside the kernels' own), and
+    the conversions a few microseconds more. Returns (path, kk, kcd, factors,
+    fft_ok): the correlation kernel in float64 (kk) and in the compute dtype
+    (kcd, contiguous), path "separable" (factors: (kcol, krow) in cdt),
+    "fft" or "direct", and for "direct" whether the FFT would be taken for
+    an image without NaN or inf (fft_ok). Arrays are read-only."""
+    kk = np.frombuffer(data, kdtype).reshape(shape).astype(np.float64)
+    if op == "convolve":
+        kk = kk[::-1, ::-1].copy()
+    kcd = np.ascontiguousarray(kk, dtype=cdt)
+    kk.setflags(write=False)
+    kcd.setflags(write=False)
+    kh, kw = shape
+    if method in ("direct", "fft"):
+        return method, kk, kcd, None, False
     # a single row or column is already one 1-D pass
     if method == "separable" or min(kh, kw) > 1:
-        factors = _separable_factors(np.asarray(kk, np.float64).tobytes(), kk.shape,
-                                     _SEPARABLE_RTOL[cdt])
+        factors = _separable_factors(kk, _SEPARABLE_RTOL[cdt])
         if factors is not None:
-            return "separable", factors
+            factors = tuple(np.ascontiguousarray(f, dtype=cdt) for f in factors)
+            for f in factors:
+                f.setflags(write=False)
+            return "separable", kk, kcd, factors, False
         if method == "separable":
-            raise ValueError(f"method='separable' but the kernel {kk.shape} is not rank 1 "
+            raise ValueError(f"method='separable' but the kernel {shape} is not rank 1 "
                              f"(within the tolerance of {cdt})")
     # the FFT spreads a NaN or inf over the whole image: direct then
-    if (min(kh, kw) >= FFT_MIN_SIZE and np.count_nonzero(kk) >= FFT_MIN_TAPS
-            and np.isfinite(kk).all() and (x4.dtype.kind != "f" or np.isfinite(x4).all())):
+    fft_ok = (min(kh, kw) >= FFT_MIN_SIZE and np.count_nonzero(kk) >= FFT_MIN_TAPS
+              and bool(np.isfinite(kk).all()))
+    return "direct", kk, kcd, None, fft_ok
+
+
+def _image_allows_fft(x4):
+    """The FFT spreads a NaN or inf over the whole image."""
+    return x4.dtype.kind != "f" or bool(np.isfinite(x4).all())
+
+
+def _plan(kk, cdt, method, x4):
+    """How filter2d applies the correlation kernel kk to x4 (compute dtype
+    cdt): ("separable", (kcol, krow)), ("fft", None) or ("direct", None)."""
+    kc = np.ascontiguousarray(kk, dtype=np.float64)
+    path, _, _, factors, fft_ok = _kernel_plan(kc.tobytes(), kc.shape, kc.dtype,
+                                               "correlate", method, np.dtype(cdt))
+    if fft_ok and _image_allows_fft(x4):
         return "fft", None
-    return "direct", None
+    return path, factors
 
 
 def _cast_result(y, dtype):
@@ -495,30 +521,28 @@ def filter2d(image, kernel, mode="reflect", cval=0.0, op="convolve", *, batch=Fa
     if n == 0:
         return np.empty(out_shape, out_dtype)
 
-    # correlation kernel in the compute dtype
-    kk = np.asarray(k, dtype=np.float64)
-    if op == "convolve":
-        kk = kk[::-1, ::-1]
+    kc = np.ascontiguousarray(k)
+    path, kk, kcd, factors, fft_ok = _kernel_plan(kc.tobytes(), kc.shape, kc.dtype, op,
+                                                  method, cdt)
     border = "constant" if mode == "valid" else mode
     # 8/16-bit integer images and outputs are converted inside the C loops
     native_in = x4.dtype.newbyteorder("=") in _C_INT_DTYPES
     x4 = np.ascontiguousarray(x4, dtype=x4.dtype.newbyteorder("=") if native_in else cdt)
     if not x4.flags.aligned:        # np.frombuffer at an odd offset; the kernels need aligned
         x4 = x4.copy()
-    path, factors = _plan(kk, cdt, method, x4)
+    if fft_ok and _image_allows_fft(x4):
+        path = "fft"
     nthreads = get_num_threads()
     if path == "fft":
         x4 = x4.astype(cdt, copy=False)
-        y4 = _fft_filter(x4, kk.astype(cdt), anchors, out_hw, border, float(cval), nthreads)
+        y4 = _fft_filter(x4, kcd, anchors, out_hw, border, float(cval), nthreads)
     else:
         y4 = np.empty((n,) + out_hw + (c,), out_dtype if out_dtype in _C_INT_DTYPES else cdt)
         code = _kernels.BORDER_CODES[border]
         if path == "separable":
-            kcol = np.ascontiguousarray(factors[0], dtype=cdt)
-            krow = np.ascontiguousarray(factors[1], dtype=cdt)
-            _kernels.sepfilter2d(x4, kcol, krow, y4, anchors[0], anchors[1], code,
+            _kernels.sepfilter2d(x4, factors[0], factors[1], y4, anchors[0], anchors[1], code,
                                  float(cval), nthreads)
         else:
-            _kernels.filter2d(x4, np.ascontiguousarray(kk, dtype=cdt), y4, anchors[0],
-                              anchors[1], code, float(cval), nthreads)
+            _kernels.filter2d(x4, kcd, y4, anchors[0], anchors[1], code, float(cval),
+                              nthreads)
     return _cast_result(y4.reshape(out_shape), out_dtype)
