@@ -473,8 +473,6 @@ static int SFX(dw_backward_weight)(const cconv_conv2d_params *p, const T *dy,
 
 /* ---------------- general path: im2col + GEMM ---------------- */
 
-/* dst[q] = act(src[q] + b): the bias and activation epilogue of a GEMM row
- * (src == dst in place). NaN stays NaN through the ReLU, as in torch. */
 /* dst += each of the ncopies arrays of n elements at copies, in order: the
  * per-thread partial sums of a weight gradient, added in thread order so a
  * given thread count always gives the same bits. */
@@ -485,6 +483,8 @@ static void SFX(add_copies)(T *CCONV_RESTRICT dst, const T *CCONV_RESTRICT copie
         for (int64_t k = 0; k < n; ++k) dst[k] += copies[t * n + k];
 }
 
+/* dst[q] = act(src[q] + b): the bias and activation epilogue of a GEMM row
+ * (src == dst in place). NaN stays NaN through the ReLU, as in torch. */
 CCONV_CLONES static void SFX(epilogue)(const T *src, T *dst, int64_t n, T b, int act)
 {
     if (act == CCONV_ACT_RELU) {

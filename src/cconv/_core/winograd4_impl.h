@@ -39,41 +39,29 @@
         o5[u] = (T)4 * (e1) - (T)5 * (e3) + (e5);                       \
     } while (0)
 
-/* The 36 transformed kernels of output channels [co0, co0 + mr), packed
- * into UP (xi = 6 * row + column); as wino_weights (winograd_impl.h). */
-CCONV_CLONES static void SFX(wino4_weights)(const T *CCONV_RESTRICT w, int64_t cout,
-                                            int64_t cin, int64_t co0, int64_t mr,
-                                            T *CCONV_RESTRICT UP, int64_t psz,
-                                            T *CCONV_RESTRICT wt)
+/* G g G^T of one output channel's chunk of nc input channels: the taps wt
+ * to the 36 transformed rows u[xi * ld + c] (xi = 6 * row + column). */
+CCONV_ALWAYS_INLINE void SFX(wino4_kernel)(const T *CCONV_RESTRICT wt, int64_t nc,
+                                           T *CCONV_RESTRICT u, int64_t ld)
 {
-    const int64_t CH = CCONV_WINO_WT_CHUNK, R = CCONV_GEMM_MR;
-    T *CCONV_RESTRICT ut = wt + 9 * CH;      /* ut[(xi * R + r) * CH + c] */
-    for (int64_t c0 = 0; c0 < cin; c0 += CH) {
-        const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
-        for (int64_t r = 0; r < mr; ++r) {
-            SFX(wino_taps)(w, cin, co0 + r, c0, nc, wt);
-            T *CCONV_RESTRICT u = ut + r * CH;
-            /* the small loops unrolled, so that GCC vectorises along c_in
-             * rather than across the 6 values of a row */
-            CCONV_IVDEP
-            for (int64_t c = 0; c < nc; ++c) {
-                T t[6][3], col[6], row[6];
-                #pragma GCC unroll 3
-                for (int j = 0; j < 3; ++j) {          /* G g, column by column */
-                    WINO4_G(wt[j * CH + c], wt[(3 + j) * CH + c], wt[(6 + j) * CH + c], col);
-                    #pragma GCC unroll 6
-                    for (int i = 0; i < 6; ++i) t[i][j] = col[i];
-                }
-                #pragma GCC unroll 6
-                for (int i = 0; i < 6; ++i) {          /* (G g) G^T, row by row */
-                    WINO4_G(t[i][0], t[i][1], t[i][2], row);
-                    #pragma GCC unroll 6
-                    for (int j = 0; j < 6; ++j) u[(6 * i + j) * R * CH + c] = row[j];
-                }
-            }
+    const int64_t CH = CCONV_WINO_WT_CHUNK;
+    /* the small loops unrolled, so that GCC vectorises along c_in rather
+     * than across the 6 values of a row */
+    CCONV_IVDEP
+    for (int64_t c = 0; c < nc; ++c) {
+        T t[6][3], col[6], row[6];
+        #pragma GCC unroll 3
+        for (int j = 0; j < 3; ++j) {          /* G g, column by column */
+            WINO4_G(wt[j * CH + c], wt[(3 + j) * CH + c], wt[(6 + j) * CH + c], col);
+            #pragma GCC unroll 6
+            for (int i = 0; i < 6; ++i) t[i][j] = col[i];
         }
-        for (int xi = 0; xi < 36; ++xi)
-            GEMM_PACK_A_BLOCK(cout, cin, co0, mr, c0, nc, ut + xi * R * CH, CH, UP + xi * psz);
+        #pragma GCC unroll 6
+        for (int i = 0; i < 6; ++i) {          /* (G g) G^T, row by row */
+            WINO4_G(t[i][0], t[i][1], t[i][2], row);
+            #pragma GCC unroll 6
+            for (int j = 0; j < 6; ++j) u[(6 * i + j) * ld + c] = row[j];
+        }
     }
 }
 

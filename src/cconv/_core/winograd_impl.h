@@ -35,44 +35,32 @@ static inline void SFX(wino_taps)(const T *w, int64_t cin, int64_t co, int64_t c
         for (int k = 0; k < 9; ++k) wt[k * CH + c] = w[(co * cin + c0 + c) * 9 + k];
 }
 
-/* The 16 transformed kernels of output channels [co0, co0 + mr) (one
- * sliver), G g G^T, packed into UP (matrix xi = 4 * row + column at
- * UP + xi * psz). wt: scratch of CCONV_WINO_WT_SCRATCH. */
-CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t cout,
-                                           int64_t cin, int64_t co0, int64_t mr,
-                                           T *CCONV_RESTRICT UP, int64_t psz,
-                                           T *CCONV_RESTRICT wt)
+/* G g G^T of one output channel's chunk of nc input channels: the taps wt
+ * (wino_taps) to the 16 transformed rows u[xi * ld + c]. Inlined into its
+ * caller's AVX2 clone, as wino4_kernel. */
+CCONV_ALWAYS_INLINE void SFX(wino2_kernel)(const T *CCONV_RESTRICT wt, int64_t nc,
+                                           T *CCONV_RESTRICT u, int64_t ld)
 {
-    const int64_t CH = CCONV_WINO_WT_CHUNK, R = CCONV_GEMM_MR;
+    const int64_t CH = CCONV_WINO_WT_CHUNK;
     const T h = (T)0.5;
-    T *CCONV_RESTRICT ut = wt + 9 * CH;      /* ut[(xi * R + r) * CH + c] */
-    for (int64_t c0 = 0; c0 < cin; c0 += CH) {
-        const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
-        for (int64_t r = 0; r < mr; ++r) {
-            SFX(wino_taps)(w, cin, co0 + r, c0, nc, wt);
-            T *CCONV_RESTRICT u = ut + r * CH;
-            /* scalars only, so that the loop vectorises along c_in */
-            CCONV_IVDEP
-            for (int64_t c = 0; c < nc; ++c) {
-                T t[4][3];
-                for (int j = 0; j < 3; ++j) {          /* G g: rows of the 4x3 */
-                    const T a0 = wt[j * CH + c], a1 = wt[(3 + j) * CH + c];
-                    const T a2 = wt[(6 + j) * CH + c];
-                    t[0][j] = a0;
-                    t[1][j] = h * (a0 + a1 + a2);
-                    t[2][j] = h * (a0 - a1 + a2);
-                    t[3][j] = a2;
-                }
-                for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
-                    u[(4 * i + 0) * R * CH + c] = t[i][0];
-                    u[(4 * i + 1) * R * CH + c] = h * (t[i][0] + t[i][1] + t[i][2]);
-                    u[(4 * i + 2) * R * CH + c] = h * (t[i][0] - t[i][1] + t[i][2]);
-                    u[(4 * i + 3) * R * CH + c] = t[i][2];
-                }
-            }
+    /* scalars only, so that the loop vectorises along c_in */
+    CCONV_IVDEP
+    for (int64_t c = 0; c < nc; ++c) {
+        T t[4][3];
+        for (int j = 0; j < 3; ++j) {          /* G g: rows of the 4x3 */
+            const T a0 = wt[j * CH + c], a1 = wt[(3 + j) * CH + c];
+            const T a2 = wt[(6 + j) * CH + c];
+            t[0][j] = a0;
+            t[1][j] = h * (a0 + a1 + a2);
+            t[2][j] = h * (a0 - a1 + a2);
+            t[3][j] = a2;
         }
-        for (int xi = 0; xi < 16; ++xi)
-            GEMM_PACK_A_BLOCK(cout, cin, co0, mr, c0, nc, ut + xi * R * CH, CH, UP + xi * psz);
+        for (int i = 0; i < 4; ++i) {          /* (G g) G^T */
+            u[(4 * i + 0) * ld + c] = t[i][0];
+            u[(4 * i + 1) * ld + c] = h * (t[i][0] + t[i][1] + t[i][2]);
+            u[(4 * i + 2) * ld + c] = h * (t[i][0] - t[i][1] + t[i][2]);
+            u[(4 * i + 3) * ld + c] = t[i][2];
+        }
     }
 }
 
@@ -202,6 +190,28 @@ CCONV_CLONES static void SFX(wino_output)(const cconv_conv2d_params *p, const T 
 
 #include "winograd4_impl.h"
 
+/* The (m + 2)^2 transformed kernels of output channels [co0, co0 + mr)
+ * (one sliver), packed into UP (matrix xi = (m + 2) * row + column at
+ * UP + xi * psz). wt: scratch of CCONV_WINO_WT_SCRATCH. */
+CCONV_CLONES static void SFX(wino_weights)(const T *CCONV_RESTRICT w, int64_t cout,
+                                           int64_t cin, int64_t co0, int64_t mr,
+                                           T *CCONV_RESTRICT UP, int64_t psz,
+                                           T *CCONV_RESTRICT wt, int m)
+{
+    const int64_t CH = CCONV_WINO_WT_CHUNK, R = CCONV_GEMM_MR, A2 = (m + 2) * (m + 2);
+    T *CCONV_RESTRICT ut = wt + 9 * CH;      /* ut[(xi * R + r) * CH + c] */
+    for (int64_t c0 = 0; c0 < cin; c0 += CH) {
+        const int64_t nc = cin - c0 < CH ? cin - c0 : CH;
+        for (int64_t r = 0; r < mr; ++r) {
+            SFX(wino_taps)(w, cin, co0 + r, c0, nc, wt);
+            if (m == 2) SFX(wino2_kernel)(wt, nc, ut + r * CH, R * CH);
+            else SFX(wino4_kernel)(wt, nc, ut + r * CH, R * CH);
+        }
+        for (int64_t xi = 0; xi < A2; ++xi)
+            GEMM_PACK_A_BLOCK(cout, cin, co0, mr, c0, nc, ut + xi * R * CH, CH, UP + xi * psz);
+    }
+}
+
 int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
 
 /* What every block of one F(m x m, 3x3) call shares. */
@@ -323,8 +333,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         for (sl = 0; sl < nsl; ++sl) {
             if (!buf || !fresh_u) continue;
             const int64_t co0 = sl * R, mr = cout - co0 < R ? cout - co0 : R;
-            if (m == 2) SFX(wino_weights)(w, cout, cin, co0, mr, UP, (int64_t)psz, buf);
-            else SFX(wino4_weights)(w, cout, cin, co0, mr, UP, (int64_t)psz, buf);
+            SFX(wino_weights)(w, cout, cin, co0, mr, UP, (int64_t)psz, buf, m);
         }
         /* (the implied barrier: the weights are complete before any block) */
         SFX(wino_call) call = {p, x, UP, bias, NULL, NULL, y, TH, TW, tb, (int64_t)psz, m, act};
