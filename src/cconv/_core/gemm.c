@@ -1213,6 +1213,7 @@ static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
     x.A = A; x.lda = lda; x.B = B; x.ldb = ldb; x.C = C; x.ldc = ldc;
     x.isa = gemm_isa();
     x.ap = ap;
+    if (!A && !ap) return CCONV_EINVAL;     /* packed only needs the packed copy */
 
     const double work = (double)M * (double)N * (double)K;
     if (A && (work < GEMM_DIRECT_WORK || M == 1 || N == 1)) {
