@@ -9,6 +9,13 @@ other jobs hits all alike. Ratios are torch time / cconv time.
 
     python bench/bench_conv_algorithms.py                 # 1 and 2 threads
     python bench/bench_conv_algorithms.py --rounds 25 --threads 1
+    python bench/bench_conv_algorithms.py --new-weights --cases resnet_256x14_b1 \
+        --out bench/results/conv_algorithms_new_weights.json
+
+--new-weights changes one weight in place before every cconv call, as a
+training step does: the prepared (transformed, packed) weights are then
+made again each call instead of coming from the weight cache (torch's
+calls are unchanged).
 """
 import argparse
 import json
@@ -47,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--cases", default=",".join(CASES),
                     help="comma-separated subset of: " + ", ".join(CASES))
     ap.add_argument("--out", default=str(RESULTS / "conv_algorithms.json"))
+    ap.add_argument("--new-weights", action="store_true",
+                    help="change a weight in place before every cconv call (training)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = []
@@ -57,7 +66,14 @@ def main(argv=None):
         b = rng.standard_normal(ws[0], dtype=np.float32)
         names = ops.conv2d_algorithms(xs, ws, (s, s), (p,) * 4, (1, 1), 1)
         for threads in [int(t) for t in args.threads.split(",")]:
-            fns = {a: (lambda a=a: ops.conv2d(x, w, b, s, p, algorithm=a)) for a in names}
+            if args.new_weights:
+                def conv(a):
+                    w.flat[0] += 1e-3     # in place: the weight cache must prepare w again
+                    return ops.conv2d(x, w, b, s, p, algorithm=a)
+            else:
+                def conv(a):
+                    return ops.conv2d(x, w, b, s, p, algorithm=a)
+            fns = {a: (lambda a=a: conv(a)) for a in names}
             if torch is not None:
                 torch.set_num_threads(threads)
                 tx, tw, tb = map(torch.from_numpy, (x, w, b))
@@ -69,6 +85,7 @@ def main(argv=None):
             with cconv.threads(threads):
                 t = paired_times(fns, args.rounds)
             row = {"case": name, "threads": threads, "auto": names[0],
+                   "new_weights": bool(args.new_weights),
                    **{f"{k}_ms": v * 1e3 for k, v in t.items() if not k.endswith("_min_ms")}}
             if torch is not None:
                 row.update({f"vs_torch/{a}": t["torch"] / t[a] for a in names})

@@ -1155,13 +1155,17 @@ void S(cconv_gemm_pack_a_block)(int64_t M, int64_t K, int64_t i0, int64_t mr, in
         const int64_t pc = k / kcb * kcb, kc = gemm_min(kcb, K - pc);
         const int64_t end = gemm_min(pc + kc, k0 + kn);
         T *dst = ap + pc * mp + i0 * kc + (k - pc) * MR;
-        if (mr == MR) {         /* a whole sliver: a fixed-length, unrolled copy */
-            for (; k < end; ++k, dst += MR) {
-                const T *s = src + (k - k0);
-                for (int r = 0; r < MR; ++r) dst[r] = s[r * lds];
-            }
-            continue;
+#if GEMM_X86
+        /* a whole sliver: the packing's own 8-column transposes, except for
+         * the last 8 columns and the tail (each transpose stores 2 values
+         * past its 8 columns: harmless only where this loop writes next) */
+        if (mr == MR && end - k >= 16 && gemm_isa() == GEMM_ISA_AVX2) {
+            const int64_t n8 = ((end - k) / 8 - 1) * 8;
+            S(packa_rows_avx2)(n8, src + (k - k0), lds, dst, src + (k - k0));
+            k += n8;
+            dst += n8 * MR;
         }
+#endif
         for (; k < end; ++k, dst += MR) {
             int64_t r = 0;
             for (; r < mr; ++r) dst[r] = src[r * lds + (k - k0)];
