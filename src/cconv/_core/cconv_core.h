@@ -43,6 +43,19 @@ extern "C" {
 #define CCONV_IVDEP
 #endif
 
+/* var = val from inside a parallel region, where any thread may report a
+ * status (an atomic write, so the store is never torn or lost); and the
+ * calling thread's number in its team (0 outside one). */
+#ifdef _OPENMP
+#include <omp.h>
+#define CCONV_ATOMIC_STORE(var, val) \
+    do { _Pragma("omp atomic write") (var) = (val); } while (0)
+#define CCONV_THREAD_NUM() omp_get_thread_num()
+#else
+#define CCONV_ATOMIC_STORE(var, val) ((var) = (val))
+#define CCONV_THREAD_NUM() 0
+#endif
+
 enum {
     CCONV_OK = 0,
     CCONV_ENOMEM = 1,   /* a work buffer could not be allocated */

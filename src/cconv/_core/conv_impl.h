@@ -313,10 +313,7 @@ static int SFX(dw_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
                : padded ? (T *)malloc((size_t)(Hp * Wp) * sizeof(T)) : NULL;
         int64_t filled = -1;   /* which input plane buf holds */
         if (padded && !buf) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
         int64_t t;
 #ifdef _OPENMP
@@ -549,10 +546,7 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
                          : NULL;
         const int ok = (pointwise || col) && (!batched || tmp);
         if (!ok) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
         int64_t job;
 #ifdef _OPENMP
@@ -569,10 +563,7 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
                                 col + j * P, cols);
                 if (GEMM_PA(0, 0, cout_g, cols, K, (T)1, w + g * cout_g * K, K,
                             WP + g * psz, col, cols, (T)0, tmp, cols, inner_nt) != CCONV_OK) {
-#ifdef _OPENMP
-                    #pragma omp atomic write
-#endif
-                    status = CCONV_ENOMEM;
+                    CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                     continue;
                 }
                 for (int64_t j = 0; j < nimg; ++j)
@@ -597,10 +588,7 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
             }
             if (GEMM_PA(0, 0, cout_g, cols, K, (T)1, w + g * cout_g * K, K, WP + g * psz,
                         B, ldb, (T)0, yg, P, inner_nt) != CCONV_OK) {
-#ifdef _OPENMP
-                #pragma omp atomic write
-#endif
-                status = CCONV_ENOMEM;
+                CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                 continue;
             }
             if (bias || act != CCONV_ACT_NONE) {
@@ -749,10 +737,7 @@ static int SFX(backward_input)(const cconv_conv2d_params *p, const T *dy,
     {
         T *col = pointwise ? NULL : (T *)malloc((size_t)(K * pt) * sizeof(T));
         if (!pointwise && !col) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
         int64_t job;
 #ifdef _OPENMP
@@ -768,10 +753,7 @@ static int SFX(backward_input)(const cconv_conv2d_params *p, const T *dy,
                 /* dx_g (cin_g x P) = w_g^T (cin_g x cout_g) dy_g (cout_g x P) */
                 if (GEMM(1, 0, cin_g, P, cout_g, (T)1, wg, K, dyg, P, (T)0, dxg, P,
                          inner_nt) != CCONV_OK) {
-#ifdef _OPENMP
-                    #pragma omp atomic write
-#endif
-                    status = CCONV_ENOMEM;
+                    CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                 }
                 continue;
             }
@@ -780,10 +762,7 @@ static int SFX(backward_input)(const cconv_conv2d_params *p, const T *dy,
                 const int64_t p0 = tile * pt, cols = (p0 + pt <= P) ? pt : P - p0;
                 if (GEMM(1, 0, K, cols, cout_g, (T)1, wg, K, dyg + p0, P, (T)0, col,
                          cols, inner_nt) != CCONV_OK) {
-#ifdef _OPENMP
-                    #pragma omp atomic write
-#endif
-                    status = CCONV_ENOMEM;
+                    CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                     break;
                 }
                 if (inner_nt > 1) {
@@ -866,17 +845,11 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
-        int tid = 0;
-#ifdef _OPENMP
-        if (nt > 1) tid = omp_get_thread_num();
-#endif
+        const int tid = CCONV_THREAD_NUM();
         T *acc = tid == 0 ? dw : partial + (size_t)(tid - 1) * (size_t)wsize;
         T *col = pointwise ? NULL : (T *)malloc((size_t)(K * pt) * sizeof(T));
         if (!pointwise && !col) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
         int64_t job;
 #ifdef _OPENMP
@@ -900,10 +873,7 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
             /* dw_g (cout_g x K) += dy_g (cout_g x cols) col^T (cols x K) */
             if (GEMM(0, 1, cout_g, K, cols, (T)1, dyg, P, B, ldb, (T)1,
                      acc + g * cout_g * K, K, inner_nt) != CCONV_OK) {
-#ifdef _OPENMP
-                #pragma omp atomic write
-#endif
-                status = CCONV_ENOMEM;
+                CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
             }
         }
         free(col);

@@ -359,10 +359,7 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
         /* + DIR_VL: the last vector of a row may read past its phase row */
         T *buf = (T *)cconv_work_alloc(0, (size_t)(cin_g * geo.CS + DIR_VL) * sizeof(T));
         if (!buf) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         } else {
             memset(buf + cin_g * geo.CS, 0, DIR_VL * sizeof(T));
         }

@@ -457,8 +457,7 @@ static int SFX(filter2d_impl)(const cconv_filter2d_params *p, const void *x, con
         const void **bsrc = (const void **)malloc((size_t)(R + 1) * sizeof(void *));
         T **bslot = (T **)malloc((size_t)(R + 1) * sizeof(T *));
         if (!mem || !tags || !ptr || !bsrc || !bslot) {
-            #pragma omp atomic write
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
             g1 = g0;
         }
         T *ring = mem, *crow = mem ? mem + R * slot_len : NULL;

@@ -109,19 +109,13 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
-        int tid = 0;
-#ifdef _OPENMP
-        if (nt > 1) tid = omp_get_thread_num();
-#endif
+        const int tid = CCONV_THREAD_NUM();
         const unsigned fpm = cconv_fp_enter();
         const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
         const size_t rsz = (size_t)(36 * tb + 4 * TW + 8), dsz = (size_t)(40 * tb);
         T *buf = (T *)cconv_work_alloc(0, (vsz + msz + (rsz > dsz ? rsz : dsz)) * sizeof(T));
         if (!buf) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
         T *V = buf, *dM = buf ? buf + vsz : NULL, *scratch = buf ? dM + msz : NULL;
         T *mine = dU + (size_t)tid * (size_t)usz;
@@ -139,10 +133,7 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
                 if (GEMM(0, 1, cout, cin, cnt, (T)1, dM + xi * cout * tb, tb,
                          V + xi * cin * tb, tb, (T)1, mine + xi * cout * cin, cin,
                          1) != CCONV_OK) {
-#ifdef _OPENMP
-                    #pragma omp atomic write
-#endif
-                    status = CCONV_ENOMEM;
+                    CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                     break;
                 }
             }

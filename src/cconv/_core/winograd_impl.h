@@ -320,10 +320,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
         size_t total = (split ? 0 : vsz + msz) + rsz + osz;
         T *buf = (T *)cconv_work_alloc(0, (total > wsz ? total : wsz) * sizeof(T));
         if (!buf) {
-#ifdef _OPENMP
-            #pragma omp atomic write
-#endif
-            status = CCONV_ENOMEM;
+            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
         const int64_t R = CCONV_GEMM_MR, nsl = (cout + R - 1) / R;
         int64_t sl;
@@ -359,10 +356,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #endif
                 for (xi = 0; xi < A2; ++xi) {
                     if (status == CCONV_OK && SFX(wino_product)(&call, xi, cnt) != CCONV_OK) {
-#ifdef _OPENMP
-                        #pragma omp atomic write
-#endif
-                        status = CCONV_ENOMEM;
+                        CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                     }
                 }
 #ifdef _OPENMP
@@ -383,10 +377,7 @@ static int SFX(wino_forward)(const cconv_conv2d_params *p, const T *x, const T *
                 SFX(wino_in)(&call, t0, cnt, 0, cin, rows);
                 for (int64_t xi = 0; xi < A2; ++xi) {
                     if (SFX(wino_product)(&call, xi, cnt) != CCONV_OK) {
-#ifdef _OPENMP
-                        #pragma omp atomic write
-#endif
-                        status = CCONV_ENOMEM;
+                        CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                         break;
                     }
                 }
