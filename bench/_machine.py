@@ -33,6 +33,7 @@ def describe(**extra):
         "cconv": cconv.__version__, "openmp": cconv.openmp_enabled(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+        "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
         # other processes' load: on a shared machine, absolute times drift with it
         "load_average": os.getloadavg(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

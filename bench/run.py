@@ -93,7 +93,7 @@ def machine(threads):
             "versions": {d: _version(d) for d in ("cconv", "numpy", "scipy", "torch",
                                                   "onnxruntime", "opencv-python",
                                                   "opencv-python-headless", "matplotlib")},
-            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY",
+            "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                                                    "OPENBLAS_NUM_THREADS", "CCONV_AUTOTUNE")},
             "load_average_before": os.getloadavg(),
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}

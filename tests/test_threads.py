@@ -145,7 +145,8 @@ def test_more_threads_than_work(rng):
     _same(_at(16, lambda: ops.conv2d(x, w)), ref, np.float64)
 
 
-def _wait_policy_in_subprocess(env_extra):
+def _openmp_env_in_subprocess(env_extra):
+    """(OMP_WAIT_POLICY, GOMP_SPINCOUNT, kernels' work per thread) after import."""
     import os
     import subprocess
     import sys
@@ -155,16 +156,33 @@ def _wait_policy_in_subprocess(env_extra):
     env.update(env_extra)
     out = subprocess.run(
         [sys.executable, "-c",
-         "import os, cconv; print(os.environ.get('OMP_WAIT_POLICY'))"],
+         "import os, cconv; from cconv import _kernels; "
+         "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+         "_kernels.work_per_thread())"],
         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    policy, spin, work = out.stdout.split()
+    return policy, spin, float(work)
 
 
-def test_import_prefers_passive_openmp_wait():
-    assert _wait_policy_in_subprocess({}) == "passive"
+SLEEPING, SPINNING = 1.0e6, 65536.0   # threads.c's thresholds
 
 
-def test_user_wait_policy_is_kept():
-    assert _wait_policy_in_subprocess({"OMP_WAIT_POLICY": "active"}) == "active"
-    # a spin count is a choice too: cconv leaves the policy unset then
-    assert _wait_policy_in_subprocess({"GOMP_SPINCOUNT": "1000"}) == "None"
+def test_import_bounds_openmp_spin_wait():
+    """Unless the user chose, idle threads spin briefly, then sleep; kernels
+    add a thread only for work worth waking a sleeping one."""
+    from cconv._threads import BOUNDED_SPINCOUNT
+    assert _openmp_env_in_subprocess({}) == ("None", BOUNDED_SPINCOUNT, SLEEPING)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"OMP_WAIT_POLICY": "active"}, ("active", "None", SPINNING)),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "None", SLEEPING)),
+    # an explicit spin count is a choice too, and overrides the policy
+    ({"GOMP_SPINCOUNT": "1000"}, ("None", "1000", SLEEPING)),
+    ({"GOMP_SPINCOUNT": "300k"}, ("None", "300k", SPINNING)),
+    ({"GOMP_SPINCOUNT": "infinite"}, ("None", "infinite", SPINNING)),
+    ({"GOMP_SPINCOUNT": "2M", "OMP_WAIT_POLICY": "passive"}, ("passive", "2M", SPINNING)),
+    ({"GOMP_SPINCOUNT": "0", "OMP_WAIT_POLICY": "active"}, ("active", "0", SLEEPING)),
+])
+def test_user_openmp_wait_settings_are_kept(env, expected):
+    assert _openmp_env_in_subprocess(env) == expected

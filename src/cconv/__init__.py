@@ -4,9 +4,9 @@ Submodules load on first use so that `import cconv` stays fast.
 """
 import importlib
 
-from ._threads import get_num_threads, prefer_passive_openmp_wait, set_num_threads, threads
+from ._threads import bound_openmp_spin_wait, get_num_threads, set_num_threads, threads
 
-prefer_passive_openmp_wait()  # must run before any extension loads the OpenMP runtime
+bound_openmp_spin_wait()  # must run before any extension loads the OpenMP runtime
 
 __version__ = "0.1.0"
 

@@ -58,6 +58,7 @@ cdef extern from "cconv_core.h" nogil:
     void cconv_set_flush_denormal(int on)
     void cconv_derived_clear()
     int cconv_get_flush_denormal()
+    double cconv_work_per_thread()
     int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
                                  const double *w, const double *bias, double *y, int nthreads)
     int cconv_conv2d_backward_input_f32(const cconv_conv2d_params *p, const float *dy,

@@ -213,6 +213,11 @@ def get_flush_denormal():
     return bool(cconv_get_flush_denormal())
 
 
+def work_per_thread():
+    """Multiply-adds per thread from which a kernel adds a thread (see threads.c)."""
+    return cconv_work_per_thread()
+
+
 def conv2d_forward(x, w, bias, y, tuple stride, tuple pads, tuple dilation,
                    int64_t groups, int nthreads, int activation=0, int algo=0,
                    bint pool2=False):

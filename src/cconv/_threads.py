@@ -58,20 +58,30 @@ def _from_environment():
     return available_cpus()
 
 
-def prefer_passive_openmp_wait():
-    """Let idle OpenMP threads sleep rather than spin, unless the user chose.
+# Spins (PAUSE loops) an idle OpenMP thread makes before it sleeps: 1-2 ms
+# on Zen 3, a tenth of GNU OpenMP's default.
+BOUNDED_SPINCOUNT = "30000"
+
+
+def bound_openmp_spin_wait():
+    """Let idle OpenMP threads spin briefly, then sleep, unless the user chose.
 
     cconv runs inside other people's processes, next to numpy's BLAS pool and
-    other programs. GNU OpenMP's default keeps idle threads spinning for a
-    while after each parallel region; on a 2-core machine shared with anything
-    else that made a training loop 5-10x slower (digits, 2 threads, loaded
-    machine: 11.6 s spinning, 2.4 s passive; quiet machine: 3.0 s vs 3.8 s).
-    The runtime reads the variable once, when the kernels' library loads, so
-    this runs at `import cconv`, before any extension is loaded. Set
-    OMP_WAIT_POLICY=active (or GOMP_SPINCOUNT) to opt out.
+    other programs. GNU OpenMP's default keeps idle threads spinning for
+    several ms after each parallel region; on a 2-core machine shared with
+    anything else that made a training loop 5-10x slower (digits, 2 threads,
+    loaded machine: 11.6 s spinning, 2.4 s passive). Sleeping at once
+    (OMP_WAIT_POLICY=passive, cconv's earlier default) pays a 20-30 us wake-up
+    on every parallel region instead: LeNet at batch 64 on 2 threads ran
+    0.39-0.64 ms per call back to back with sleeping threads, 0.35-0.55 ms
+    with GOMP_SPINCOUNT=30000 (bench/bench_wait_policy.py), and digits
+    training next to a busy process lost nothing. The runtime
+    reads the variables once, when the kernels' library loads, so this runs
+    at `import cconv`, before any extension is loaded. Setting
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself opts out.
     """
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["OMP_WAIT_POLICY"] = "passive"
+        os.environ["GOMP_SPINCOUNT"] = BOUNDED_SPINCOUNT
 
 
 def get_num_threads():

@@ -68,6 +68,10 @@ int cconv_max_threads(void);          /* omp_get_max_threads() or 1 */
 /* How many threads to use for `work` scalar operations at most `nthreads`:
  * small work runs serial because waking a pool costs more than it saves. */
 int cconv_threads_for(int nthreads, double work);
+/* The multiply-adds per thread from which cconv_threads_for adds a thread:
+ * low where the runtime's idle threads spin for long, high where they sleep
+ * (read from OMP_WAIT_POLICY / GOMP_SPINCOUNT once). */
+double cconv_work_per_thread(void);
 
 /* ---- denormals ----
  * Convolution and GEMM kernels run with the SSE flush-to-zero and

@@ -34,28 +34,59 @@ int cconv_max_threads(void)
 }
 
 /* Multiply-adds per thread below which an extra thread is not worth waking.
- * Waking a spinning team costs a few microseconds: ~64k multiply-adds. With
- * OMP_WAIT_POLICY=passive (what cconv sets unless the user chose, see
- * _threads.py) idle threads sleep, and waking one costs 20-30 us, measured
- * on LeNet-sized convolutions on Zen 3: 2 threads only paid from ~2M
- * multiply-adds on (154k: 9 us on 1 thread, 30 us on 2). */
+ * Waking a spinning team costs a few microseconds: ~64k multiply-adds. A
+ * sleeping thread costs 20-30 us to wake (measured on LeNet-sized
+ * convolutions on Zen 3: 2 threads only paid from ~2M multiply-adds on; 154k:
+ * 9 us on 1 thread, 30 us on 2). cconv's own default (see _threads.py) is a
+ * bounded spin, GOMP_SPINCOUNT=30000 (1-2 ms here): threads stay awake between
+ * the regions of one pass and between passes in a loop, but the first region
+ * after an idle spell still wakes sleepers, so the threshold stays the
+ * sleeping one. Only threads that spin for good (OMP_WAIT_POLICY=active) or
+ * for the runtime's long default (nothing set: 300000 spins, several ms) get
+ * the spinning threshold. */
 #define CCONV_WORK_PER_THREAD_SPIN 65536.0
 #define CCONV_WORK_PER_THREAD_SLEEP 1.0e6
+#define CCONV_LONG_SPINCOUNT 300000.0   /* GNU OpenMP's default spin count */
+
+/* Whether GOMP_SPINCOUNT (as GNU OpenMP parses it: a count with an optional
+ * k/M/G/T suffix, or "infinite") keeps threads spinning for long. */
+static int spincount_is_long(const char *spin)
+{
+    while (*spin == ' ' || *spin == '\t') ++spin;
+    if (strncmp(spin, "infinit", 7) == 0 || strncmp(spin, "INFINIT", 7) == 0) return 1;
+    char *end = NULL;
+    double n = strtod(spin, &end);
+    if (end == spin) return 0;       /* unparsable: the runtime ignores it too */
+    while (*end == ' ' || *end == '\t') ++end;
+    switch (*end) {
+    case 'k': case 'K': n *= 1e3; break;
+    case 'M': n *= 1e6; break;
+    case 'G': n *= 1e9; break;
+    case 'T': n *= 1e12; break;
+    default: break;
+    }
+    return n >= CCONV_LONG_SPINCOUNT;
+}
 
 /* 0: not read yet; then the threshold. Benign race: every reader computes
- * the same. The runtime reads OMP_WAIT_POLICY once, at start-up, so it is
+ * the same. The runtime reads its environment once, at start-up, so it is
  * read once here too. */
 static double work_per_thread = 0.0;
 
-static double work_per_thread_now(void)
+double cconv_work_per_thread(void)
 {
     double v = work_per_thread;
     if (v == 0.0) {
         const char *policy = getenv("OMP_WAIT_POLICY");
         const char *spin = getenv("GOMP_SPINCOUNT");
-        const int active = (policy && (policy[0] == 'a' || policy[0] == 'A')) ||
-                           (!policy && !spin) || (spin && !policy && spin[0] != '0');
-        v = active ? CCONV_WORK_PER_THREAD_SPIN : CCONV_WORK_PER_THREAD_SLEEP;
+        int spins_long;
+        if (spin && *spin)      /* an explicit count overrides the policy */
+            spins_long = spincount_is_long(spin);
+        else if (policy && *policy)
+            spins_long = policy[0] == 'a' || policy[0] == 'A';
+        else
+            spins_long = 1;
+        v = spins_long ? CCONV_WORK_PER_THREAD_SPIN : CCONV_WORK_PER_THREAD_SLEEP;
         work_per_thread = v;
     }
     return v;
@@ -65,7 +96,7 @@ int cconv_threads_for(int nthreads, double work)
 {
 #ifdef _OPENMP
     if (nthreads <= 1) return 1;
-    double useful = work / work_per_thread_now();
+    double useful = work / cconv_work_per_thread();
     if (useful < 2.0) return 1;
     if (useful < (double)nthreads) return (int)useful;
     return nthreads;

@@ -1,0 +1,89 @@
+"""LeNet-5 at batch 64 under each OpenMP wait setting, back to back and after idling.
+
+For cconv's default (`GOMP_SPINCOUNT=30000` set at import: idle threads spin
+briefly, then sleep) and `OMP_WAIT_POLICY=passive` (its earlier default), a
+fresh process per setting, alternating, times every `net(x)` call: calls
+back to back, and the calls after a pause (the first few after an idle
+spell are slow for every setting: cold caches and a halted vCPU; the rest
+show whether the pool itself is asleep). Medians over rounds.
+
+    python bench/bench_wait_policy.py            # JSON in bench/results/wait_policy.json
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _machine import describe  # bench/ is the script's own folder
+
+RESULTS = Path(__file__).parent / "results"
+SETTINGS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "passive"}}
+CALLS = 40       # per round
+SETTLED = 5      # calls after a pause counted as "settled" from this one on
+
+
+def child(threads, pause, rounds):
+    import cconv
+    from bench_lenet import lenet
+    net = lenet()
+    x = np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype(np.float32)
+    per_call = [[] for _ in range(CALLS)]
+    with cconv.threads(threads):
+        for _ in range(20):
+            net(x)
+        for _ in range(rounds):
+            time.sleep(pause)
+            for i in range(CALLS):
+                t0 = time.perf_counter()
+                net(x)
+                per_call[i].append(time.perf_counter() - t0)
+    med = [statistics.median(c) * 1e3 for c in per_call]
+    return {"first_ms": med[0], "settled_ms": statistics.median(med[SETTLED:])}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--pause", type=float, default=0.03, help="seconds idle before a round")
+    ap.add_argument("--rounds", type=int, default=25)
+    ap.add_argument("--repeats", type=int, default=2, help="processes per setting and pause")
+    ap.add_argument("--out", default=str(RESULTS / "wait_policy.json"))
+    ap.add_argument("--child", nargs=3, type=float, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        t, pause, rounds = args.child
+        print(json.dumps(child(int(t), pause, int(rounds))))
+        return
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    rows = []
+    for pause in (0.0, args.pause):
+        samples = {name: [] for name in SETTINGS}
+        for _ in range(args.repeats):
+            for name, extra in SETTINGS.items():
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", str(args.threads), str(pause),
+                     str(args.rounds)], env={**base, **extra}, capture_output=True,
+                    text=True, check=True)
+                samples[name].append(json.loads(out.stdout))
+        row = {"case": f"lenet_infer/b64 pause {pause * 1e3:.0f} ms", "threads": args.threads}
+        for name, s in samples.items():
+            row[f"{name}_settled_ms"] = [r["settled_ms"] for r in s]
+            row[f"{name}_first_ms"] = [r["first_ms"] for r in s]
+        rows.append(row)
+        print(f"{row['case']:<28} {args.threads}t  " + "  ".join(
+            f"{n} settled {'/'.join(f'{v:.3f}' for v in row[f'{n}_settled_ms'])} ms "
+            f"(first {'/'.join(f'{v:.2f}' for v in row[f'{n}_first_ms'])})" for n in SETTINGS))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": describe(), "results": rows}, indent=1) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
