@@ -154,12 +154,11 @@ def _openmp_env_in_subprocess(env_extra):
     env = {k: v for k, v in os.environ.items()
            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(env_extra)
+    code = ("import os, cconv; from cconv import _kernels; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+            "_kernels.work_per_thread())")
     out = subprocess.run(
-        [sys.executable, "-c",
-         "import os, cconv; from cconv import _kernels; "
-         "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
-         "_kernels.work_per_thread())"],
-        env=env, capture_output=True, text=True, check=True)
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     policy, spin, work = out.stdout.split()
     return policy, spin, float(work)
 
