@@ -155,17 +155,25 @@ FILTER_AVX2 static void SFX(rows_avx2)(const T *const *ep, const SFX(taps) *L,
  * zero taps cost nothing; the tap order is the list's, so either may compute
  * any column. 2 rows x 2 vectors of columns are register-blocked and the nine
  * broadcast weights stay in registers. Needs len >= 2 vectors (returns 0
- * otherwise), else does every column. */
+ * otherwise), else does every column. pf[0], pf[1] (each may be NULL): the
+ * rows the next call will read first, fetched a line per step, at the same
+ * columns: the stream from memory then overlaps the arithmetic (1.23x-1.28x
+ * cv2 -> 1.30x-1.37x at 1 thread on a 2048^2 float32 image, where the
+ * filter is bound by memory). */
 static inline __attribute__((always_inline)) FILTER_AVX2 int64_t
 SFX(k3_avx2)(const T *const *rp, const T *k, const unsigned MASK, int64_t step,
-             T *restrict y0, T *restrict y1, int64_t len)
+             const T *const *pf, T *restrict y0, T *restrict y1, int64_t len)
 {
     V wv[9];
     for (int t = 0; t < 9; ++t) wv[t] = VSET1(k[t]);
     const int NR = y1 ? 4 : 3;
+    const T *pf0 = pf[0], *pf1 = pf[1];
     int64_t j = 0;
+    /* a step covers 2 * VL elements: one 64-byte line of each row */
     for (; j < len && len >= 2 * VL; j += 2 * VL) {
         if (j + 2 * VL > len) j = len - 2 * VL;
+        if (pf0) __builtin_prefetch(pf0 + j, 0, 3);
+        if (pf1) __builtin_prefetch(pf1 + j, 0, 3);
         V a0 = VZERO(), a1 = VZERO(), b0 = VZERO(), b1 = VZERO();
         #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) {
@@ -188,17 +196,17 @@ SFX(k3_avx2)(const T *const *rp, const T *k, const unsigned MASK, int64_t step,
 }
 
 FILTER_AVX2 static int64_t SFX(k3_pair)(const T *const *rp, const T *k, int64_t step,
-                                        T *y0, T *y1, int64_t len)
-{ return SFX(k3_avx2)(rp, k, 0x1FFu, step, y0, y1, len); }
+                                        const T *const *pf, T *y0, T *y1, int64_t len)
+{ return SFX(k3_avx2)(rp, k, 0x1FFu, step, pf, y0, y1, len); }
 FILTER_AVX2 static int64_t SFX(k3_one)(const T *const *rp, const T *k, int64_t step,
-                                       T *y0, int64_t len)
-{ return SFX(k3_avx2)(rp, k, 0x1FFu, step, y0, NULL, len); }
+                                       const T *const *pf, T *y0, int64_t len)
+{ return SFX(k3_avx2)(rp, k, 0x1FFu, step, pf, y0, NULL, len); }
 FILTER_AVX2 static int64_t SFX(k3x_pair)(const T *const *rp, const T *k, int64_t step,
-                                         T *y0, T *y1, int64_t len)
-{ return SFX(k3_avx2)(rp, k, 0xBAu, step, y0, y1, len); }
+                                         const T *const *pf, T *y0, T *y1, int64_t len)
+{ return SFX(k3_avx2)(rp, k, 0xBAu, step, pf, y0, y1, len); }
 FILTER_AVX2 static int64_t SFX(k3x_one)(const T *const *rp, const T *k, int64_t step,
-                                        T *y0, int64_t len)
-{ return SFX(k3_avx2)(rp, k, 0xBAu, step, y0, NULL, len); }
+                                        const T *const *pf, T *y0, int64_t len)
+{ return SFX(k3_avx2)(rp, k, 0xBAu, step, pf, y0, NULL, len); }
 #endif
 
 /* Which unrolled path fits kernel k (FIXED_*), or FIXED_NONE. */
@@ -217,6 +225,7 @@ typedef struct {
     int fixed;              /* FIXED_* (with the 3x3 kernel k) */
     const T *k;
     int64_t step;           /* elements between kernel columns (channels) */
+    const T *pf[2];         /* rows to prefetch (k3 paths; NULL: none) */
 } SFX(rowspec);
 
 /* y0 (and y1) over len elements from padded-row pointers rp; ep is scratch
@@ -229,11 +238,11 @@ static void SFX(rows)(const T *const *rp, const SFX(rowspec) *rs, const T **ep,
     if (filter_have_avx2()) {
         int64_t done = 0;
         if (rs->fixed == FIXED_K3)
-            done = y1 ? SFX(k3_pair)(rp, rs->k, rs->step, y0, y1, len)
-                      : SFX(k3_one)(rp, rs->k, rs->step, y0, len);
+            done = y1 ? SFX(k3_pair)(rp, rs->k, rs->step, rs->pf, y0, y1, len)
+                      : SFX(k3_one)(rp, rs->k, rs->step, rs->pf, y0, len);
         else if (rs->fixed == FIXED_K3CROSS)
-            done = y1 ? SFX(k3x_pair)(rp, rs->k, rs->step, y0, y1, len)
-                      : SFX(k3x_one)(rp, rs->k, rs->step, y0, len);
+            done = y1 ? SFX(k3x_pair)(rp, rs->k, rs->step, rs->pf, y0, y1, len)
+                      : SFX(k3x_one)(rp, rs->k, rs->step, rs->pf, y0, len);
         if (done >= len) return;
         for (int64_t e = 0; e < L->n; ++e) ep[e] = rp[L->r[e]] + L->off[e];
         SFX(rows_avx2)(ep, L, y0, y1, len);
@@ -430,8 +439,9 @@ static int SFX(filter2d_impl)(const cconv_filter2d_params *p, const void *x, con
         SFX(make_taps)(k, kh, kw, C, 1, &two);
     }
     const int fixed = sep ? FIXED_NONE : SFX(fixed_kind)(k, kh, kw);
-    SFX(rowspec) rs_one = {&one, fixed, k, C}, rs_two = {&two, fixed, k, C};
-    SFX(rowspec) rs_hor = {&hor, FIXED_NONE, NULL, C};
+    SFX(rowspec) rs_one = {&one, fixed, k, C, {NULL, NULL}};
+    SFX(rowspec) rs_two = {&two, fixed, k, C, {NULL, NULL}};
+    SFX(rowspec) rs_hor = {&hor, FIXED_NONE, NULL, C, {NULL, NULL}};
     double work = (double)G * (double)olen * (double)(sep ? hor.n + one.n : one.n);
     int nt = cconv_threads_for(nthreads, work);
     if ((int64_t)nt > G) nt = (int)G;
@@ -524,7 +534,13 @@ static int SFX(filter2d_impl)(const cconv_filter2d_params *p, const void *x, con
             if (sep) {
                 SFX(rows)(pin, spec, ep, y0, y1, olen);
             } else {
-                SFX(rows_inner)(&cp, pin, spec, ep, y0, y1);
+                /* the next step's new input rows, read in place by the interior
+                 * pass (integer images never are: converted into the edges) */
+                SFX(rowspec) inner = *spec;
+                if (p->in_type == CCONV_DT_COMPUTE)
+                    for (int q = 0; q < 2; ++q)
+                        inner.pf[q] = (const T *)SFX(input_row)(&src, i - p->anchor_h + nrows + q);
+                SFX(rows_inner)(&cp, pin, &inner, ep, y0, y1);
                 for (int64_t q = 0; q < nb; ++q)
                     SFX(build_edges)(&cp, &src, bsrc[q], bslot[q]);
                 SFX(rows_edges)(&cp, pl, pr, spec, ep, y0, y1);
