@@ -182,6 +182,10 @@ def test_import_bounds_openmp_spin_wait():
     ({"GOMP_SPINCOUNT": "infinite"}, ("None", "infinite", SPINNING)),
     ({"GOMP_SPINCOUNT": "2M", "OMP_WAIT_POLICY": "passive"}, ("passive", "2M", SPINNING)),
     ({"GOMP_SPINCOUNT": "0", "OMP_WAIT_POLICY": "active"}, ("active", "0", SLEEPING)),
+    ({"GOMP_SPINCOUNT": "Infinity"}, ("None", "Infinity", SPINNING)),
+    # a count the runtime rejects leaves the policy in charge
+    ({"GOMP_SPINCOUNT": "lots", "OMP_WAIT_POLICY": "passive"}, ("passive", "lots", SLEEPING)),
+    ({"GOMP_SPINCOUNT": "5x", "OMP_WAIT_POLICY": "active"}, ("active", "5x", SPINNING)),
 ])
 def test_user_openmp_wait_settings_are_kept(env, expected):
     assert _openmp_env_in_subprocess(env) == expected

@@ -48,23 +48,29 @@ int cconv_max_threads(void)
 #define CCONV_WORK_PER_THREAD_SLEEP 1.0e6
 #define CCONV_LONG_SPINCOUNT 300000.0   /* GNU OpenMP's default spin count */
 
-/* Whether GOMP_SPINCOUNT (as GNU OpenMP parses it: a count with an optional
- * k/M/G/T suffix, or "infinite") keeps threads spinning for long. */
+/* GOMP_SPINCOUNT as GNU OpenMP reads it (a count with an optional k/M/G/T
+ * suffix, or "infinite"/"infinity" in any case): 1 if threads then spin for
+ * long, 0 if not, -1 if the runtime would reject the value (and fall back to
+ * OMP_WAIT_POLICY). */
 static int spincount_is_long(const char *spin)
 {
     while (*spin == ' ' || *spin == '\t') ++spin;
-    if (strncmp(spin, "infinit", 7) == 0 || strncmp(spin, "INFINIT", 7) == 0) return 1;
+    static const char inf[] = "infinit";
+    int i = 0;
+    while (inf[i] && (spin[i] | 0x20) == inf[i]) ++i;
+    if (!inf[i]) return 1;
     char *end = NULL;
     double n = strtod(spin, &end);
-    if (end == spin) return 0;       /* unparsable: the runtime ignores it too */
-    while (*end == ' ' || *end == '\t') ++end;
+    if (end == spin || n < 0 || n != n) return -1;
     switch (*end) {
-    case 'k': case 'K': n *= 1e3; break;
-    case 'M': n *= 1e6; break;
-    case 'G': n *= 1e9; break;
-    case 'T': n *= 1e12; break;
+    case 'k': case 'K': n *= 1e3; ++end; break;
+    case 'M': n *= 1e6; ++end; break;
+    case 'G': n *= 1e9; ++end; break;
+    case 'T': n *= 1e12; ++end; break;
     default: break;
     }
+    while (*end == ' ' || *end == '\t') ++end;
+    if (*end) return -1;
     return n >= CCONV_LONG_SPINCOUNT;
 }
 
@@ -79,13 +85,10 @@ double cconv_work_per_thread(void)
     if (v == 0.0) {
         const char *policy = getenv("OMP_WAIT_POLICY");
         const char *spin = getenv("GOMP_SPINCOUNT");
-        int spins_long;
-        if (spin && *spin)      /* an explicit count overrides the policy */
-            spins_long = spincount_is_long(spin);
-        else if (policy && *policy)
-            spins_long = policy[0] == 'a' || policy[0] == 'A';
-        else
-            spins_long = 1;
+        /* a valid explicit count overrides the policy */
+        int spins_long = spin ? spincount_is_long(spin) : -1;
+        if (spins_long < 0)
+            spins_long = policy && *policy ? policy[0] == 'a' || policy[0] == 'A' : 1;
         v = spins_long ? CCONV_WORK_PER_THREAD_SPIN : CCONV_WORK_PER_THREAD_SLEEP;
         work_per_thread = v;
     }
