@@ -5,9 +5,13 @@ briefly, then sleep) and `OMP_WAIT_POLICY=passive` (its earlier default), a
 fresh process per setting, alternating, times every `net(x)` call: calls
 back to back, and the calls after a pause (the first few after an idle
 spell are slow for every setting: cold caches and a halted vCPU; the rest
-show whether the pool itself is asleep). Medians over rounds.
+show whether the pool itself is asleep). Medians over rounds. With --train,
+also the wall time of `cconv train digits --threads 2` under each setting,
+alone and next to a process that keeps one core busy (a spinning thread
+must not starve other work).
 
     python bench/bench_wait_policy.py            # JSON in bench/results/wait_policy.json
+    python bench/bench_wait_policy.py --train
 """
 import argparse
 import json
@@ -47,12 +51,29 @@ def child(threads, pause, rounds):
     return {"first_ms": med[0], "settled_ms": statistics.median(med[SETTLED:])}
 
 
+def train_seconds(env, busy):
+    """Wall seconds of a digits training run (a fresh process) under env."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "cconv", "train", "digits", "--threads", "2",
+                        "--no-progress", "--out", ""], env=env, check=True,
+                       capture_output=True)
+        return time.perf_counter() - t0
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--pause", type=float, default=0.03, help="seconds idle before a round")
     ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=2, help="processes per setting and pause")
+    ap.add_argument("--train", action="store_true",
+                    help="also time digits training, alone and next to a busy process")
     ap.add_argument("--out", default=str(RESULTS / "wait_policy.json"))
     ap.add_argument("--child", nargs=3, type=float, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -79,6 +100,17 @@ def main(argv=None):
         print(f"{row['case']:<28} {args.threads}t  " + "  ".join(
             f"{n} settled {'/'.join(f'{v:.3f}' for v in row[f'{n}_settled_ms'])} ms "
             f"(first {'/'.join(f'{v:.2f}' for v in row[f'{n}_first_ms'])})" for n in SETTINGS))
+    if args.train:
+        for busy in (False, True):
+            row = {"case": "train_digits" + ("/next_to_busy_process" if busy else ""),
+                   "threads": 2}
+            for _ in range(args.repeats):
+                for name, extra in SETTINGS.items():
+                    row.setdefault(f"{name}_s", []).append(
+                        train_seconds({**base, **extra}, busy))
+            rows.append(row)
+            print(f"{row['case']:<34} 2t  " + "  ".join(
+                f"{n} {'/'.join(f'{v:.2f}' for v in row[f'{n}_s'])} s" for n in SETTINGS))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": describe(), "results": rows}, indent=1) + "\n")

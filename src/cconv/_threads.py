@@ -73,11 +73,12 @@ def bound_openmp_spin_wait():
     loaded machine: 11.6 s spinning, 2.4 s passive). Sleeping at once
     (OMP_WAIT_POLICY=passive, cconv's earlier default) pays a 20-30 us wake-up
     on every parallel region instead: LeNet at batch 64 on 2 threads ran
-    0.39-0.64 ms per call back to back with sleeping threads, 0.35-0.55 ms
-    with GOMP_SPINCOUNT=30000 (bench/bench_wait_policy.py), and digits
-    training next to a busy process lost nothing. The runtime
-    reads the variables once, when the kernels' library loads, so this runs
-    at `import cconv`, before any extension is loaded. Setting
+    0.39-0.67 ms per call back to back with sleeping threads, 0.35-0.61 ms
+    with GOMP_SPINCOUNT=30000, and digits training, alone or next to a busy
+    process, took as long either way within the noise
+    (bench/bench_wait_policy.py). The runtime reads the variables once, when
+    the kernels' library loads, so this runs at `import cconv`, before any
+    extension is loaded. Setting
     OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself opts out.
     """
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:

@@ -157,8 +157,8 @@ FILTER_AVX2 static void SFX(rows_avx2)(const T *const *ep, const SFX(taps) *L,
  * broadcast weights stay in registers. Needs len >= 2 vectors (returns 0
  * otherwise), else does every column. pf[0], pf[1] (each may be NULL): the
  * rows the next call will read first, fetched a line per step, at the same
- * columns: the stream from memory then overlaps the arithmetic (1.23x-1.28x
- * cv2 -> 1.30x-1.37x at 1 thread on a 2048^2 float32 image, where the
+ * columns: the stream from memory then overlaps the arithmetic (1.25x-1.27x
+ * cv2 -> 1.32x-1.36x at 1 thread on a 2048^2 float32 image, where the
  * filter is bound by memory). */
 static inline __attribute__((always_inline)) FILTER_AVX2 int64_t
 SFX(k3_avx2)(const T *const *rp, const T *k, const unsigned MASK, int64_t step,
