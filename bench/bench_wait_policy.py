@@ -5,13 +5,16 @@ briefly, then sleep) and `OMP_WAIT_POLICY=passive` (its earlier default), a
 fresh process per setting, alternating, times every `net(x)` call: calls
 back to back, and the calls after a pause (the first few after an idle
 spell are slow for every setting: cold caches and a halted vCPU; the rest
-show whether the pool itself is asleep). Medians over rounds. With --train,
+show whether the pool itself is asleep), and each round's mean per call
+(which counts the stalls that per-call medians hide). Medians over rounds. With --train,
 also the wall time of `cconv train digits --threads 2` under each setting,
 alone and next to a process that keeps one core busy (a spinning thread
-must not starve other work).
+must not starve other work). With --onnxruntime, also the calls right after
+30 onnxruntime runs in the same process, whose pool then spins on: the case
+where passive waiting is the better setting.
 
     python bench/bench_wait_policy.py            # JSON in bench/results/wait_policy.json
-    python bench/bench_wait_policy.py --train
+    python bench/bench_wait_policy.py --train --onnxruntime
 """
 import argparse
 import json
@@ -33,22 +36,34 @@ SETTLED = 5      # calls after a pause counted as "settled" from this one on
 
 
 def child(threads, pause, rounds):
+    """Per-call medians; pause < 0: each round right after 30 onnxruntime runs
+    of the same net on as many threads (its pool still spinning)."""
     import cconv
     from bench_lenet import lenet
     net = lenet()
     x = np.random.default_rng(0).standard_normal((64, 1, 28, 28)).astype(np.float32)
     per_call = [[] for _ in range(CALLS)]
+    if pause < 0:
+        from bench_lenet import onnx_lenet, ort_session
+        sess = ort_session(onnx_lenet(net), threads)
     with cconv.threads(threads):
         for _ in range(20):
             net(x)
         for _ in range(rounds):
-            time.sleep(pause)
+            if pause < 0:
+                for _ in range(30):
+                    sess.run(None, {"x": x})
+            else:
+                time.sleep(pause)
             for i in range(CALLS):
                 t0 = time.perf_counter()
                 net(x)
                 per_call[i].append(time.perf_counter() - t0)
     med = [statistics.median(c) * 1e3 for c in per_call]
-    return {"first_ms": med[0], "settled_ms": statistics.median(med[SETTLED:])}
+    # a round's mean counts its stalls, which the per-call medians hide
+    means = [sum(c[r] for c in per_call) / CALLS * 1e3 for r in range(int(rounds))]
+    return {"first_ms": med[0], "settled_ms": statistics.median(med[SETTLED:]),
+            "round_mean_ms": statistics.median(means)}
 
 
 def train_seconds(env, busy):
@@ -72,6 +87,8 @@ def main(argv=None):
     ap.add_argument("--pause", type=float, default=0.03, help="seconds idle before a round")
     ap.add_argument("--rounds", type=int, default=25)
     ap.add_argument("--repeats", type=int, default=2, help="processes per setting and pause")
+    ap.add_argument("--onnxruntime", action="store_true",
+                    help="also right after onnxruntime runs, its pool still spinning")
     ap.add_argument("--train", action="store_true",
                     help="also time digits training, alone and next to a busy process")
     ap.add_argument("--out", default=str(RESULTS / "wait_policy.json"))
@@ -83,7 +100,8 @@ def main(argv=None):
         return
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     rows = []
-    for pause in (0.0, args.pause):
+    pauses = [0.0, args.pause] + ([-1.0] if args.onnxruntime else [])
+    for pause in pauses:
         samples = {name: [] for name in SETTINGS}
         for _ in range(args.repeats):
             for name, extra in SETTINGS.items():
@@ -92,14 +110,17 @@ def main(argv=None):
                      str(args.rounds)], env={**base, **extra}, capture_output=True,
                     text=True, check=True)
                 samples[name].append(json.loads(out.stdout))
-        row = {"case": f"lenet_infer/b64 pause {pause * 1e3:.0f} ms", "threads": args.threads}
+        row = {"case": (f"lenet_infer/b64 pause {pause * 1e3:.0f} ms" if pause >= 0
+                        else "lenet_infer/b64 after onnxruntime"), "threads": args.threads}
         for name, s in samples.items():
             row[f"{name}_settled_ms"] = [r["settled_ms"] for r in s]
             row[f"{name}_first_ms"] = [r["first_ms"] for r in s]
+            row[f"{name}_round_mean_ms"] = [r["round_mean_ms"] for r in s]
         rows.append(row)
         print(f"{row['case']:<28} {args.threads}t  " + "  ".join(
             f"{n} settled {'/'.join(f'{v:.3f}' for v in row[f'{n}_settled_ms'])} ms "
-            f"(first {'/'.join(f'{v:.2f}' for v in row[f'{n}_first_ms'])})" for n in SETTINGS))
+            f"(first {'/'.join(f'{v:.2f}' for v in row[f'{n}_first_ms'])}, round mean "
+            f"{'/'.join(f'{v:.2f}' for v in row[f'{n}_round_mean_ms'])})" for n in SETTINGS))
     if args.train:
         for busy in (False, True):
             row = {"case": "train_digits" + ("/next_to_busy_process" if busy else ""),
