@@ -76,7 +76,9 @@ def bound_openmp_spin_wait():
     0.39-0.67 ms per call back to back with sleeping threads, 0.35-0.61 ms
     with GOMP_SPINCOUNT=30000, and digits training, alone or next to a busy
     process, took as long either way within the noise
-    (bench/bench_wait_policy.py). The runtime reads the variables once, when
+    (bench/bench_wait_policy.py). Next to another pool spinning at the same
+    time (onnxruntime's, in the same process) passive waiting is better
+    (docs/performance.md, Threads). The runtime reads the variables once, when
     the kernels' library loads, so this runs at `import cconv`, before any
     extension is loaded. Setting
     OMP_WAIT_POLICY or GOMP_SPINCOUNT yourself opts out.
