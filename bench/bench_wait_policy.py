@@ -6,7 +6,9 @@ fresh process per setting, alternating, times every `net(x)` call: calls
 back to back, and the calls after a pause (the first few after an idle
 spell are slow for every setting: cold caches and a halted vCPU; the rest
 show whether the pool itself is asleep), and each round's mean per call
-(which counts the stalls that per-call medians hide). Medians over rounds. With --train,
+(which counts the stalls that per-call medians hide), and the CPU time the
+process burns in the 50 ms after a last call (how long idle threads spin).
+Medians over rounds. With --train,
 also the wall time of `cconv train digits --threads 2` under each setting,
 alone and next to a process that keeps one core busy (a spinning thread
 must not starve other work). With --onnxruntime, also the calls right after
@@ -59,11 +61,20 @@ def child(threads, pause, rounds):
                 t0 = time.perf_counter()
                 net(x)
                 per_call[i].append(time.perf_counter() - t0)
+        # how long the idle pool spins: the process's CPU time in the 50 ms
+        # after a last call (onnxruntime's pool, when present, would count too)
+        idle = []
+        for _ in range(5):
+            net(x)
+            c0 = time.process_time()
+            time.sleep(0.05)
+            idle.append(time.process_time() - c0)
     med = [statistics.median(c) * 1e3 for c in per_call]
     # a round's mean counts its stalls, which the per-call medians hide
     means = [sum(c[r] for c in per_call) / CALLS * 1e3 for r in range(int(rounds))]
     return {"first_ms": med[0], "settled_ms": statistics.median(med[SETTLED:]),
-            "round_mean_ms": statistics.median(means)}
+            "round_mean_ms": statistics.median(means),
+            "idle_cpu_ms_after_last_call": statistics.median(idle) * 1e3}
 
 
 def train_seconds(env, busy):
@@ -116,11 +127,13 @@ def main(argv=None):
             row[f"{name}_settled_ms"] = [r["settled_ms"] for r in s]
             row[f"{name}_first_ms"] = [r["first_ms"] for r in s]
             row[f"{name}_round_mean_ms"] = [r["round_mean_ms"] for r in s]
+            row[f"{name}_idle_cpu_ms"] = [r["idle_cpu_ms_after_last_call"] for r in s]
         rows.append(row)
         print(f"{row['case']:<28} {args.threads}t  " + "  ".join(
             f"{n} settled {'/'.join(f'{v:.3f}' for v in row[f'{n}_settled_ms'])} ms "
             f"(first {'/'.join(f'{v:.2f}' for v in row[f'{n}_first_ms'])}, round mean "
-            f"{'/'.join(f'{v:.2f}' for v in row[f'{n}_round_mean_ms'])})" for n in SETTINGS))
+            f"{'/'.join(f'{v:.2f}' for v in row[f'{n}_round_mean_ms'])}, idle CPU "
+            f"{'/'.join(f'{v:.1f}' for v in row[f'{n}_idle_cpu_ms'])} ms)" for n in SETTINGS))
     if args.train:
         for busy in (False, True):
             row = {"case": "train_digits" + ("/next_to_busy_process" if busy else ""),
