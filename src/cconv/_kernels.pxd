@@ -169,3 +169,33 @@ cdef extern from "cconv_core.h" nogil:
                               const double *kcol, const double *krow, void *y,
                               int nthreads)
 # ---- end of image filtering ----
+
+# ---- inference chains (cconv.compiled) ----
+cdef extern from "cconv_core.h" nogil:
+    enum:
+        CCONV_STEP_CONV2D
+        CCONV_STEP_MAX_POOL2D
+        CCONV_STEP_LINEAR
+        CCONV_STEP_RELU
+
+    ctypedef struct cconv_chain_step:
+        int kind
+        int activation
+        int algo
+        int pool2
+        cconv_conv2d_params conv
+        cconv_pool2d_params pool
+        int64_t in_features, out_features
+        const void *w
+        const void *bias
+        void *y
+
+    int cconv_chain_step_sizes(cconv_chain_step *s, int64_t *in_size, int64_t *out_size,
+                               double *work)
+    int cconv_chain_split_threads(cconv_chain_step *steps, int nsteps, int64_t n, int elem,
+                                  int nthreads)
+    int cconv_chain_forward_f32(cconv_chain_step *steps, int nsteps, int64_t n,
+                                const float *x, int nthreads)
+    int cconv_chain_forward_f64(cconv_chain_step *steps, int nsteps, int64_t n,
+                                const double *x, int nthreads)
+# ---- end of inference chains ----

@@ -594,6 +594,185 @@ def border_index(int64_t i, int64_t n, int border):
 # ---- end of image filtering ----
 
 
+# ---- inference chains (cconv.compiled; cconv_chain_forward in chain.c) ----
+from libc.stdlib cimport calloc, free
+
+STEP_KINDS = ("conv2d", "max_pool2d", "linear", "relu")
+
+
+cdef char *_buffer_data(object a, int typenum, int64_t size, bint writable,
+                        str name) except NULL:
+    """Data pointer of a C-contiguous array of typenum with `size` elements (any shape)."""
+    if not cnp.PyArray_Check(a):
+        raise TypeError(f"{name} must be a numpy array")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum:
+        raise TypeError(f"{name} has dtype {a.dtype}, expected {_TYPE_NAMES[typenum]}")
+    if not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
+        raise ValueError(f"{name} must be an aligned, native-endian C-contiguous array")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writable")
+    if cnp.PyArray_SIZE(arr) != size:
+        raise ValueError(f"{name} has {a.size} elements, expected {size}")
+    return <char *>cnp.PyArray_DATA(arr)
+
+
+cdef class Chain:
+    """A compiled plan's steps run as one C call (cconv_chain_forward).
+
+    specs: one tuple per step (its per-sample shapes; the batch is n):
+      ("conv2d", params, has_bias, w_shape, (c, h, w), stride, pads4, dilation,
+       groups, activation, pool2, y)
+      ("max_pool2d", (c, h, w), kernel, stride, pads4, dilation, (out_h, out_w), y)
+      ("linear", params, has_bias, in_features, out_features, activation, y)
+      ("relu", y)
+    y: the step's output for the whole batch (the plan's buffer), None for the
+    last step (then given to run()). Weights are read from the layers'
+    `params` dicts on every run, so replaced arrays are seen; one of another
+    dtype or shape raises TypeError/ValueError (the caller then takes the
+    step-by-step path).
+    """
+    cdef cconv_chain_step *steps
+    cdef int nsteps
+    cdef int typenum
+    cdef readonly int64_t n
+    cdef int64_t in_size, out_size
+    cdef list weights     # per step: (params, has_bias, weight shape) or None
+    cdef list buffers     # kept alive: the steps' y arrays
+
+    def __cinit__(self):
+        self.steps = NULL
+
+    def __init__(self, list specs, int64_t n, dtype):
+        cdef int typenum = cnp.dtype(dtype).num
+        if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+            raise TypeError(f"Chain: dtype must be float32 or float64, got {dtype}")
+        if not specs:
+            raise ValueError("Chain: no steps")
+        if n < 1:
+            raise ValueError(f"Chain: n must be >= 1, got {n}")
+        self.typenum, self.n, self.nsteps = typenum, n, len(specs)
+        self.steps = <cconv_chain_step *>calloc(len(specs), sizeof(cconv_chain_step))
+        if self.steps == NULL:
+            raise MemoryError("Chain: no memory for the steps")
+        self.weights, self.buffers = [], []
+        cdef cconv_chain_step *s
+        cdef int64_t in_size, out_size, prev = -1
+        cdef double work
+        cdef int i
+        for i, spec in enumerate(specs):
+            s = &self.steps[i]
+            kind = spec[0]
+            if kind == "conv2d":
+                _, params, has_bias, wsh, chw, stride, pads, dil, groups, act, pool2, y = spec
+                s.kind = CCONV_STEP_CONV2D
+                s.conv.n = 1
+                s.conv.c_in, s.conv.h, s.conv.w = chw
+                s.conv.c_out, _, s.conv.kh, s.conv.kw = wsh
+                s.conv.stride_h, s.conv.stride_w = stride
+                s.conv.pad_top, s.conv.pad_bottom, s.conv.pad_left, s.conv.pad_right = pads
+                s.conv.dil_h, s.conv.dil_w = dil
+                s.conv.groups = groups
+                s.activation, s.pool2, s.algo = act, pool2, CCONV_ALGO_AUTO
+                if wsh[1] * groups != chw[0]:
+                    raise ValueError(f"Chain step {i}: weight {wsh} and input channels "
+                                     f"{chw[0]} disagree")
+                self.weights.append((params, bool(has_bias), tuple(wsh)))
+            elif kind == "max_pool2d":
+                _, chw, k, stride, pads, dil, out_hw, y = spec
+                s.kind = CCONV_STEP_MAX_POOL2D
+                s.pool.n = 1
+                s.pool.c, s.pool.h, s.pool.w = chw
+                s.pool.kh, s.pool.kw = k
+                s.pool.stride_h, s.pool.stride_w = stride
+                s.pool.pad_top, s.pool.pad_bottom, s.pool.pad_left, s.pool.pad_right = pads
+                s.pool.dil_h, s.pool.dil_w = dil
+                s.pool.out_h, s.pool.out_w = out_hw
+                self.weights.append(None)
+            elif kind == "linear":
+                _, params, has_bias, in_f, out_f, act, y = spec
+                s.kind = CCONV_STEP_LINEAR
+                s.in_features, s.out_features, s.activation = in_f, out_f, act
+                self.weights.append((params, bool(has_bias), (out_f, in_f)))
+            elif kind == "relu":
+                _, y = spec
+                s.kind = CCONV_STEP_RELU
+                self.weights.append(None)
+            else:
+                raise ValueError(f"Chain step {i}: kind must be one of {STEP_KINDS}, "
+                                 f"got {kind!r}")
+            if cconv_chain_step_sizes(s, &in_size, &out_size, &work) != CCONV_OK:
+                raise ValueError(f"Chain step {i} ({kind}): parameters out of range")
+            if s.kind == CCONV_STEP_RELU:
+                if prev < 0:
+                    raise ValueError("Chain: a chain cannot start with relu")
+                in_size = out_size = prev
+            if prev >= 0 and in_size != prev:
+                raise ValueError(f"Chain step {i} ({kind}) reads {in_size} elements per "
+                                 f"sample, the step before writes {prev}")
+            if i == 0:
+                self.in_size = in_size
+            prev = out_size
+            if y is None:
+                if i != len(specs) - 1:
+                    raise ValueError(f"Chain step {i}: only the last step's output may be "
+                                     "given per run")
+            else:
+                s.y = <void *>_buffer_data(y, typenum, n * out_size, True, f"step {i} output")
+            self.buffers.append(y)
+        self.out_size = prev
+
+    def __dealloc__(self):
+        free(self.steps)
+
+    def split_threads(self, int nthreads):
+        """Threads a run with nthreads splits the batch over (1: each step uses its own)."""
+        return cconv_chain_split_threads(self.steps, self.nsteps, self.n,
+                                         4 if self.typenum == cnp.NPY_FLOAT32 else 8, nthreads)
+
+    def run(self, x, y, int nthreads):
+        """Runs the chain on x (n samples); writes and returns the last step's output
+        (y, or the last step's own buffer when y is None)."""
+        cdef int t = self.typenum
+        cdef char *xp = _buffer_data(x, t, self.n * self.in_size, False, "x")
+        cdef int last = self.nsteps - 1
+        if y is None:
+            y = self.buffers[last]
+            if y is None:
+                raise ValueError("Chain.run: the last step has no buffer: pass y")
+        else:
+            self.steps[last].y = <void *>_buffer_data(y, t, self.n * self.out_size, True, "y")
+        cdef int i, nd
+        cdef int64_t shape[4]
+        cdef cconv_chain_step *s
+        for i in range(self.nsteps):
+            entry = self.weights[i]
+            if entry is None:
+                continue
+            params, has_bias, wsh = entry
+            s = &self.steps[i]
+            nd = len(wsh)
+            shape[0], shape[1] = wsh[0], wsh[1]
+            if nd == 4:
+                shape[2], shape[3] = wsh[2], wsh[3]
+            s.w = <void *>_data(params["weight"], t, nd, shape, False, "weight")
+            s.bias = NULL
+            if has_bias:
+                s.bias = <void *>_data(params["bias"], t, 1, shape, False, "bias")
+        cdef int status
+        cdef int64_t n = self.n
+        with nogil:
+            if t == cnp.NPY_FLOAT32:
+                status = cconv_chain_forward_f32(self.steps, self.nsteps, n, <float *>xp,
+                                                 nthreads)
+            else:
+                status = cconv_chain_forward_f64(self.steps, self.nsteps, n, <double *>xp,
+                                                 nthreads)
+        _raise_on(status)
+        return y
+# ---- end of inference chains ----
+
+
 # ---- public C API (include/cconv.h, src/cconv/_core/capi.c; docs/c-api.md) ----
 # The capsule cconv._C_API holds the library's function table (cconv_api_t,
 # ABI version first); include/cconv_capsule.h's import_cconv() reads it.

@@ -236,6 +236,34 @@ def _relu_step(buf):
     return step
 
 
+# ---- the same steps as specs of one C chain (cconv._kernels.Chain)
+
+def _conv_spec(layer, in_shape, act, pool2, buf):
+    shape_x, shape_w, stride, pads, dil, groups = _conv_args(layer, in_shape)
+    return ("conv2d", layer.params, bool(layer.bias), tuple(shape_w), tuple(shape_x[1:]),
+            tuple(stride), tuple(pads), tuple(dil), groups, act, bool(pool2), buf)
+
+
+def _pool_spec(layer, in_shape, buf):
+    a = layer._op_args()
+    h = ops._hashable
+    _, out4, _, (k, st, p, d) = ops._pool_setup(
+        "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]), h(a["padding"]),
+        h(a["dilation"]), a["ceil_mode"], 2)
+    return ("max_pool2d", tuple(in_shape[1:]), tuple(k), tuple(st), tuple(p), tuple(d),
+            tuple(out4[2:]), buf)
+
+
+def _linear_spec(layer, in_shape, relu, buf):
+    if len(in_shape) != 2:   # rows of a 3-D input: the per-step path
+        return None
+    act = _fused_relu_code() if relu else 0
+    if act is None:
+        return None
+    return ("linear", layer.params, bool(layer.bias), layer.in_features, layer.out_features,
+            act, buf)
+
+
 def _reshape_step(out_shape):
     def step(x):
         return x.reshape(out_shape)
@@ -307,6 +335,7 @@ class CompiledPlan:
             return _Buffer(shape, dtype, not own)
 
         steps, absorbed, self.steps = [], set(), []
+        specs = []      # per step: its cconv_chain_step spec, "view", or None (no C step)
         views = set()   # slots whose value may be (a view of) a plan buffer
         for i, (layer, ins, out, frees) in enumerate(sched["steps"]):
             if i in absorbed:
@@ -333,27 +362,35 @@ class CompiledPlan:
                 nodes.append(names[out])
                 buf = buffer(out)
                 fn, kind = _conv_pool_step(layer, pool_plan, buf), "conv2d" + fused + "+max_pool2d"
+                spec = _conv_spec(layer, in_shape, pool_plan[0], True, buf)
             elif t is Conv2d and conv_ok:
                 buf = buffer(out)
                 fn, kind = _conv_step(layer, in_shape, dtype, bool(fused), buf), "conv2d" + fused
+                act = _fused_relu_code() if fused else 0
+                spec = _conv_spec(layer, in_shape, act, False, buf) if act is not None else None
             elif t is Linear and native:
                 buf = buffer(out)
                 fn, kind = _linear_step(layer, in_shape, dtype, bool(fused), buf), "linear" + fused
+                spec = _linear_spec(layer, in_shape, bool(fused), buf)
             elif t is MaxPool2d and pool_ok:
                 buf = buffer(out)
                 fn, kind = _pool_step(layer, in_shape, dtype, buf), "max_pool2d"
+                spec = _pool_spec(layer, in_shape, buf)
             elif t is ReLU and native:
                 buf = buffer(out)
                 fn, kind = _relu_step(buf), "relu"
+                spec = ("relu", buf)
             elif t is Flatten and out not in outputs:
                 buf = None
                 fn, kind = _reshape_step(slot_shapes[out]), "view"
+                spec = "view"
                 if ins[0] in views:
                     views.add(out)
             else:
-                buf = None
+                buf = spec = None
                 fn, kind = self._generic(layer, [slot_shapes[s] for s in ins], out,
                                          outputs, ins, views)
+            specs.append(spec)
             if buf is not None and not buf.fresh:
                 views.add(out)
             steps.append((fn, tuple(ins), out, tuple(frees)))
@@ -369,6 +406,33 @@ class CompiledPlan:
                  and all(st[1] == (p,) for st, p in zip(steps, prev)))
         self._chain = tuple(s[0] for s in steps) if chain else None
         self._run_steps = tuple(steps)
+        self._c_chain = self._c_chain_out = None
+        if chain:
+            self._make_c_chain(specs, batch)
+
+    def _make_c_chain(self, specs, batch):
+        """The whole chain as one C call (cconv._kernels.Chain), where every step has one.
+
+        One call instead of one per layer: no per-layer Python, and a batch
+        split over threads in one parallel region where that pays (see
+        cconv_chain_forward in the C core). Only with the intermediate
+        buffers owned by the plan (not past MAX_BUFFER_BYTES).
+        """
+        Chain = getattr(ops._kernels, "Chain", None)
+        if Chain is None or any(s is None for s in specs):
+            return
+        c_specs = [s for s in specs if s != "view"]
+        if not c_specs or c_specs[0][0] == "relu":
+            return
+        *inner, last = c_specs
+        if any(s[-1].fresh for s in inner):
+            return
+        c_specs = [s[:-1] + (s[-1].array,) for s in inner] + [last[:-1] + (None,)]
+        try:
+            self._c_chain = Chain(c_specs, batch, self.dtype)
+        except (TypeError, ValueError):   # a shape the C steps do not take: per step
+            return
+        self._c_chain_out = last[-1]
 
     def _generic(self, layer, in_shapes, out, outputs, ins, views):
         """A layer without a fused step: its plan_forward, else forward (inference)."""
@@ -399,6 +463,11 @@ class CompiledPlan:
 
     def run(self, *xs):
         """Outputs for inputs xs (arrays of the planned shapes and dtype, C-contiguous)."""
+        c_chain = self._c_chain
+        if c_chain is not None:
+            buf = self._c_chain_out
+            y = np.empty(buf.shape, buf.dtype) if buf.fresh else buf.array
+            return c_chain.run(xs[0], y, ops.get_num_threads())
         chain = self._chain
         if chain is not None:
             x = xs[0]

@@ -263,6 +263,54 @@ int cconv_avg_pool2d_backward_f32(const cconv_pool2d_params *p, const float *dy,
 int cconv_avg_pool2d_backward_f64(const cconv_pool2d_params *p, const double *dy,
                                   double *dx, int nthreads);
 
+/* ---- inference chains (chain.c) ----
+ * A sequence of per-sample layers run over a batch in one call: step i reads
+ * step i - 1's output (step 0 reads x) and writes its own y, all C-contiguous
+ * with sample-major layout. Small nets at moderate batches spend more on
+ * per-layer thread handoffs than on arithmetic (LeNet at batch 64: five
+ * parallel regions of 30-200 us each), so where the batch divides well and
+ * the weights are small the chain splits the batch instead: each thread
+ * takes a contiguous range of samples through every step (its activations
+ * stay in its own cache), one parallel region per call. Otherwise each step
+ * runs on the whole batch with its own threads, as a call per layer would.
+ * Results equal a call per layer bit for bit except that the Linear steps of
+ * a split batch multiply fewer rows, which may choose another GEMM blocking
+ * (differences of an ulp or so in float32). */
+enum {
+    CCONV_STEP_CONV2D = 1,     /* conv2d (+ activation) (+ max_pool2d(2) when pool2) */
+    CCONV_STEP_MAX_POOL2D = 2,
+    CCONV_STEP_LINEAR = 3,     /* y = x W^T + bias (+ activation); W (out, in) */
+    CCONV_STEP_RELU = 4,
+};
+typedef struct {
+    int kind;                  /* CCONV_STEP_* */
+    int activation;            /* CCONV_ACT_*: conv2d and linear */
+    int algo;                  /* CCONV_ALGO_*: conv2d without pool2 */
+    int pool2;                 /* conv2d: 2x2 / stride 2 max pooling in the epilogue */
+    cconv_conv2d_params conv;  /* conv2d; its n is ignored (the chain's n) */
+    cconv_pool2d_params pool;  /* max_pool2d; its n is ignored */
+    int64_t in_features, out_features;   /* linear */
+    const void *w, *bias;      /* conv2d, linear (bias may be NULL) */
+    void *y;                   /* this step's output for the whole batch */
+} cconv_chain_step;
+
+/* Elements per sample of step s's input and output (-1 for ReLU: the
+ * previous step's), and its multiply-adds per sample; CCONV_EINVAL when the
+ * step's parameters are out of range (its pointers are not looked at). */
+int cconv_chain_step_sizes(cconv_chain_step *s, int64_t *in_size, int64_t *out_size,
+                           double *work);
+/* Threads of a split batch for this chain (1: not split; 0: CCONV_EINVAL). */
+int cconv_chain_split_threads(cconv_chain_step *steps, int nsteps, int64_t n, int elem,
+                              int nthreads);
+/* Runs steps[0..nsteps) on x of n samples; the result is in steps[nsteps-1].y.
+ * CCONV_EINVAL when a step is out of range or its input size is not the
+ * previous step's output size. */
+int cconv_chain_forward_f32(cconv_chain_step *steps, int nsteps, int64_t n,
+                            const float *x, int nthreads);
+int cconv_chain_forward_f64(cconv_chain_step *steps, int nsteps, int64_t n,
+                            const double *x, int nthreads);
+/* ---- end of inference chains ---- */
+
 /* ---- image filtering (cconv.filters; src/cconv/_core/filter.c) ----
  * Correlation of channel-interleaved images (n, h, w, c) with one 2-D kernel
  * applied to every channel, any output size, the input extended beyond its
