@@ -10,7 +10,12 @@ time and returns it. A plan
   else ReLU (and Linear's bias) in place on the step's output with
   cconv._plan's one-pass loops (numpy's ufuncs without the extension);
 - preallocates one output buffer per step and reuses it on every call, so
-  a batch-1 forward allocates only its result. Flatten/Reshape are views.
+  a batch-1 forward allocates only its result. Flatten/Reshape are views;
+- runs a chain whose every step has a C kernel (conv2d, max_pool2d, linear,
+  relu, views) as one C call (`_kernels.Chain`, the core's
+  cconv_chain_forward): no Python between layers, and for small nets the
+  batch split over threads in one parallel region instead of one region
+  (and one wake-up of the team) per layer.
 
 Buffers belong to the plan, and a plan to one thread (see `_thread_plans`), so
 threads sharing a net never share a buffer. Arrays returned by
