@@ -49,12 +49,21 @@ def lenet():
 
 
 def _calibrate(fn, min_time):
-    """Loops per sample so that a sample lasts about min_time (after warming up)."""
+    """Loops per sample so that a sample lasts about min_time (after warming up).
+
+    From the median of 7 timed calls: one call alone may be an outlier (this
+    machine's other tenants, a thread waking up), and a calibration 5x too
+    slow left a sample 5x too few calls, each sample's first call (its
+    threads woken after the pause) then weighing 5x more in it.
+    """
     for _ in range(3):
         fn()
-    t0 = time.perf_counter()
-    fn()
-    return max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return max(1, int(min_time / max(statistics.median(times), 1e-7)))
 
 
 def wait_until_quiet():
