@@ -147,6 +147,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 }
 
 #define T float
+#define DIR_LANES 8   /* floats per 32-byte vector, for the preprocessor */
 #define SFX(name) name##_f32
 #define GEMM cconv_gemm_f32
 #define GEMM_PA cconv_gemm_pa_f32
@@ -155,6 +156,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define GEMM_PACKED_A_SIZE cconv_gemm_packed_a_size_f32
 #include "conv_impl.h"
 #undef T
+#undef DIR_LANES
 #undef SFX
 #undef GEMM
 #undef GEMM_PA
@@ -163,6 +165,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef GEMM_PACKED_A_SIZE
 
 #define T double
+#define DIR_LANES 4
 #define SFX(name) name##_f64
 #define GEMM cconv_gemm_f64
 #define GEMM_PA cconv_gemm_pa_f64
@@ -171,6 +174,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define GEMM_PACKED_A_SIZE cconv_gemm_packed_a_size_f64
 #include "conv_impl.h"
 #undef T
+#undef DIR_LANES
 #undef SFX
 #undef GEMM
 #undef GEMM_PA
