@@ -315,3 +315,50 @@ def test_depthwise_same_padding_reads_in_place_at_the_edges(rng, nthreads):
         assert_close(ops.conv2d(x, w, b, padding=1, groups=3), ref, np.float64)
         assert_close(ops.conv2d(x, w, b, padding=1, groups=3, activation="relu"),
                      np.maximum(ref, 0), np.float64)
+
+
+# The weight gradient of layers the direct kernel runs forward goes through
+# its own kernel (direct_grad_impl.h): several images per job, rows cut into
+# chunks on big maps, row tails masked, groups, strides, dilation, padding.
+DIRECT_GRAD_CASES = DIRECT_CASES + [
+    ((64, 6, 12, 12), (16, 6, 5, 5), {}),                     # LeNet conv2: 8-wide rows
+    ((64, 1, 28, 28), (6, 1, 5, 5), {}),                      # LeNet conv1: 24-wide rows
+    ((3, 2, 9, 13), (5, 2, 3, 3), {"padding": 1}),            # 13: a tail in every row
+    ((1, 3, 260, 70), (4, 3, 7, 7), {"stride": 2, "padding": 3}),   # rows in chunks
+    ((2, 6, 11, 11), (8, 3, 3, 3), {"groups": 2, "dilation": 2}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("xs,ws,kw", DIRECT_GRAD_CASES, ids=_ids(DIRECT_GRAD_CASES))
+def test_direct_weight_gradient_matches_the_reference(rng, nthreads, dtype, xs, ws, kw):
+    x, w, _ = _operands(rng, xs, ws, dtype)
+    ref_shape = R.conv2d(x, w, **kw).shape
+    gy = rng.standard_normal(ref_shape).astype(dtype)
+    _, want_w, want_b = R.conv2d_backward(gy, x, w, **kw)
+    _, got_w, got_b = ops.conv2d_backward(gy, x, w, need_input=False, **kw)
+    assert_close(got_w, want_w, dtype)
+    assert_close(got_b, want_b, dtype)
+    # the same as im2col + GEMM's (another summation order)
+    _, gemm_w, _ = ops.conv2d_backward(gy, x, w, need_input=False, need_bias=False,
+                                       algorithm="im2col_gemm", **kw)
+    assert_close(got_w, gemm_w, dtype)
+
+
+@pytest.mark.parametrize("xs,ws,kw", [((4, 2, 9, 12), (3, 2, 3, 3), {"stride": 2}),
+                                      ((2, 1, 8, 21), (2, 1, 2, 4), {"stride": (1, 3)})])
+def test_direct_weight_gradient_ignores_inputs_the_layer_never_reads(rng, nthreads, xs, ws, kw):
+    """A stride that skips the last column(s): inf/NaN there stays out of dw, as
+    in the reference (a vector lane past the row's end reads them)."""
+    x, w, _ = _operands(rng, xs, ws, np.float32)
+    gy = rng.standard_normal(R.conv2d(x, w, **kw).shape).astype(np.float32)
+    _, want_w, _ = R.conv2d_backward(gy, x, w, **kw)
+    sw = kw["stride"] if isinstance(kw["stride"], int) else kw["stride"][1]
+    read = {ow * sw + j for ow in range(gy.shape[3]) for j in range(ws[3])}
+    unread = [c for c in range(xs[3]) if c not in read]
+    assert unread
+    for k, c in enumerate(unread):
+        x[..., c] = np.inf if k % 2 == 0 else np.nan
+    _, got_w, _ = ops.conv2d_backward(gy, x, w, need_input=False, **kw)
+    assert np.isfinite(got_w).all()
+    assert_close(got_w, want_w, np.float32)

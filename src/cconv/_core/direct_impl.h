@@ -422,6 +422,8 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
     return status;
 }
 
+#include "direct_grad_impl.h"
+
 #undef DIR_MR
 #undef DIR_JOBS_PER_THREAD
 #undef DIR_PAIRS
