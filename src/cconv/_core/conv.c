@@ -126,6 +126,12 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * 1 thread, 1.5x slower at 2; LeNet conv1's 1-channel gradient slower. */
 #define CCONV_DIRECT_BWD_MAX_K 450
 #define CCONV_DIRECT_BWD_MIN_CIN 4
+/* The weight gradient of a direct-path layer runs the direct gradient
+ * kernel up to this many output channels per group. Measured on Zen 3 vs
+ * im2col + GEMM (batch 64 unless said): LeNet conv1 (6 channels) 5x
+ * faster, conv2 (16) 2.2x, 3x3 on 16 and 32 channels (batch 8) 1.3-1.6x;
+ * the 7x7 stem's 64 channels 0.8-1.1x (the GEMM has rows enough there). */
+#define CCONV_DIRECT_GRAD_MAX_COUT 32
 
 int cconv_conv2d_algo(const cconv_conv2d_params *p)
 {

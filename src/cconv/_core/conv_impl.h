@@ -835,8 +835,10 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
     }
 #ifdef DG_AVAILABLE
     /* where the forward pass runs the direct kernel, so does the weight
-     * gradient (direct_grad_impl.h) */
-    if (any && cconv_conv2d_algo(p) == CCONV_ALGO_DIRECT) {
+     * gradient (direct_grad_impl.h), for up to CCONV_DIRECT_GRAD_MAX_COUT
+     * output channels per group: beyond, im2col + GEMM has rows enough */
+    if (any && cconv_conv2d_algo(p) == CCONV_ALGO_DIRECT &&
+        cout_g <= CCONV_DIRECT_GRAD_MAX_COUT) {
         const int st = SFX(direct_backward_weight)(p, dy, x, dw, nthreads);
         if (st != CCONV_OK) return st;
         SFX(bias_grad)(p, dy, db);

@@ -114,7 +114,15 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
     if (rows < 1) rows = 1;
     if (rows > OH) rows = OH;
-    const int64_t chunks = (OH + rows - 1) / rows;
+    int64_t chunks = (OH + rows - 1) / rows;
+    if (nt > 1 && p->n * G * chunks < 4 * nt) {
+        /* few images (a stem at batch 1): 4 chunks of rows per thread */
+        const int64_t want = (4 * nt + p->n * G - 1) / (p->n * G);
+        if (want > chunks) {
+            rows = (OH + (want < OH ? want : OH) - 1) / (want < OH ? want : OH);
+            chunks = (OH + rows - 1) / rows;
+        }
+    }
     const SFX(dir_geom) geo = SFX(dir_geometry)(p, rows);
     const int64_t bstride = cin_g * geo.CS;
     int64_t imgs = 1;
