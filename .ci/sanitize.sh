@@ -28,7 +28,10 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
     python -m pytest -q -p no:cacheprovider -m "not slow" \
         tests/test_conv.py tests/test_pool.py tests/test_gemm.py tests/test_convolve.py \
-        tests/test_bad_input.py tests/test_fuzz_ops.py tests/test_fuzz_regressions.py
+        tests/test_bad_input.py tests/test_fuzz_ops.py tests/test_fuzz_regressions.py \
+        tests/test_chain.py \
+        tests/test_conv_paths.py::test_direct_weight_gradient_matches_the_reference \
+        tests/test_conv_paths.py::test_direct_weight_gradient_ignores_inputs_the_layer_never_reads
 
 # The public C API (include/cconv.h) from C: bad arguments -> status codes,
 # naive references for every operation, concurrent calls (tests/c/test_capi.c),
