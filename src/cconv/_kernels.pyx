@@ -105,10 +105,8 @@ cdef inline int _typenum(object a, str name) except -1:
     return t
 
 
-cdef inline char *_data(object a, int typenum, int ndim, const int64_t *shape,
-                        bint writable, str name) except NULL:
-    """Data pointer of a, after checking it is a native C-contiguous array of
-    typenum with exactly this shape."""
+cdef inline cnp.ndarray _checked(object a, int typenum, bint writable, str name):
+    """a, after checking it is a native, aligned C-contiguous array of typenum."""
     if not cnp.PyArray_Check(a):
         raise TypeError(f"{name} must be a numpy array")
     cdef cnp.ndarray arr = <cnp.ndarray>a
@@ -118,6 +116,14 @@ cdef inline char *_data(object a, int typenum, int ndim, const int64_t *shape,
         raise ValueError(f"{name} must be an aligned, native-endian C-contiguous array")
     if writable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writable")
+    return arr
+
+
+cdef inline char *_data(object a, int typenum, int ndim, const int64_t *shape,
+                        bint writable, str name) except NULL:
+    """Data pointer of a, after checking it is a native C-contiguous array of
+    typenum with exactly this shape."""
+    cdef cnp.ndarray arr = _checked(a, typenum, writable, name)
     if cnp.PyArray_NDIM(arr) != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got {cnp.PyArray_NDIM(arr)}-D")
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
@@ -602,16 +608,9 @@ STEP_KINDS = ("conv2d", "max_pool2d", "linear", "relu")
 
 cdef char *_buffer_data(object a, int typenum, int64_t size, bint writable,
                         str name) except NULL:
-    """Data pointer of a C-contiguous array of typenum with `size` elements (any shape)."""
-    if not cnp.PyArray_Check(a):
-        raise TypeError(f"{name} must be a numpy array")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != typenum:
-        raise TypeError(f"{name} has dtype {a.dtype}, expected {_TYPE_NAMES[typenum]}")
-    if not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
-        raise ValueError(f"{name} must be an aligned, native-endian C-contiguous array")
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} must be writable")
+    """Data pointer of a C-contiguous array of typenum with `size` (> 0) elements,
+    any shape."""
+    cdef cnp.ndarray arr = _checked(a, typenum, writable, name)
     if cnp.PyArray_SIZE(arr) != size:
         raise ValueError(f"{name} has {a.size} elements, expected {size}")
     return <char *>cnp.PyArray_DATA(arr)

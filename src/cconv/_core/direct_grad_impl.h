@@ -108,12 +108,7 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     const int64_t K = cin_g * p->kh * p->kw, OH = p->out_h, OW = p->out_w, P = OH * OW;
     const int64_t HW = p->h * p->w, wsize = p->c_out * K;
     int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
-    /* a job's input buffer near 256 KiB, as forward */
-    SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
-    const int64_t row_bytes = cin_g * p->stride_h * one.RS * (int64_t)sizeof(T);
-    int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
-    if (rows < 1) rows = 1;
-    if (rows > OH) rows = OH;
+    int64_t rows = SFX(dir_job_rows)(p, cin_g);   /* chunks of a big map, as forward */
     int64_t chunks = (OH + rows - 1) / rows;
     if (nt > 1 && p->n * G * chunks < 4 * nt) {
         /* few images (a stem at batch 1): 4 chunks of rows per thread */

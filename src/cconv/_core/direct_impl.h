@@ -327,6 +327,17 @@ CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
     }
 }
 
+/* Output rows per job: those whose input rows fill a buffer near 256 KiB
+ * (L2). */
+static int64_t SFX(dir_job_rows)(const cconv_conv2d_params *p, int64_t cin_g)
+{
+    const SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
+    const int64_t row_bytes = cin_g * p->stride_h * one.RS * (int64_t)sizeof(T);
+    int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
+    if (rows < 1) rows = 1;
+    return rows < p->out_h ? rows : p->out_h;
+}
+
 /* y = act(conv(x, w) + bias), or with pool its 2x2 / stride 2 max pooling
  * ((OH / 2) x (OW / 2) planes: a last odd row or column is dropped, as
  * max_pool2d(2) does), without the full-size output ever being stored. */
@@ -337,7 +348,7 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
     const int64_t K = cin_g * p->kh * p->kw, OH = p->out_h, P = OH * p->out_w;
     const int64_t HW = p->h * p->w;
     const int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
-    /* Output rows per job: the job's input buffer near 256 KiB (L2); when
+    /* Output rows per job (dir_job_rows); when
      * the batch gives few jobs, at least 8 per thread in a whole number per
      * thread, handed out first come, first served: on a shared machine one
      * thread often starts or runs late, and with 2 fixed halves the call
@@ -345,11 +356,7 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
      * calls: 2.34 ms with 4 fixed jobs per thread, 2.1 ms this way; the
      * fastest calls, 1.43-1.5 ms, are the same). The jobs' input rows
      * overlap by the kernel height, a small cost next to their products. */
-    SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
-    const int64_t row_bytes = cin_g * p->stride_h * one.RS * (int64_t)sizeof(T);
-    int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
-    if (rows < 1) rows = 1;
-    if (rows > OH) rows = OH;
+    int64_t rows = SFX(dir_job_rows)(p, cin_g);
     int64_t chunks = (OH + rows - 1) / rows;
     const int64_t images = p->n * G;
     if (nt > 1 && images * chunks < DIR_JOBS_PER_THREAD * nt) {
