@@ -12,9 +12,7 @@ says whether the chain split the batch.
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,32 +21,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import cconv  # noqa: E402
 from _machine import describe  # noqa: E402
 from bench_lenet import lenet  # noqa: E402
+from bench_overhead import per_call  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def per_call(fns, rounds, min_time=0.02):
-    """Median microseconds per call of each fn, sampled in interleaved rounds
-    (loops per sample from the median of 7 timed calls)."""
-    loops = {}
-    for name, fn in fns.items():
-        for _ in range(5):
-            fn()
-        once = []
-        for _ in range(7):
-            t0 = time.perf_counter()
-            fn()
-            once.append(time.perf_counter() - t0)
-        loops[name] = max(5, int(min_time / max(statistics.median(once), 1e-8)))
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            n = loops[name]
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / n * 1e6)
-    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def bench_case(net, batch, threads, rounds):
@@ -69,7 +44,7 @@ def bench_case(net, batch, threads, rounds):
             return net(x)
         np.testing.assert_allclose(steps(), want, rtol=1e-5, atol=1e-6)
         try:
-            t = per_call({"chain": with_chain, "steps": steps}, rounds)
+            t = per_call({"chain": with_chain, "steps": steps}, rounds, min_time=0.02)
         finally:
             plan._c_chain = chain
         split = chain.split_threads(threads)

@@ -151,15 +151,22 @@ def _conv_step(layer, in_shape, dtype, relu, buf):
     return step
 
 
+def _pool_args(layer, in_shape):
+    """Max-pool layer on in_shape as the C kernel takes it (checked once by
+    ops._pool_setup): (output shape, kernel, stride, pads4, dilation)."""
+    a = layer._op_args()
+    h = ops._hashable
+    _, out4, _, (k, st, p, d) = ops._pool_setup(
+        "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]), h(a["padding"]),
+        h(a["dilation"]), a["ceil_mode"], 2)
+    return out4, k, st, p, d
+
+
 def _pool2_of(layer, in_shape):
     """True when max-pool layer on in_shape is the 2x2 / stride 2 window without
     padding that the direct convolution can apply in its epilogue."""
-    a = layer._op_args()
-    h = ops._hashable
     try:
-        _, out4, _, (k, st, p, d) = ops._pool_setup(
-            "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]),
-            h(a["padding"]), h(a["dilation"]), a["ceil_mode"], 2)
+        out4, k, st, p, d = _pool_args(layer, in_shape)
     except (TypeError, ValueError):
         return False
     return (tuple(k) == (2, 2) and tuple(st) == (2, 2) and not any(p) and tuple(d) == (1, 1)
@@ -200,11 +207,7 @@ def _conv_pool_step(layer, plan, buf):
 
 def _pool_step(layer, in_shape, dtype, buf):
     fresh, shape, dt, arr, empty = buf.fresh, buf.shape, buf.dtype, buf.array, np.empty
-    a = layer._op_args()
-    h = ops._hashable
-    _, _, _, (k, st, p, d) = ops._pool_setup(
-        "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]), h(a["padding"]),
-        h(a["dilation"]), a["ceil_mode"], 2)
+    _, k, st, p, d = _pool_args(layer, in_shape)
     kernel, threads = ops._kernels.max_pool2d_forward, ops.get_num_threads
 
     def step(x):
@@ -250,11 +253,7 @@ def _conv_spec(layer, in_shape, act, pool2, buf):
 
 
 def _pool_spec(layer, in_shape, buf):
-    a = layer._op_args()
-    h = ops._hashable
-    _, out4, _, (k, st, p, d) = ops._pool_setup(
-        "max_pool2d", tuple(in_shape), h(a["kernel_size"]), h(a["stride"]), h(a["padding"]),
-        h(a["dilation"]), a["ceil_mode"], 2)
+    out4, k, st, p, d = _pool_args(layer, in_shape)
     return ("max_pool2d", tuple(in_shape[1:]), tuple(k), tuple(st), tuple(p), tuple(d),
             tuple(out4[2:]), buf)
 
