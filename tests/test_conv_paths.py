@@ -1,4 +1,5 @@
-"""conv2d's algorithms (im2col+GEMM, direct, Winograd, depthwise), the fused ReLU
+"""conv2d's algorithms (im2col+GEMM, direct, Winograd, Winograd along rows,
+depthwise), the fused ReLU
 epilogue and the flush-denormals mode, against the numpy reference."""
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ from test_conv import CONV2D_BIG, CONV2D_CASES, DTYPES, _ids, _operands
 
 from cconv import ops, plugins
 
-ALGORITHMS = ["im2col_gemm", "direct", "winograd", "winograd_f4", "depthwise_direct"]
+ALGORITHMS = ["im2col_gemm", "direct", "winograd", "winograd_f4", "winograd_rows",
+              "depthwise_direct"]
 
 # 3x3 stride-1 shapes where Winograd's tiles, row runs and batching matter
 WINOGRAD_CASES = [
@@ -34,6 +36,22 @@ DIRECT_CASES = [
     ((3, 1, 5, 23), (1, 1, 2, 5), {"padding": ((0, 1), (4, 0))}),
     ((1, 5, 70, 9), (12, 5, 3, 3), {"padding": 1}),           # several row chunks
     ((2, 2, 4, 4), (5, 2, 4, 4), {"padding": 2, "stride": 3}),
+]
+# Winograd F(4, 4) along rows: strides 1-4 (4-16 column planes), 1-4 taps per
+# phase, rows of less than one vector of tiles / whole vectors / a half one
+# (112 outputs), asymmetric padding, row strides and dilation, groups, 1-6
+# output channels per block, several row chunks (tall maps)
+WINOGRAD_ROWS_CASES = [
+    ((1, 3, 40, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),      # a stem's rows
+    ((2, 3, 23, 70), (13, 3, 7, 7), {"stride": 2, "padding": ((1, 3), (3, 0))}),
+    ((1, 2, 9, 30), (5, 2, 8, 8), {"stride": 2, "padding": 2}),
+    ((2, 4, 12, 41), (6, 2, 5, 4), {"stride": (3, 1), "padding": (2, 1),
+                                    "dilation": (2, 1), "groups": 2}),
+    ((1, 1, 5, 61), (7, 1, 3, 11), {"stride": (1, 3), "padding": (1, 4)}),
+    ((1, 2, 6, 70), (9, 2, 2, 16), {"stride": 4, "padding": ((0, 1), (5, 2))}),
+    ((1, 3, 130, 40), (4, 3, 3, 7), {"stride": (1, 2), "padding": (1, 3)}),
+    ((3, 1, 4, 7), (2, 1, 1, 7), {"stride": 2, "padding": 3}),          # one tile
+    ((1, 5, 11, 137), (11, 5, 3, 3), {"padding": 1}),                  # 3 taps, stride 1
 ]
 # depthwise 3x3 "same": vector rows (two per pass, the last vector shifted
 # back), odd heights, rows of exactly one vector plus the edges, one row
@@ -61,9 +79,9 @@ def _able(x, w, kw):
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,ws,kw", CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + DEPTHWISE_CASES
-                         + BATCHED_CASES,
+                         + BATCHED_CASES + WINOGRAD_ROWS_CASES,
                          ids=_ids(CONV2D_CASES + CONV2D_BIG + WINOGRAD_CASES + DIRECT_CASES + DEPTHWISE_CASES
-                         + BATCHED_CASES))
+                         + BATCHED_CASES + WINOGRAD_ROWS_CASES))
 def test_every_algorithm_matches_the_reference(rng, nthreads, dtype, algorithm, xs, ws, kw):
     x, w, b = _operands(rng, xs, ws, dtype)
     if algorithm not in _able(x, w, kw):
@@ -182,6 +200,56 @@ def test_winograd_accuracy_is_close_to_im2col(rng, algorithm, vs_gemm, vs_scale)
     assert err_w <= vs_scale * scale
 
 
+def test_winograd_rows_accuracy(rng):
+    """Winograd F(4, 4) along rows (factors up to 10 and 1/60 in its
+    transforms, one dimension only) on a stem: bounded against a float64 sum
+    near im2col + GEMM's error (measured: 1.1e-6 of the output's scale vs
+    4e-7), for float32 and float64."""
+    for dtype, vs_scale in ((np.float32, 4e-6), (np.float64, 1e-13)):
+        x = rng.standard_normal((2, 3, 64, 96)).astype(dtype)
+        w = rng.standard_normal((16, 3, 7, 7)).astype(dtype)
+        exact = R.conv2d(x.astype(np.float64), w.astype(np.float64), stride=2, padding=3)
+        err_r = np.abs(ops.conv2d(x, w, stride=2, padding=3, algorithm="winograd_rows")
+                       - exact).max()
+        err_g = np.abs(ops.conv2d(x, w, stride=2, padding=3, algorithm="im2col_gemm")
+                       - exact).max()
+        scale = np.abs(exact).max()
+        assert err_r <= 10 * err_g + 1e-7 * scale, (dtype, err_r, err_g)
+        assert err_r <= vs_scale * scale, (dtype, err_r / scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_rows_non_finite_inputs(rng, nthreads, dtype):
+    """An inf spreads (as NaN) to the 4-output tiles of its rows' outputs it
+    reaches through the transforms, never further; an inf in columns the
+    convolution never reads (past the last output's window) changes nothing."""
+    x = rng.standard_normal((1, 2, 12, 75)).astype(dtype)
+    w = rng.standard_normal((5, 2, 7, 7)).astype(dtype)
+    kw = {"stride": 2, "padding": ((3, 3), (3, 0))}
+    clean = ops.conv2d(x, w, algorithm="winograd_rows", **kw)   # 36 outputs: 9 tiles
+    assert_close(clean, R.conv2d(x, w, **kw), dtype)
+    unread = x.copy()
+    unread[:, :, :, 74] = np.inf     # the last output reads padded columns 70..76 (image
+    # 67..73), its tile's transform column 77 (image 74) with a zero weight
+    np.testing.assert_array_equal(ops.conv2d(unread, w, algorithm="winograd_rows", **kw),
+                                  clean)
+    hit = x.copy()
+    hit[0, 1, 5, 40] = np.inf        # padded column 43: read by outputs 19..21
+    got = ops.conv2d(hit, w, algorithm="winograd_rows", **kw)
+    direct = ops.conv2d(hit, w, algorithm="direct", **kw)
+    assert np.isfinite(direct).sum() < direct.size
+    assert (~np.isfinite(got) >= ~np.isfinite(direct)).all()   # where direct has inf/NaN
+    # column 43 = 8 * 5 + 3: input 1 of tile 5's phase 1 and input 5 of tile 4's,
+    # so tiles 4 and 5 (outputs 16..23) and no others
+    bad_cols = np.nonzero((~np.isfinite(got)).any(axis=(0, 1, 2)))[0]
+    assert bad_cols.min() >= 16 and bad_cols.max() <= 23, bad_cols
+    keep = np.ones(got.shape[3], bool)
+    keep[16:24] = False
+    rows = np.isfinite(direct).all(axis=(0, 1, 3))
+    assert_close(got[:, :, :, keep], R.conv2d(x, w, **kw)[:, :, :, keep], dtype)
+    assert np.isfinite(got[:, :, rows]).all()
+
+
 def test_auto_picks_by_shape():
     assert ops.conv2d_algorithms((1, 64, 56, 56), (64, 64, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "winograd_f4"
@@ -204,7 +272,15 @@ def test_auto_picks_by_shape():
     assert ops.conv2d_algorithms((1, 3, 56, 56), (64, 3, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "direct"
     assert ops.conv2d_algorithms((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3),
+                                 (1, 1), 1)[0] == "winograd_rows"
+    # a stem on a small image (16 outputs a row: half a vector of tiles), a
+    # 5x5 stride-2 layer (3 + 2 taps: no halving) and column dilation stay direct
+    assert ops.conv2d_algorithms((1, 3, 32, 32), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3),
                                  (1, 1), 1)[0] == "direct"
+    assert ops.conv2d_algorithms((1, 3, 224, 224), (32, 3, 5, 5), (2, 2), (2, 2, 2, 2),
+                                 (1, 1), 1)[0] == "direct"
+    assert ops.conv2d_algorithms((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3),
+                                 (1, 2), 1)[0] == "direct"
     assert ops.conv2d_algorithms((1, 32, 56, 56), (64, 32, 1, 1), (1, 1), (0, 0, 0, 0),
                                  (1, 1), 1)[0] == "im2col_gemm"
     assert ops.conv2d_algorithms((1, 8, 9, 9), (8, 1, 3, 3), (1, 1), (1, 1, 1, 1),
@@ -219,6 +295,10 @@ def test_kernel_registry_names_the_special_choices(rng):
                                  padding=1).name == "winograd"
     assert plugins.select_kernel("conv2d", x, w, None, stride=2).name == "im2col_gemm"
     assert plugins.select_kernel("conv2d", x[:, :3], w[:, :3], None).name == "direct"
+    stem_x = rng.standard_normal((1, 3, 70, 70)).astype(np.float32)
+    stem_w = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)
+    assert plugins.select_kernel("conv2d", stem_x, stem_w, None, stride=2,
+                                 padding=3).name == "winograd_rows"
     with plugins.use_kernel("conv2d", "direct"):
         got = plugins.run_kernel("conv2d", x[:, :3], w[:, :3], None, padding=1)
     assert_close(got, R.conv2d(x[:, :3], w[:, :3], padding=1), np.float32)

@@ -75,8 +75,8 @@ def test_builtins_register_through_the_hooks_with_package_cconv(fake_entry_point
                "max_pool2d_backward"):
         assert op in regs.kernels
     assert [k.name for k in regs.kernels.kernels("conv2d")] == [
-        "depthwise_direct", "winograd", "winograd_f4", "direct", "im2col_gemm",
-        "numpy_reference"]
+        "depthwise_direct", "winograd", "winograd_f4", "winograd_rows", "direct",
+        "im2col_gemm", "numpy_reference"]
     names = [n for n, _ in plugins.get_plugin_manager().list_name_plugin()]
     assert names[:4] == list(plugins.BUILTIN_PLUGINS)
 

@@ -41,7 +41,9 @@ cdef extern from "cconv_core.h" nogil:
         CCONV_ALGO_DEPTHWISE
         CCONV_ALGO_DIRECT
         CCONV_ALGO_WINOGRAD4
+        CCONV_ALGO_WINOGRAD_ROWS
     int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
+    int cconv_conv2d_winograd_rows_ok(const cconv_conv2d_params *p)
     int cconv_conv2d_algo(const cconv_conv2d_params *p)
     int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,
                                     const float *w, const float *bias, float *y,

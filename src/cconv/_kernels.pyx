@@ -189,12 +189,14 @@ cdef cconv_pool2d_params _pool_params(const int64_t *xs, tuple kernel, tuple str
 ACTIVATIONS = {None: CCONV_ACT_NONE, "relu": CCONV_ACT_RELU}
 ALGORITHMS = {"auto": CCONV_ALGO_AUTO, "im2col_gemm": CCONV_ALGO_GEMM,
               "winograd": CCONV_ALGO_WINOGRAD, "depthwise_direct": CCONV_ALGO_DEPTHWISE,
-              "direct": CCONV_ALGO_DIRECT, "winograd_f4": CCONV_ALGO_WINOGRAD4}
+              "direct": CCONV_ALGO_DIRECT, "winograd_f4": CCONV_ALGO_WINOGRAD4,
+              "winograd_rows": CCONV_ALGO_WINOGRAD_ROWS}
 
 
 def conv2d_algorithm(tuple xshape, tuple wshape, tuple stride, tuple pads,
                      tuple dilation, int64_t groups):
-    """The ALGORITHMS name that "auto" runs, and whether Winograd applies."""
+    """The ALGORITHMS name that "auto" runs, whether Winograd F(2x2)/F(4x4)
+    applies and whether Winograd along rows does."""
     cdef int64_t xs[4]
     cdef int64_t ws[4]
     cdef int i
@@ -204,7 +206,7 @@ def conv2d_algorithm(tuple xshape, tuple wshape, tuple stride, tuple pads,
     cdef cconv_conv2d_params p = _conv_params(xs, ws, stride, pads, dilation, groups)
     cdef int algo = cconv_conv2d_algo(&p)
     name = {v: k for k, v in ALGORITHMS.items()}[algo]
-    return name, bool(cconv_conv2d_winograd_ok(&p))
+    return name, bool(cconv_conv2d_winograd_ok(&p)), bool(cconv_conv2d_winograd_rows_ok(&p))
 
 
 def set_flush_denormal(bint on):

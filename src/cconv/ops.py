@@ -271,12 +271,14 @@ def _conv_epilogue(activation, algorithm, plan):
     except (KeyError, TypeError):
         raise ValueError(f"algorithm must be one of {list(_kernels.ALGORITHMS)}, "
                          f"got {algorithm!r}") from None
-    if algorithm in ("winograd", "winograd_f4", "depthwise_direct"):
+    if algorithm in ("winograd", "winograd_f4", "winograd_rows", "depthwise_direct"):
         shape_x, shape_w, stride4, pads4, dil4, groups = plan[:6]
         able = conv2d_algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)
         if algorithm not in able:
-            need = ("a 3x3 kernel, stride 1, dilation 1 and groups 1"
-                    if algorithm.startswith("winograd") else "groups == input channels > 1")
+            need = {"winograd_rows": "column dilation 1, column stride <= 4 and at most 4 "
+                                     "taps per column phase (kw <= 4 * stride)",
+                    "depthwise_direct": "groups == input channels > 1"}.get(
+                        algorithm, "a 3x3 kernel, stride 1, dilation 1 and groups 1")
             raise ValueError(f"algorithm={algorithm!r} needs {need}; got x.shape={shape_x}, "
                              f"w.shape={shape_w}, stride={stride4}, dilation={dil4}, "
                              f"groups={groups}")
@@ -290,14 +292,16 @@ def conv2d_algorithms(x_shape, w_shape, stride, pads, dilation, groups):
     Arguments as the C layer takes them: 4-D shapes, (sh, sw), (top, bottom,
     left, right), (dh, dw).
     """
-    auto, winograd = _kernels.conv2d_algorithm(tuple(x_shape), tuple(w_shape),
-                                               tuple(stride), tuple(pads),
-                                               tuple(dilation), groups)
+    auto, winograd, rows = _kernels.conv2d_algorithm(tuple(x_shape), tuple(w_shape),
+                                                     tuple(stride), tuple(pads),
+                                                     tuple(dilation), groups)
     names = [auto] + [n for n in ("im2col_gemm", "direct", "winograd", "winograd_f4",
-                                  "depthwise_direct") if n != auto]
+                                  "winograd_rows", "depthwise_direct") if n != auto]
     if not winograd:
         names.remove("winograd")
         names.remove("winograd_f4")
+    if not rows:
+        names.remove("winograd_rows")
     if not (groups > 1 and groups == x_shape[1]):
         names.remove("depthwise_direct")
     return tuple(names)
@@ -337,8 +341,10 @@ def conv2d(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, activatio
     stride 1, no dilation, groups 1), "winograd_f4" (F(4x4, 3x3), same
     conditions: 4x fewer multiplies than a direct sum, 2.25x with F(2x2, 3x3),
     at a float32 rounding error of about 1e-5 of the output's scale instead
-    of 1e-6) or "depthwise_direct" (groups == input channels); a choice that
-    does not apply raises ValueError.
+    of 1e-6), "winograd_rows" (the direct loops with Winograd F(4, 4) along
+    each output row: 7x7 stride-2 stems do half the multiplies; column
+    dilation 1, kw <= 4 * column stride <= 16) or "depthwise_direct" (groups
+    == input channels); a choice that does not apply raises ValueError.
     Returns (N, C_out, OH, OW).
     """
     return _conv_forward("conv2d", x, w, bias, stride, padding, dilation, groups, 2,

@@ -111,7 +111,8 @@ int cconv_derived_fits(size_t src_bytes, size_t bytes);
 enum { CCONV_DERIVED_WINOGRAD_F32 = 1, CCONV_DERIVED_WINOGRAD_F64 = 2,
        CCONV_DERIVED_GEMM_A_F32 = 3, CCONV_DERIVED_GEMM_A_F64 = 4,
        CCONV_DERIVED_WINOGRAD4_F32 = 5, CCONV_DERIVED_WINOGRAD4_F64 = 6,
-       CCONV_DERIVED_DIRECT_F32 = 7, CCONV_DERIVED_DIRECT_F64 = 8 };
+       CCONV_DERIVED_DIRECT_F32 = 7, CCONV_DERIVED_DIRECT_F64 = 8,
+       CCONV_DERIVED_WINO_ROWS_F32 = 9, CCONV_DERIVED_WINO_ROWS_F64 = 10 };
 
 /* ---- GEMM: row-major C[M,N] = alpha * op(A) op(B) + beta * C ----
  * op(A) is M x K: A stored M x K (lda >= K) when transa == 0, else K x M
@@ -181,11 +182,18 @@ int cconv_conv2d_forward_f64(const cconv_conv2d_params *p, const double *x,
  * algo CCONV_ALGO_AUTO picks by shape (cconv_conv2d_algo), CCONV_ALGO_GEMM
  * forces im2col + GEMM (also for depthwise), CCONV_ALGO_WINOGRAD forces
  * Winograd F(2x2, 3x3), CCONV_ALGO_WINOGRAD4 Winograd F(4x4, 3x3); both
- * return CCONV_EINVAL where they do not apply (cconv_conv2d_winograd_ok). */
+ * return CCONV_EINVAL where they do not apply (cconv_conv2d_winograd_ok).
+ * CCONV_ALGO_WINOGRAD_ROWS: the direct kernel with Winograd F(4, 4) along
+ * output rows (any kernel height, stride, groups; no column dilation, at
+ * most 4 taps per column phase: kw <= 4 * stride_w), CCONV_EINVAL elsewhere
+ * (cconv_conv2d_winograd_rows_ok; always where the compiler lacks vector
+ * extensions). */
 enum { CCONV_ACT_NONE = 0, CCONV_ACT_RELU = 1 };
 enum { CCONV_ALGO_AUTO = 0, CCONV_ALGO_GEMM = 1, CCONV_ALGO_WINOGRAD = 2,
-       CCONV_ALGO_DEPTHWISE = 3, CCONV_ALGO_DIRECT = 4, CCONV_ALGO_WINOGRAD4 = 5 };
+       CCONV_ALGO_DEPTHWISE = 3, CCONV_ALGO_DIRECT = 4, CCONV_ALGO_WINOGRAD4 = 5,
+       CCONV_ALGO_WINOGRAD_ROWS = 6 };
 int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p);
+int cconv_conv2d_winograd_rows_ok(const cconv_conv2d_params *p);
 /* The algorithm CCONV_ALGO_AUTO runs for p (never CCONV_ALGO_AUTO). */
 int cconv_conv2d_algo(const cconv_conv2d_params *p);
 int cconv_conv2d_forward_ex_f32(const cconv_conv2d_params *p, const float *x,

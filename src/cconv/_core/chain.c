@@ -32,7 +32,7 @@ int cconv_chain_step_sizes(cconv_chain_step *s, int64_t *in_size, int64_t *out_s
             if (oh < 2 || ow < 2) return CCONV_EINVAL;
             oh /= 2;
             ow /= 2;
-        } else if (s->algo < CCONV_ALGO_AUTO || s->algo > CCONV_ALGO_WINOGRAD4) {
+        } else if (s->algo < CCONV_ALGO_AUTO || s->algo > CCONV_ALGO_WINOGRAD_ROWS) {
             return CCONV_EINVAL;
         }
         *in_size = p->c_in * p->h * p->w;

@@ -619,7 +619,9 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
         !cconv_conv2d_winograd_ok(p))
         return CCONV_EINVAL;
     if (algo == CCONV_ALGO_DEPTHWISE && !SFX(is_depthwise)(p)) return CCONV_EINVAL;
-    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_WINOGRAD4) return CCONV_EINVAL;
+    if (algo == CCONV_ALGO_WINOGRAD_ROWS && !cconv_conv2d_winograd_rows_ok(p))
+        return CCONV_EINVAL;
+    if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_WINOGRAD_ROWS) return CCONV_EINVAL;
     if (p->n == 0) return CCONV_OK;
     const unsigned fpm = cconv_fp_enter();
     int status;
@@ -631,6 +633,10 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
         status = SFX(wino_forward)(p, x, w, bias, y, act, nthreads, 4);
     else if (algo == CCONV_ALGO_DIRECT)
         status = SFX(direct_forward)(p, x, w, bias, y, act, 0, nthreads);
+#ifdef WR_AVAILABLE
+    else if (algo == CCONV_ALGO_WINOGRAD_ROWS)
+        status = SFX(wino_rows_forward)(p, x, w, bias, y, act, nthreads);
+#endif
     else
         status = SFX(gemm_forward)(p, x, w, bias, y, act, nthreads);
     cconv_fp_leave(fpm);
@@ -837,8 +843,9 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
     /* where the forward pass runs the direct kernel, so does the weight
      * gradient (direct_grad_impl.h), for up to CCONV_DIRECT_GRAD_MAX_COUT
      * output channels per group: beyond, im2col + GEMM has rows enough */
-    if (any && cconv_conv2d_algo(p) == CCONV_ALGO_DIRECT &&
-        cout_g <= CCONV_DIRECT_GRAD_MAX_COUT) {
+    if (any && cout_g <= CCONV_DIRECT_GRAD_MAX_COUT &&
+        (cconv_conv2d_algo(p) == CCONV_ALGO_DIRECT ||
+         cconv_conv2d_algo(p) == CCONV_ALGO_WINOGRAD_ROWS)) {
         const int st = SFX(direct_backward_weight)(p, dy, x, dw, nthreads);
         if (st != CCONV_OK) return st;
         SFX(bias_grad)(p, dy, db);

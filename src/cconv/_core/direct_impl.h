@@ -327,15 +327,50 @@ CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
     }
 }
 
-/* Output rows per job: those whose input rows fill a buffer near 256 KiB
- * (L2). */
-static int64_t SFX(dir_job_rows)(const cconv_conv2d_params *p, int64_t cin_g)
+/* Output rows per job: those whose input rows (row_bytes each output row)
+ * fill a buffer near 256 KiB (L2). */
+static int64_t SFX(dir_rows_for)(const cconv_conv2d_params *p, int64_t row_bytes)
 {
-    const SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
-    const int64_t row_bytes = cin_g * p->stride_h * one.RS * (int64_t)sizeof(T);
     int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
     if (rows < 1) rows = 1;
     return rows < p->out_h ? rows : p->out_h;
+}
+
+static int64_t SFX(dir_job_rows)(const cconv_conv2d_params *p, int64_t cin_g)
+{
+    const SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
+    return SFX(dir_rows_for)(p, cin_g * p->stride_h * one.RS * (int64_t)sizeof(T));
+}
+
+/* The jobs of a forward pass: *rows output rows each, *chunks per image and
+ * group. L2-sized (dir_rows_for); when the batch gives few jobs, at least
+ * 8 per thread in a whole number per thread, handed out first come, first
+ * served: on a shared machine one thread often starts or runs late, and
+ * with 2 fixed halves the call waited for it (the 7x7 stem at batch 1 on 2
+ * threads, median of 6 x 200 calls: 2.34 ms with 4 fixed jobs per thread,
+ * 2.1 ms this way; the fastest calls, 1.43-1.5 ms, are the same). The
+ * jobs' input rows overlap by the kernel height, a small cost next to their
+ * products. With pool, a job pools whole pairs of rows. */
+static void SFX(dir_plan_jobs)(const cconv_conv2d_params *p, int64_t row_bytes, int pool,
+                               int nt, int64_t *rows_out, int64_t *chunks_out)
+{
+    const int64_t OH = p->out_h;
+    int64_t rows = SFX(dir_rows_for)(p, row_bytes);
+    int64_t chunks = (OH + rows - 1) / rows;
+    const int64_t images = p->n * p->groups;
+    if (nt > 1 && images * chunks < DIR_JOBS_PER_THREAD * nt) {
+        int64_t want = (DIR_JOBS_PER_THREAD * nt + images - 1) / images;
+        while (want < OH && (images * want) % nt) ++want;
+        if (want > chunks) chunks = want < OH ? want : OH;
+        rows = (OH + chunks - 1) / chunks;
+        chunks = (OH + rows - 1) / rows;
+    }
+    if (pool && rows % 2) {
+        rows = rows + 1 < OH ? rows + 1 : OH;
+        chunks = (OH + rows - 1) / rows;
+    }
+    *rows_out = rows;
+    *chunks_out = chunks;
 }
 
 /* y = act(conv(x, w) + bias), or with pool its 2x2 / stride 2 max pooling
@@ -348,28 +383,10 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
     const int64_t K = cin_g * p->kh * p->kw, OH = p->out_h, P = OH * p->out_w;
     const int64_t HW = p->h * p->w;
     const int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
-    /* Output rows per job (dir_job_rows); when
-     * the batch gives few jobs, at least 8 per thread in a whole number per
-     * thread, handed out first come, first served: on a shared machine one
-     * thread often starts or runs late, and with 2 fixed halves the call
-     * waited for it (the 7x7 stem at batch 1 on 2 threads, median of 6 x 200
-     * calls: 2.34 ms with 4 fixed jobs per thread, 2.1 ms this way; the
-     * fastest calls, 1.43-1.5 ms, are the same). The jobs' input rows
-     * overlap by the kernel height, a small cost next to their products. */
-    int64_t rows = SFX(dir_job_rows)(p, cin_g);
-    int64_t chunks = (OH + rows - 1) / rows;
-    const int64_t images = p->n * G;
-    if (nt > 1 && images * chunks < DIR_JOBS_PER_THREAD * nt) {
-        int64_t want = (DIR_JOBS_PER_THREAD * nt + images - 1) / images;
-        while (want < OH && (images * want) % nt) ++want;
-        if (want > chunks) chunks = want < OH ? want : OH;
-        rows = (OH + chunks - 1) / chunks;
-        chunks = (OH + rows - 1) / rows;
-    }
-    if (pool && rows % 2) {      /* a job pools whole pairs of rows */
-        rows = rows + 1 < OH ? rows + 1 : OH;
-        chunks = (OH + rows - 1) / rows;
-    }
+    const SFX(dir_geom) one = SFX(dir_geometry)(p, 1);
+    int64_t rows, chunks;
+    SFX(dir_plan_jobs)(p, cin_g * p->stride_h * one.RS * (int64_t)sizeof(T), pool, nt, &rows,
+                       &chunks);
     const int64_t njobs = p->n * G * chunks;
     const SFX(dir_geom) geo = SFX(dir_geometry)(p, rows);
     const int64_t nb = (cout_g + DIR_MR - 1) / DIR_MR;
@@ -430,6 +447,7 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
 }
 
 #include "direct_grad_impl.h"
+#include "wino_rows_impl.h"
 
 #undef DIR_MR
 #undef DIR_JOBS_PER_THREAD

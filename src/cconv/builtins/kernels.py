@@ -65,6 +65,12 @@ def is_direct(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
     return _auto_algorithm(x, w, bias, stride, padding, dilation, groups) == "direct"
 
 
+def is_winograd_rows(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1, **_):
+    """The C core's direct path with Winograd F(4, 4) along output rows: ops.conv2d's
+    own pick for 7x7 (and 8x8) stride-2 stems on short reductions."""
+    return _auto_algorithm(x, w, bias, stride, padding, dilation, groups) == "winograd_rows"
+
+
 def no_indices(*args, return_indices=False, **kwargs):
     """The references return the pooled values only, not argmax indices."""
     return not return_indices
@@ -85,6 +91,10 @@ def register_kernels(register):
     register("conv2d", "winograd_f4", ops.conv2d, supports=is_winograd_f4, priority=SPECIAL,
              description="C core, Winograd F(4x4, 3x3) (force it with "
                          "ops.conv2d(..., algorithm='winograd_f4'))")
+    register("conv2d", "winograd_rows", ops.conv2d, supports=is_winograd_rows,
+             priority=SPECIAL,
+             description="C core, direct convolution with Winograd F(4, 4) along rows "
+                         "(force it with ops.conv2d(..., algorithm='winograd_rows'))")
     register("conv2d", "direct", ops.conv2d, supports=is_direct, priority=SPECIAL,
              description="C core, direct convolution for short reductions (force it "
                          "with ops.conv2d(..., algorithm='direct'))")

@@ -1,4 +1,4 @@
-/* The conv2d algorithms (im2col+GEMM, Winograd F2/F4, depthwise, direct) with the ReLU
+/* The conv2d algorithms (im2col+GEMM, Winograd F2/F4, depthwise, direct, Winograd rows) with the ReLU
  * epilogue against a naive double-precision loop, at 1 and 2 threads:
  * built by .ci/sanitize.sh with AddressSanitizer and UBSan. */
 #include <stdio.h>
@@ -19,7 +19,7 @@ int main(void) {
         {2, 16, 9, 7, 16, 3, 1, 1, 0, 1}, {3, 20, 17, 33, 18, 3, 1, 1, 1, 1}, {1, 16, 34, 34, 24, 3, 0, 1, 0, 1},
         {64, 6, 12, 12, 16, 5, 0, 1, 1, 1}, {9, 3, 5, 4, 4, 3, 1, 1, 0, 1}, {2, 8, 1, 7, 16, 3, 1, 8, 1, 1},
         {2, 8, 6, 1, 8, 3, 1, 8, 0, 1}, {3, 5, 11, 13, 7, 3, 2, 1, 1, 1}, {2, 3, 37, 29, 13, 7, 3, 1, 1, 2},
-        {1, 4, 10, 23, 8, 3, 2, 2, 0, 3},
+        {1, 4, 10, 23, 8, 3, 2, 2, 0, 3}, {1, 3, 40, 70, 64, 7, 3, 1, 1, 2}, {2, 4, 9, 41, 10, 5, 2, 2, 0, 2},
         {1, 80, 12, 12, 80, 3, 1, 1, 1, 1}};  /* fewer Winograd blocks than threads: shared */
     int fails = 0;
     for (unsigned s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -31,7 +31,7 @@ int main(void) {
         for (int64_t i = 0; i < nx; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
         for (int64_t i = 0; i < nw; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
         for (int64_t i = 0; i < p.c_out; i++) b[i] = (float)rand() / RAND_MAX - 0.5f;
-        for (int algo = 1; algo <= CCONV_ALGO_WINOGRAD4; algo++) for (int nt = 1; nt <= 2; nt++) {
+        for (int algo = 1; algo <= CCONV_ALGO_WINOGRAD_ROWS; algo++) for (int nt = 1; nt <= 2; nt++) {
             int st = cconv_conv2d_forward_ex_f32(&p, x, w, b, y, q[8], algo, nt);
             if (st == CCONV_EINVAL) continue;
             double err = 0;
