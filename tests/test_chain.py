@@ -36,7 +36,19 @@ def _winograd():
                       nn.Flatten(), nn.Linear(16 * 8 * 8, 5)), (4, 16, 16)
 
 
-NETS = {"lenet": _lenet, "strided": _strided, "winograd": _winograd}
+def _stem():
+    # a 7x7 stride-2 stem on 35-wide output rows: Winograd along rows
+    return Sequential(nn.Conv2d(3, 8, 7, stride=2, padding=3), nn.ReLU(),
+                      nn.MaxPool2d(3, stride=2, padding=1), nn.Flatten(),
+                      nn.Linear(8 * 5 * 18, 6)), (3, 20, 70)
+
+
+NETS = {"lenet": _lenet, "strided": _strided, "winograd": _winograd, "stem": _stem}
+
+
+def test_stem_net_runs_winograd_rows():
+    assert cconv.ops.conv2d_algorithms((1, 3, 20, 70), (8, 3, 7, 7), (2, 2), (3, 3, 3, 3),
+                                       (1, 1), 1)[0] == "winograd_rows"
 
 
 def _layers(net):
