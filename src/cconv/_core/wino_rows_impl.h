@@ -13,14 +13,16 @@
  * multiply-adds instead of 28 (plus the transforms: the input's once per
  * input row, the output's once per 4 outputs of each channel).
  *
- * Layout: a job's input rows are gathered per (channel, row, phase) into 7
- * rows E_i[t] = d[4t + i] over the tiles t of an output row, transformed
- * into V_xi[t] = sum_i BT[xi][i] E_i[t] (vectors over tiles), so that for a
- * fixed point xi the products are a direct convolution over tiles with
- * taps (channel, kernel row, phase): the direct kernel's micro-tile of
- * DIR_MR channels x 2 vectors of tiles, run once per point into a small
- * buffer, then A^T turns its 7 points into 4 outputs per tile, which are
- * interleaved into the row, biased, activated and stored.
+ * Layout: each input row of a job is cut into S = 4 * stride_w column
+ * planes (plane m, tile t: column S t + m; 8x8 transposes for stride 2 in
+ * float32), so that input i of tile t in phase ph, d[4t + i], is a plane
+ * read at a fixed tile offset: whole vectors over tiles. B^T turns the 7
+ * inputs of every tile into V_xi[t], and for a fixed point xi the products
+ * are a direct convolution over tiles with taps (channel, kernel row,
+ * phase): the direct kernel's micro-tile of DIR_MR channels x 2 vectors of
+ * tiles, run once per point into a small buffer; A^T then turns its 7
+ * points into 4 outputs per tile, which are interleaved into the row,
+ * biased, activated and stored.
  *
  * Points 0, 1, -1, 2, -2, 1/2 and infinity (Toom-Cook, derived exactly:
  * y = A^T [(G g) .* (B^T d)]); with one dimension transformed, float32 error
@@ -32,12 +34,18 @@
 #define WR_R 4   /* taps per phase */
 #define WR_A 7   /* transformed points: WR_M + WR_R - 1 */
 
-/* B^T (rows scaled to small integers; G carries the inverse scales) */
-static const double SFX(wr_bt)[WR_A][WR_A] = {
-    {4, -8, -5, 10, 1, -2, 0},        {0, -4, 4, 9, -1, -2, 0},
-    {0, -2, 6, -3.5, -1.5, 1, 0},     {0, 1, -1.5, -2, 1.5, 1, 0},
-    {0, 1, -2.5, 0, 2.5, -1, 0},      {0, 4, 0, -5, 0, 1, 0},
-    {0, -4, 8, 5, -10, -1, 2}};
+/* The transforms (derived with exact fractions; B^T's rows scaled to small
+ * numbers, G carrying the inverse scales). B^T and A^T are written out in
+ * wr_fill and wr_output:
+ *
+ *   B^T = [ 4 -8  -5    10    1   -2  0 ]     A^T = [ 1  1  1  1  1  1    0 ]
+ *         [ 0 -4   4     9   -1   -2  0 ]           [ 0  1 -1  2 -2  1/2  0 ]
+ *         [ 0 -2   6  -3.5 -1.5    1  0 ]           [ 0  1  1  4  4  1/4  0 ]
+ *         [ 0  1 -1.5   -2  1.5    1  0 ]           [ 0  1 -1  8 -8  1/8  1 ]
+ *         [ 0  1 -2.5    0  2.5   -1  0 ]
+ *         [ 0  4   0    -5    0    1  0 ]
+ *         [ 0 -4   8     5  -10   -1  2 ]
+ */
 static const double SFX(wr_g)[WR_A][WR_R] = {
     {1.0 / 4, 0, 0, 0},
     {1.0 / 6, 1.0 / 6, 1.0 / 6, 1.0 / 6},
@@ -46,11 +54,6 @@ static const double SFX(wr_g)[WR_A][WR_R] = {
     {1.0 / 60, -1.0 / 30, 1.0 / 15, -2.0 / 15},
     {32.0 / 45, 16.0 / 45, 8.0 / 45, 4.0 / 45},
     {0, 0, 0, 1.0 / 2}};
-static const double SFX(wr_at)[WR_M][WR_A] = {
-    {1, 1, 1, 1, 1, 1, 0},
-    {0, 1, -1, 2, -2, 0.5, 0},
-    {0, 1, 1, 4, 4, 0.25, 0},
-    {0, 1, -1, 8, -8, 0.125, 1}};
 
 /* Where a job's transformed rows lie: V[c][r][ph][xi][t], TP tiles (whole
  * vectors) per point. */
@@ -195,7 +198,7 @@ CCONV_CLONES static void SFX(wr_fill)(const cconv_conv2d_params *p, const T *xg,
                     SFX(dir_v) d[WR_A];
                     for (int i = 0; i < WR_A; ++i)
                         d[i] = *(const SFX(dir_v) *)(ei[i] + t);
-                    /* B^T (wr_bt) */
+                    /* B^T */
                     SFX(dir_v) o[WR_A];
                     o[0] = (T)4 * d[0] - (T)8 * d[1] - (T)5 * d[2] + (T)10 * d[3] + d[4] -
                            (T)2 * d[5];
@@ -383,7 +386,7 @@ CCONV_CLONES static void SFX(wr_rows)(const cconv_conv2d_params *p, int64_t K,
     }
 }
 
-/* y = act(conv(x, w) + bias) for layers wr_applies to. */
+/* y = act(conv(x, w) + bias) for layers cconv_conv2d_winograd_rows_ok accepts. */
 static int SFX(wino_rows_forward)(const cconv_conv2d_params *p, const T *x, const T *w,
                                   const T *bias, T *y, int act, int nthreads)
 {
