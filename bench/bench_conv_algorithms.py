@@ -26,6 +26,13 @@ adjoint for F(4x4) layers) against "im2col_gemm" and torch's
     python bench/bench_conv_algorithms.py --weight-grad \
         --cases lenet_conv1_b64,lenet_conv2_b64,direct_3x3_16_b8,direct_3x3_32_b8,\
 direct_3x3_32to64_b8,stem_7x7s2_b1 --out bench/results/conv_weight_grad.json
+
+and the layers short enough for the direct kernel where another algorithm
+may win (Winograd along rows, F(4x4, 3x3)):
+
+    python bench/bench_conv_algorithms.py --cases conv_5x5s2_b1,stem_7x7s2_64px_b1,\
+direct_3x3_16_b8,direct_3x3_32_b8,direct_3x3_32_b1,direct_3x3_32to64_b1,\
+direct_3x3_32x28_b1 --out bench/results/conv_algorithms_rows.json
 """
 import argparse
 import json
@@ -58,6 +65,14 @@ CASES = {   # name: (x shape, w shape, stride, padding)
     "direct_3x3_16_b8": ((8, 16, 56, 56), (16, 16, 3, 3), 1, 1),
     "direct_3x3_32_b8": ((8, 32, 56, 56), (32, 32, 3, 3), 1, 1),
     "direct_3x3_32to64_b8": ((8, 32, 56, 56), (64, 32, 3, 3), 1, 1),
+    # 3x3 layers the direct kernel could run: Winograd from 24 input channels
+    # and 100 tiles (CCONV_WINOGRAD_OVER_DIRECT_*)
+    "direct_3x3_32_b1": ((1, 32, 56, 56), (32, 32, 3, 3), 1, 1),
+    "direct_3x3_32to64_b1": ((1, 32, 56, 56), (64, 32, 3, 3), 1, 1),
+    "direct_3x3_32x28_b1": ((1, 32, 28, 28), (32, 32, 3, 3), 1, 1),
+    # where winograd_rows applies but is not picked (CCONV_WINOGRAD_ROWS_*)
+    "conv_5x5s2_b1": ((1, 3, 224, 224), (32, 3, 5, 5), 2, 2),
+    "stem_7x7s2_64px_b1": ((1, 3, 64, 64), (64, 3, 7, 7), 2, 3),
 }
 DEFAULT_CASES = ("lenet_conv1_b64", "lenet_conv2_b64", "resnet_64x56_b1", "resnet_64x56_b8",
                  "resnet_128x28_b1", "resnet_256x14_b1", "stem_7x7s2_b1")

@@ -271,6 +271,14 @@ def test_auto_picks_by_shape():
                                  (1, 1), 1)[0] == "im2col_gemm"
     assert ops.conv2d_algorithms((1, 3, 56, 56), (64, 3, 3, 3), (1, 1), (1, 1, 1, 1),
                                  (1, 1), 1)[0] == "direct"
+    # 3x3 layers short enough for the direct kernel: Winograd from 24 input
+    # channels and 100 tiles of 4x4, direct below either
+    assert ops.conv2d_algorithms((1, 32, 56, 56), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "winograd_f4"
+    assert ops.conv2d_algorithms((1, 32, 28, 28), (32, 32, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "direct"
+    assert ops.conv2d_algorithms((8, 16, 56, 56), (16, 16, 3, 3), (1, 1), (1, 1, 1, 1),
+                                 (1, 1), 1)[0] == "direct"
     assert ops.conv2d_algorithms((1, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3, 3, 3),
                                  (1, 1), 1)[0] == "winograd_rows"
     # a stem on a small image (16 outputs a row: half a vector of tiles), a

@@ -116,7 +116,8 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * thread, it beats im2col + GEMM by 1.2-2x on LeNet's layers, 7x7 stems and
  * 3x3 layers of 16-32 channels (K = 144-288), where unfolding the image
  * costs as much as the multiplies; from 64 channels (K = 576) on, the
- * GEMM's cache blocking and Winograd win. */
+ * GEMM's cache blocking and Winograd win (and on 3x3 layers of 24-35
+ * channels with enough tiles Winograd does too: below). */
 #define CCONV_DIRECT_MAX_K 320
 /* The input gradient of a stride-1 layer runs as a direct convolution of
  * the output gradient up to this reduction (C_out/groups * kh * kw), for at
@@ -129,7 +130,10 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
 /* The weight gradient of a direct-path layer runs the direct gradient
  * kernel up to this many output channels per group. Measured on Zen 3 vs
  * im2col + GEMM (batch 64 unless said): LeNet conv1 (6 channels) 5x
- * faster, conv2 (16) 2.2x, 3x3 on 16 and 32 channels (batch 8) 1.3-1.6x;
+ * faster, conv2 (16) 2.2x, 3x3 on 16 and 32 channels (batch 8) 1.3-1.6x
+ * (bench/results/conv_weight_grad.json; 32-channel layers on 56x56 maps
+ * now run Winograd forward, and their weight gradient its adjoint: 2x the
+ * direct gradient's speed there);
  * the 7x7 stem's 64 channels 0.8-1.1x (the GEMM has rows enough there). */
 #define CCONV_DIRECT_GRAD_MAX_COUT 32
 
@@ -137,10 +141,13 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * (wino_rows_impl.h) where that halves the multiplies (7 x NPH per 4
  * outputs against 4 x kw: 7x7 and 8x8 stride-2 stems) and rows hold whole
  * vectors of 4-output tiles. Measured on Zen 3 against the direct kernel
- * (C harness, medians of 7): 7x7/2 stem on 224x224 1.1-1.3x faster at 1
+ * (C harness, medians of 7; bench/results/conv_algorithms.json: 1.31x / 1.43x
+ * at 1 / 2 threads): 7x7/2 stem on 224x224 1.1-1.3x faster at 1
  * thread, 1.2-1.5x at 2 (batch 1 and 8; 64x64 inputs 1.3-1.5x); 5x5/2
- * (2.8 vs 5 multiplies per output before the transforms) 0.9-1.04x and 3x3
- * stride-1 layers of 16-32 channels 0.9-1.03x: they stay direct. */
+ * (3.5 vs 5 multiplies per output before the transforms) 1.04-1.21x at 1
+ * thread but 0.92-1.10x at 2 (bench/results/conv_algorithms_rows.json and
+ * the harness) and 3x3 stride-1 layers of 16 channels 0.9-1.03x: they stay
+ * direct. */
 #define CCONV_WINOGRAD_ROWS_MIN_KW 7
 #define CCONV_WINOGRAD_ROWS_MIN_OUT_W 32
 
@@ -151,16 +158,31 @@ static int winograd_rows_pays(const cconv_conv2d_params *p)
            7 * phases <= 2 * p->kw && p->out_w >= CCONV_WINOGRAD_ROWS_MIN_OUT_W;
 }
 
+/* 3x3 layers short enough for the direct kernel (K = 9 C_in <= 320) still
+ * run Winograd from this many input channels and 4x4 tiles: measured on
+ * Zen 3 (bench/results/conv_algorithms_rows.json, 1 / 2 threads), 32
+ * channels on 56x56 F(4x4) 1.92x / 1.41x faster than direct at batch 8
+ * (direct had been 0.97x torch), 1.58x / 1.38x at batch 1, 32 -> 64
+ * channels 2.02x / 1.74x; 16 channels 1.30x / 0.94x, 32 channels on 28x28
+ * (49 tiles) 1.55x / 0.82x (14x14 at batch 4, 64 tiles, similar): those
+ * stay direct. */
+#define CCONV_WINOGRAD_OVER_DIRECT_MIN_CHANNELS 24
+#define CCONV_WINOGRAD_OVER_DIRECT_MIN_TILES 100
+
 int cconv_conv2d_algo(const cconv_conv2d_params *p)
 {
     if (p->groups == p->c_in && p->groups > 1) return CCONV_ALGO_DEPTHWISE;
     const int64_t k = p->c_in / p->groups * p->kh * p->kw;
-    if (k <= CCONV_DIRECT_MAX_K && p->kh * p->kw > 1)
-        return winograd_rows_pays(p) ? CCONV_ALGO_WINOGRAD_ROWS : CCONV_ALGO_DIRECT;
-    if (cconv_conv2d_winograd_ok(p) && p->c_in >= CCONV_WINOGRAD_MIN_CHANNELS &&
-        p->c_out >= CCONV_WINOGRAD_MIN_CHANNELS && p->out_w >= CCONV_WINOGRAD_MIN_ROW) {
+    const int direct = k <= CCONV_DIRECT_MAX_K && p->kh * p->kw > 1;
+    const int64_t tiles4 = p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4);
+    const int winograd = cconv_conv2d_winograd_ok(p) && p->c_in >= CCONV_WINOGRAD_MIN_CHANNELS &&
+                         p->c_out >= CCONV_WINOGRAD_MIN_CHANNELS &&
+                         p->out_w >= CCONV_WINOGRAD_MIN_ROW;
+    const int winograd_first = winograd && p->c_in >= CCONV_WINOGRAD_OVER_DIRECT_MIN_CHANNELS &&
+                               tiles4 >= CCONV_WINOGRAD_OVER_DIRECT_MIN_TILES;
+    if (winograd && (!direct || winograd_first)) {
         const size_t cc = (size_t)p->c_in * (size_t)p->c_out;
-        if (p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4) >= CCONV_WINOGRAD4_MIN_TILES &&
+        if (tiles4 >= CCONV_WINOGRAD4_MIN_TILES &&
             cconv_derived_fits(9 * cc * sizeof(float),
                                36 * cconv_gemm_packed_a_size_f32(p->c_out, p->c_in) *
                                    sizeof(float)))
@@ -168,6 +190,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
         if (p->n * ((p->out_h + 1) / 2) * ((p->out_w + 1) / 2) >= CCONV_WINOGRAD_MIN_TILES)
             return CCONV_ALGO_WINOGRAD;
     }
+    if (direct) return winograd_rows_pays(p) ? CCONV_ALGO_WINOGRAD_ROWS : CCONV_ALGO_DIRECT;
     return CCONV_ALGO_GEMM;
 }
 

@@ -373,6 +373,23 @@ static void SFX(dir_plan_jobs)(const cconv_conv2d_params *p, int64_t row_bytes, 
     *chunks_out = chunks;
 }
 
+/* Weights prepared from w (w_elems) into elems elements: this thread's
+ * cached copy where it fits (*cached = 1; *fresh = 0 when it was made from
+ * w's current bytes), else a work buffer (slot 3) to fill (*fresh = 1).
+ * NULL: out of memory. */
+static T *SFX(dir_prepared)(int kind, const T *w, int64_t w_elems, size_t elems, int *cached,
+                            int *fresh)
+{
+    T *u = (T *)cconv_derived_get(kind, w, (size_t)w_elems * sizeof(T), elems * sizeof(T),
+                                  fresh);
+    *cached = u != NULL;
+    if (!u) {
+        *fresh = 1;
+        u = (T *)cconv_work_alloc(3, elems * sizeof(T));
+    }
+    return u;
+}
+
 /* y = act(conv(x, w) + bias), or with pool its 2x2 / stride 2 max pooling
  * ((OH / 2) x (OW / 2) planes: a last odd row or column is dropped, as
  * max_pool2d(2) does), without the full-size output ever being stored. */
@@ -393,13 +410,10 @@ static int SFX(direct_forward)(const cconv_conv2d_params *p, const T *x, const T
     const size_t wp_elems = (size_t)(G * nb * K * DIR_MR);
     /* the packed weights from this thread's cache when w is unchanged
      * (packing them was a tenth of a batch-1 LeNet layer's time) */
-    int fresh = 1;
-    T *wp = (T *)cconv_derived_get(sizeof(T) == 4 ? CCONV_DERIVED_DIRECT_F32
-                                                  : CCONV_DERIVED_DIRECT_F64,
-                                   w, (size_t)(p->c_out * K) * sizeof(T),
-                                   wp_elems * sizeof(T), &fresh);
-    const int cached = wp != NULL;
-    if (!wp) wp = (T *)cconv_work_alloc(3, wp_elems * sizeof(T));
+    int fresh, cached;
+    T *wp = SFX(dir_prepared)(sizeof(T) == 4 ? CCONV_DERIVED_DIRECT_F32
+                                             : CCONV_DERIVED_DIRECT_F64,
+                              w, p->c_out * K, wp_elems, &cached, &fresh);
     int64_t *koff = (int64_t *)cconv_work_alloc(1, (size_t)K * sizeof(int64_t));
     if (!wp || !koff) {
         if (!cached) cconv_work_free(3, wp);

@@ -403,13 +403,10 @@ static int SFX(wino_rows_forward)(const cconv_conv2d_params *p, const T *x, cons
     const SFX(wr_geom) geo = SFX(wr_geometry)(p, rows);
     const int64_t nb = (cout_g + DIR_MR - 1) / DIR_MR;
     const size_t u_elems = (size_t)(G * WR_A * nb * K * DIR_MR);
-    int fresh = 1;
-    T *u = (T *)cconv_derived_get(sizeof(T) == 4 ? CCONV_DERIVED_WINO_ROWS_F32
-                                                 : CCONV_DERIVED_WINO_ROWS_F64,
-                                  w, (size_t)(p->c_out * cin_g * p->kh * p->kw) * sizeof(T),
-                                  u_elems * sizeof(T), &fresh);
-    const int cached = u != NULL;
-    if (!u) u = (T *)cconv_work_alloc(3, u_elems * sizeof(T));
+    int fresh, cached;
+    T *u = SFX(dir_prepared)(sizeof(T) == 4 ? CCONV_DERIVED_WINO_ROWS_F32
+                                            : CCONV_DERIVED_WINO_ROWS_F64,
+                             w, p->c_out * cin_g * p->kh * p->kw, u_elems, &cached, &fresh);
     int64_t *koff = (int64_t *)cconv_work_alloc(1, (size_t)K * sizeof(int64_t));
     if (!u || !koff) {
         if (!cached) cconv_work_free(3, u);
