@@ -140,6 +140,32 @@ typedef SFX(dir_vt) SFX(dir_v);
 #endif
 #endif
 
+/* The micro-tile's products, shared with the row-Winograd tile:
+ * acc[r][u] = sum over taps k of w[k][r] * the vector at x_u + koff[k]
+ * (x_1 only when nv == 2): per tap nv vector loads, mr broadcasts and
+ * mr * nv multiply-adds, all in registers. */
+static inline __attribute__((always_inline)) void
+SFX(dir_products)(const int mr, const int nv, int64_t K, const int64_t *CCONV_RESTRICT koff,
+                  const T *CCONV_RESTRICT w, const T *x0, const T *x1,
+                  SFX(dir_v) acc[DIR_MR][2])
+{
+    const SFX(dir_v) zero = {0};
+    const SFX(dir_v) one = zero + 1;
+    for (int r = 0; r < mr; ++r)
+        for (int u = 0; u < nv; ++u) acc[r][u] = zero;
+    for (int64_t k = 0; k < K; ++k) {
+        const int64_t o = koff[k];
+        const SFX(dir_v) a0 = *(const SFX(dir_v) *)(x0 + o);
+        const SFX(dir_v) a1 = *(const SFX(dir_v) *)(x1 + o);
+        const T *wk = w + k * DIR_MR;
+        for (int r = 0; r < mr; ++r) {
+            const SFX(dir_v) b = one * wk[r];
+            acc[r][0] += a0 * b;
+            if (nv > 1) acc[r][1] += a1 * b;
+        }
+    }
+}
+
 /* POOL: v[0] and v[1] are the same columns of two output rows; the tile
  * stores the 2x2 max of each column pair instead (v[0].out: the first
  * pooled output, v[0].lanes: how many). */
@@ -150,21 +176,7 @@ SFX(dir_tile)(const int mr, const int nv, const int POOL, int64_t K,
 {
     SFX(dir_v) acc[DIR_MR][2];
     const SFX(dir_v) zero = {0};
-    const SFX(dir_v) one = zero + 1;
-    for (int r = 0; r < mr; ++r)
-        for (int u = 0; u < nv; ++u) acc[r][u] = zero;
-    const T *x0 = buf + v[0].in, *x1 = buf + v[nv - 1].in;
-    for (int64_t k = 0; k < K; ++k) {
-        const int64_t o = koff[k];
-        const SFX(dir_v) a0 = *(const SFX(dir_v) *)(x0 + o);
-        const SFX(dir_v) a1 = *(const SFX(dir_v) *)(x1 + o);
-        const T *wk = wp + k * DIR_MR;
-        for (int r = 0; r < mr; ++r) {
-            const SFX(dir_v) b = one * wk[r];
-            acc[r][0] += a0 * b;
-            if (nv > 1) acc[r][1] += a1 * b;
-        }
-    }
+    SFX(dir_products)(mr, nv, K, koff, wp, buf + v[0].in, buf + v[nv - 1].in, acc);
     if (POOL) {
         for (int r = 0; r < mr; ++r) {
             const T bv = bias ? bias[r] : (T)0;

@@ -235,22 +235,7 @@ SFX(wr_tile)(const int mr, const int nv, int64_t K, const int64_t *CCONV_RESTRIC
              const T *CCONV_RESTRICT u, const T *v, const int64_t *in, SFX(dir_v) *m)
 {
     SFX(dir_v) acc[DIR_MR][2];
-    const SFX(dir_v) zero = {0};
-    const SFX(dir_v) one = zero + 1;
-    for (int r = 0; r < mr; ++r)
-        for (int q = 0; q < nv; ++q) acc[r][q] = zero;
-    const T *x0 = v + in[0], *x1 = v + in[nv - 1];
-    for (int64_t k = 0; k < K; ++k) {
-        const int64_t o = koff[k];
-        const SFX(dir_v) a0 = *(const SFX(dir_v) *)(x0 + o);
-        const SFX(dir_v) a1 = *(const SFX(dir_v) *)(x1 + o);
-        const T *uk = u + k * DIR_MR;
-        for (int r = 0; r < mr; ++r) {
-            const SFX(dir_v) b = one * uk[r];
-            acc[r][0] += a0 * b;
-            if (nv > 1) acc[r][1] += a1 * b;
-        }
-    }
+    SFX(dir_products)(mr, nv, K, koff, u, v + in[0], v + in[nv - 1], acc);
     for (int r = 0; r < mr; ++r)
         for (int q = 0; q < nv; ++q) m[r * 2 + q] = acc[r][q];
 }
