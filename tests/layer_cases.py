@@ -7,7 +7,7 @@ from cconv import nn
 class Case:
     """A layer factory, per-sample input shapes, and how to draw inputs.
 
-    inputs: "normal" (standard normal), "kinks" (uniform in [-5, 5] but at least
+    inputs: "normal" (standard normal), "positive" (uniform in [0.5, 2]), "kinks" (uniform in [-5, 5] but at least
     0.05 away from 0 and +-3, where the activations bend), "distinct" (a
     permutation of well-separated values, so max pooling's argmax is stable).
     """
@@ -26,6 +26,8 @@ class Case:
             size = int(np.prod(full))
             if self.inputs == "distinct":
                 x = rng.permutation(size).reshape(full) * 0.1 - size * 0.05
+            elif self.inputs == "positive":
+                x = rng.uniform(0.5, 2.0, full)
             elif self.inputs == "kinks":
                 x = rng.uniform(-5, 5, full)
                 for kink in (-3.0, 0.0, 3.0):
@@ -129,6 +131,47 @@ CASES = [
          [(2, 4, 5)]),
     Case("pad_reflect", lambda: nn.Pad(((0, 0), (2, 1), (1, 3)), "reflect"), [(2, 4, 5)]),
     Case("pad_edge", lambda: nn.Pad(((1, 0), (0, 2)), "edge"), [(2, 3)]),
+    # vision-model operators (nn/unary.py, broadcast.py, reduce.py, groupnorm.py, indexing.py)
+    *[Case(f"unary_{fn}", (lambda fn=fn: nn.Unary(fn)), [(3, 4)], "kinks")
+      for fn in ("neg", "abs", "exp", "erf", "softplus", "softsign", "mish", "gelu",
+                 "gelu_tanh", "selu")],
+    Case("unary_elu_alpha", lambda: nn.Unary("elu", alpha=0.7), [(3, 4)], "kinks"),
+    Case("unary_pow_3", lambda: nn.Unary("pow", alpha=3.0), [(3, 4)]),
+    *[Case(f"unary_{fn}_positive", (lambda fn=fn: nn.Unary(fn)), [(3, 4)], "positive")
+      for fn in ("log", "sqrt", "reciprocal")],
+    Case("unary_pow_half_positive", lambda: nn.Unary("pow", alpha=0.5), [(3, 4)], "positive"),
+    Case("log_softmax", lambda: nn.LogSoftmax(axis=-1), [(3, 4)]),
+    Case("softmax_flatten_opset11", lambda: nn.Softmax(axis=1, flatten=True), [(3, 2, 2)]),
+    Case("log_softmax_flatten_axis2", lambda: nn.LogSoftmax(axis=2, flatten=True), [(2, 3, 2)]),
+    Case("nary_sum3_broadcast", lambda: nn.Nary("sum"), [(3, 4), (4,), (3, 1)]),
+    Case("nary_mean", lambda: nn.Nary("mean"), [(2, 3), (2, 3)]),
+    Case("nary_max3", lambda: nn.Nary("max"), [(3, 4), (1, 4), (3, 4)], "distinct"),
+    Case("nary_min", lambda: nn.Nary("min"), [(2, 3), (3,)], "distinct"),
+    Case("pow_two_inputs", lambda: nn.Pow(), [(3, 4), (4,)], "positive"),
+    Case("compare_less", lambda: nn.Compare("less"), [(3, 4), (3, 4)]),
+    Case("where", lambda: nn.Where(), [(3, 4), (3, 4), (4,)]),
+    *[Case(f"reduce_{op}", (lambda op=op: nn.Reduce(op, axes=(-1,), keepdims=False)),
+           [(3, 4)], "distinct" if op in ("max", "min") else "normal")
+      for op in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square",
+                 "log_sum_exp")],
+    Case("reduce_mean_hw_keepdims", lambda: nn.Reduce("mean", axes=(2, 3)), [(2, 3, 4)]),
+    Case("reduce_max_all", lambda: nn.Reduce("max"), [(2, 3, 2)], "distinct"),
+    Case("layernorm_last", lambda: nn.LayerNorm(4), [(3, 4)]),
+    Case("layernorm_two_axes", lambda: nn.LayerNorm((3, 4), eps=1e-3), [(2, 3, 4)]),
+    Case("groupnorm", lambda: nn.GroupNorm(2, 4), [(4, 3, 2)]),
+    Case("instancenorm", lambda: nn.InstanceNorm(3), [(3, 2, 3)]),
+    Case("instancenorm_1d", lambda: nn.InstanceNorm(2, affine=False), [(2, 5)]),
+    Case("lrn", lambda: nn.LRN(3, alpha=0.1, beta=0.75, bias=2.0), [(5, 2, 2)]),
+    Case("lrn_even_size", lambda: nn.LRN(4, alpha=0.2, beta=0.5), [(5, 3)]),
+    Case("slice_steps", lambda: nn.Slice([1, -1], [3, -10**9], [1, -1], [1, -2]), [(4, 5)]),
+    Case("gather_2d_indices", lambda: nn.Gather(-1, [[0, 2], [2, -1]]), [(2, 4)]),
+    Case("gather_scalar", lambda: nn.Gather(1, 1), [(3, 4)]),
+    Case("expand", lambda: nn.Expand([2, 3, 4]), [(3, 1)]),
+    Case("tile", lambda: nn.Tile([2, 1, 3]), [(2, 3, 2)]),
+    Case("depth_to_space_dcr", lambda: nn.DepthToSpace(2), [(8, 2, 3)]),
+    Case("depth_to_space_crd", lambda: nn.DepthToSpace(2, mode="CRD"), [(8, 2, 3)]),
+    Case("space_to_depth", lambda: nn.SpaceToDepth(2), [(2, 4, 6)]),
+    Case("move_batch_axis", lambda: nn.MoveBatchAxis(2), [(3, 4)]),
 ]
 
 

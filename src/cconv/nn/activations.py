@@ -212,33 +212,67 @@ class HardSwish(_Activation):
 
 
 class Softmax(_Activation):
-    """Softmax along axis (batch axis included, so axis=1 is the channel axis)."""
+    """Softmax along axis (batch axis included, so axis=1 is the channel axis).
 
-    def __init__(self, axis=1):
+    flatten=True takes it over all axes from axis on together, as ONNX Softmax
+    before opset 13 does (the input seen as 2-D, split at axis).
+    """
+
+    def __init__(self, axis=1, flatten=False):
         super().__init__()
         self.axis = _util.check_int("axis", axis)
         if self.axis == 0:
             raise ValueError("axis must not be the batch axis 0")
+        self.flatten = _util.check_bool("flatten", flatten)
 
     def get_config(self):
-        return {"axis": self.axis}
+        config = {"axis": self.axis}
+        if self.flatten:
+            config["flatten"] = True
+        return config
 
     def output_shape(self, input_shapes):
         shape = super().output_shape(input_shapes)
         _util.check_axis("axis", self.axis, len(shape) + 1)
         return shape
 
+    def _rows(self, x):
+        """x with the softmax axis last (flattened from axis on with flatten), and that axis."""
+        axis = _util.check_axis("axis", self.axis, x.ndim)
+        if self.flatten:
+            return x.reshape(x.shape[:axis] + (-1,)), -1
+        return x, axis
+
     def forward(self, x, training=False):
         x = np.asarray(x)
-        axis = _util.check_axis("axis", self.axis, x.ndim)
-        z = x - x.max(axis=axis, keepdims=True)
-        y = np.exp(z, dtype=_dtype_of(x))
-        y /= y.sum(axis=axis, keepdims=True)
+        xr, axis = self._rows(x)
+        z = xr - xr.max(axis=axis, keepdims=True)
+        y = self._from_shifted(z, axis, _dtype_of(x)).reshape(x.shape)
         if training:
-            self._saved = (y, axis)
+            self._saved = (y,)
+        return y
+
+    def _from_shifted(self, z, axis, dtype):
+        y = np.exp(z, dtype=dtype)
+        y /= y.sum(axis=axis, keepdims=True)
         return y
 
     def backward(self, grad_out):
-        y, axis = _util.saved(self)
-        gy = grad_out * y
-        return gy - y * gy.sum(axis=axis, keepdims=True)
+        (y,) = _util.saved(self)
+        yr, axis = self._rows(y)
+        gy = np.asarray(grad_out).reshape(yr.shape) * yr
+        return (gy - yr * gy.sum(axis=axis, keepdims=True)).reshape(y.shape)
+
+
+class LogSoftmax(Softmax):
+    """log(Softmax(x)) along axis, computed stably; flatten as Softmax's."""
+
+    def _from_shifted(self, z, axis, dtype):
+        z = z.astype(dtype, copy=False)
+        return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+    def backward(self, grad_out):
+        (y,) = _util.saved(self)
+        yr, axis = self._rows(y)
+        g = np.asarray(grad_out).reshape(yr.shape)
+        return (g - np.exp(yr) * g.sum(axis=axis, keepdims=True)).reshape(y.shape)

@@ -532,3 +532,8 @@ CONVERTERS = {
     "Upsample": resize,
     "Pad": pad,
 }
+
+# the vision-model operators, and the batch-axis bookkeeping around every converter
+from .converters_vision import extend as _extend_with_vision_ops  # noqa: E402
+
+_extend_with_vision_ops(CONVERTERS)

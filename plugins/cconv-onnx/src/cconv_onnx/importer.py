@@ -18,8 +18,10 @@ import onnx
 import cconv
 
 from .converters import CONVERTERS
+from .converters_vision import restore_batch_axis
 from .errors import OnnxImportError, tensor_to_array
 from .folding import CONSTANT_ONLY, FOLDERS, attributes, fold
+from .report import describe, obstacles
 
 __all__ = [
     "SUPPORTED_OPS",
@@ -93,13 +95,11 @@ def unsupported_operators(model):
 
 
 def _check_supported(model):
-    bad = unsupported_operators(model)
+    bad = obstacles(model, CONVERTERS, FOLDERS)
     if bad:
-        lines = [f"  {op}: {len(names)} node(s), e.g. {', '.join(names[:3])}"
-                 for op, names in sorted(bad.items())]
         raise OnnxImportError(
-            f"the ONNX model uses {len(bad)} operator(s) that cconv does not support; "
-            f"nothing was imported:\n" + "\n".join(lines)
+            f"the ONNX model uses {len(bad)} operator(s) that cconv cannot import as used; "
+            f"nothing was imported:\n" + "\n".join(describe(bad))
             + f"\nsupported: {', '.join(sorted(SUPPORTED_OPS))}")
 
 
@@ -239,7 +239,7 @@ class Importer:
                 raise OnnxImportError(f"graph output {vi.name!r} is "
                                       f"{'undefined' if v is None else 'a constant'}; "
                                       f"cconv graphs output computed values only")
-            outputs.append(v.source)
+            outputs.append(restore_batch_axis(self, v).source)
         if not self.graph.nodes:
             raise OnnxImportError("the ONNX model computes nothing from its input")
         self.graph.set_outputs(outputs)
