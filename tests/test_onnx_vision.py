@@ -31,7 +31,16 @@ def _model(build, x_shape, opset=17, positive=False):
     """A model with input x of per-sample shape x_shape whose output `build(b, "x")` names."""
     b = Builder(np.random.default_rng(0), opset=opset)
     out = build(b, "x")
-    return b.model("x", x_shape, out, None), positive
+    model = b.model("x", x_shape, out, [])
+    # the output's type as onnx infers it (the checker wants one)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    typed = {vi.name: vi for vi in inferred.graph.value_info}
+    if out in typed:
+        model.graph.output[0].CopyFrom(typed[out])
+    else:
+        model.graph.output[0].type.tensor_type.ClearField("shape")
+        model.graph.output[0].type.tensor_type.shape.SetInParent()
+    return model, positive
 
 
 def _c(b, value, dtype=np.float32):
@@ -82,14 +91,15 @@ CASES = {
                   (3, 4)),
     "instancenorm": (lambda b, x: b.op("InstanceNormalization", [
         x, _c(b, [1.0, 2.0, 0.5]), _c(b, [0.1, 0.2, 0.3])], epsilon=1e-3), (3, 4, 5)),
-    "groupnorm_opset18": (lambda b, x: b.op("GroupNormalization", [
-        x, _c(b, [1.0, 2.0]), _c(b, [0.1, -0.2])], num_groups=2), (4, 3, 2), 18),
+    "groupnorm": (lambda b, x: b.op("GroupNormalization", [
+        x, _c(b, [1.0, 2.0, 0.5, 1.5]), _c(b, [0.1, -0.2, 0.3, 0.0])], num_groups=2),
+        (4, 3, 2), 21),
     # softmax: opset 11 flattens from axis on, opset 13 takes one axis
     "softmax_opset11_axis1": (_one("Softmax", axis=1), (3, 2, 2), 11),
     "logsoftmax_opset11_axis2": (_one("LogSoftmax", axis=2), (3, 2, 2), 11),
     "logsoftmax_opset13_axis1": (_one("LogSoftmax", axis=1), (3, 2, 2), 13),
     # reductions
-    **{op.lower(): (lambda b, x, op=op: b.op(op, [x], axes=[1, -1], keepdims=0), (3, 4, 2), 13,
+    **{op.lower(): (lambda b, x, op=op: b.op(op, [x], axes=[1, -1], keepdims=0), (3, 4, 2), 11,
                     op in ("ReduceProd", "ReduceLogSumExp"))
        for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd",
                   "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp")},
@@ -126,8 +136,15 @@ def _attention(b, x):
     return b.op("Reshape", [out, _i(b, [0, -1, 12])])
 
 
+#: cases where onnx.reference (1.23) disagrees with onnxruntime and the ONNX spec: its LRN
+#: window and its opset < 13 softmax (it ignores the flattening); cconv follows onnxruntime
+REFERENCE_DIFFERS = {"lrn", "softmax_opset11_axis1", "logsoftmax_opset11_axis2"}
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_operator_matches_oracle(name, oracle):
+    if oracle is _run_reference and name in REFERENCE_DIFFERS:
+        pytest.skip("onnx.reference differs from onnxruntime and the spec here")
     spec = CASES[name]
     build, shape = spec[:2]
     opset = spec[2] if len(spec) > 2 else 17
@@ -157,7 +174,7 @@ def test_attention_keeps_the_batch_axis_first_inside_the_graph():
 
 def test_report_lists_every_obstacle_before_importing():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
     nodes = [helper.make_node("Hardmax", ["x"], ["a"], name="hm"),
              helper.make_node("Floor", ["a"], ["b"], name="floor"),
              helper.make_node("Range", ["b", "b", "b"], ["c"], name="range"),

@@ -95,21 +95,22 @@ class Pow(_Broadcasting):
     num_inputs = 2
 
     def forward(self, a, b, training=False):
+        shapes = (np.shape(a), np.shape(b))
         a, b = _aligned(self.type_name, [a, b])
         with np.errstate(divide="ignore", invalid="ignore"):
             y = np.power(a, b)
         if training:
-            self._saved = (a, b, y)
+            self._saved = (a, b, y, shapes)
         return y
 
     def backward(self, grad_out):
-        a, b, y = _util.saved(self)
+        a, b, y, (sa, sb) = _util.saved(self)
         g = np.asarray(grad_out)
         with np.errstate(divide="ignore", invalid="ignore"):
             ga = g * b * np.power(a, b - 1)
             # d/db a^b = a^b log a; taken as 0 where a^b is 0 (a = 0, b > 0)
             gb = g * np.where(y == 0, 0, y * np.log(np.abs(np.where(a == 0, 1, a))))
-        return _unbroadcast(ga, a.shape), _unbroadcast(gb, b.shape)
+        return _unbroadcast(ga, a.shape).reshape(sa), _unbroadcast(gb, b.shape).reshape(sb)
 
 
 class Compare(_Broadcasting):

@@ -80,7 +80,8 @@ class _Binary(Layer):
 
     def forward(self, a, b, training=False):
         a, b = _float(a), _float(b)
-        if a.shape[0] != b.shape[0]:
+        # a batch of 1 broadcasts against any batch (ONNX's batch-1 constants-as-inputs)
+        if a.shape[0] != b.shape[0] and 1 not in (a.shape[0], b.shape[0]):
             raise ValueError(f"{self.type_name}: inputs have batch sizes {a.shape[0]} and "
                              f"{b.shape[0]}")
         r = max(a.ndim, b.ndim)

@@ -18,6 +18,7 @@ from cconv import nn
 
 from .errors import OnnxImportError
 from .folding import FOLDERS
+from .weights import fold_into_conv, trainable_constant
 
 
 def _fail(node, why):
@@ -567,6 +568,32 @@ EXISTING_LAYOUT_FREE = {"Relu", "Sigmoid", "Tanh", "HardSwish", "LeakyRelu", "Cl
                         "Div", "MatMul"}
 
 
+def weights_train(convert):
+    """convert of Add/Sub/Mul/Div where a float constant operand of several values is a
+    weight: folded into the conv before it where it can be, else a trainable ConstantOp."""
+    def converted(im, node, attrs):
+        a, b = im.value(node, 0), im.value(node, 1)
+        if hasattr(a, "source") == hasattr(b, "source"):
+            return convert(im, node, attrs)
+        x, c = (a, b) if hasattr(a, "source") else (b, a)
+        c = np.asarray(c)
+        # c - x and c / x are no conv's affine map: only x op c, or c + x, c * x
+        commutes = x is a or node.op_type in ("Add", "Mul")
+        if c.dtype.kind == "f" and c.size > 1 and commutes:
+            # x - c is x + (-c), x / c is x * (1 / c): the conv takes either
+            op, value = {"Add": ("add", c), "Sub": ("add", -c), "Mul": ("mul", c),
+                         "Div": ("mul", 1 / c)}[node.op_type]
+            folded = fold_into_conv(im, node, x, np.asarray(value, np.float64), op)
+            if folded is not None:
+                return folded
+        out = convert(im, node, attrs)
+        layer = im.graph[out.source] if out.source in im.graph else None
+        if isinstance(layer, nn.ConstantOp) and trainable_constant(im, node, c):
+            layer.is_trainable = True
+        return out
+    return converted
+
+
 def fold_by_reference(node, args, attrs, opset):
     """A one-output node on constant inputs, evaluated by onnx's reference implementation."""
     from onnx import helper, numpy_helper
@@ -591,6 +618,8 @@ def extend(converters):
     table = {op: guard(fn) for op, fn in converters.items()}
     table.update({op: same_layout(converters[op]) for op in EXISTING_LAYOUT_FREE
                   if op in converters})
+    table.update({op: same_layout(weights_train(converters[op]))
+                  for op in ("Add", "Sub", "Mul", "Div")})
     table.update({op: same_layout(fn) for op, fn in LAYOUT_FREE.items()})
     table.update({op: guard(fn) for op, fn in CHANNEL_OPS.items()})
     table.update(LAYOUT_AWARE)
