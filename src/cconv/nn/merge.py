@@ -27,19 +27,24 @@ class Add(Layer):
     def forward(self, *inputs, training=False):
         self.check_num_inputs(inputs)
         shapes = [np.shape(x) for x in inputs]
-        if any(s != shapes[0] for s in shapes):
+        # a batch of 1 broadcasts against any batch (two graph inputs fed different batches)
+        if any(s[1:] != shapes[0][1:] for s in shapes) or \
+                len({s[0] for s in shapes if s} - {1}) > 1:
             raise ValueError(f"Add needs inputs of one shape, got {shapes}")
         y = inputs[0] + inputs[1]
         for x in inputs[2:]:
-            y = np.add(y, x, out=y if np.result_type(y, x) == y.dtype else None)
+            y = np.add(y, x, out=y if np.result_type(y, x) == y.dtype and
+                       y.shape == np.shape(x) else None)
         if training:
-            self._saved = (len(inputs),)
+            self._saved = (shapes,)
         return y
 
     def backward(self, grad_out):
-        (n,) = _util.saved(self)
-        # every input gets the same (read-only, shared) gradient array
-        return (grad_out,) * n
+        (shapes,) = _util.saved(self)
+        # every input gets the same (read-only, shared) gradient array, summed over a
+        # batch it was broadcast along
+        return tuple(grad_out if s == np.shape(grad_out) else
+                     np.asarray(grad_out).sum(axis=0, keepdims=True) for s in shapes)
 
 
 class Concat(Layer):

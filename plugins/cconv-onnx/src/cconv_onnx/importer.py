@@ -244,6 +244,8 @@ class Importer:
             raise OnnxImportError("the ONNX model computes nothing from its input")
         self.graph.set_outputs(outputs)
         self.graph.build(shapes if len(shapes) > 1 else shapes[0], seed=0)
+        if all(vi.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE for vi in inputs):
+            self.graph.astype(np.float64)   # a float64 model computes in float64
         self._attach_weights()
         return self.graph
 
