@@ -315,19 +315,19 @@ def _model(nodes, inits=(), x_shape=("N", 3, 4, 4), opset=17, out="y", out_shape
 
 def test_every_unsupported_operator_is_listed_in_one_error(cconv_onnx):
     nodes = [helper.make_node("Relu", ["x"], ["a"], name="ok"),
-             helper.make_node("Erf", ["a"], ["b"], name="erf1"),
-             helper.make_node("Exp", ["b"], ["c"], name="exp1"),
-             helper.make_node("Erf", ["c"], ["d"], name="erf2"),
-             helper.make_node("ReduceMean", ["d"], ["y"], name="mean", keepdims=0)]
+             helper.make_node("Hardmax", ["a"], ["b"], name="hardmax1"),
+             helper.make_node("Shrink", ["b"], ["c"], name="shrink1"),
+             helper.make_node("Hardmax", ["c"], ["d"], name="hardmax2"),
+             helper.make_node("Celu", ["d"], ["y"], name="celu")]
     with pytest.raises(cconv_onnx.OnnxImportError) as info:
         cconv_onnx.import_onnx(_model(nodes))
     msg = str(info.value)
     assert "3 operator(s)" in msg and "nothing was imported" in msg
-    assert "Erf: 2 node(s), e.g. erf1, erf2" in msg
-    assert "Exp: 1 node(s), e.g. exp1" in msg and "ReduceMean" in msg
-    assert "Relu:" not in msg
+    assert "Hardmax (unsupported operator): 2 node(s), e.g. hardmax1, hardmax2" in msg
+    assert "Shrink (unsupported operator): 1 node(s), e.g. shrink1" in msg and "Celu" in msg
+    assert "Relu (" not in msg
     assert cconv_onnx.unsupported_operators(_model(nodes)) == {
-        "Erf": ["erf1", "erf2"], "Exp": ["exp1"], "ReduceMean": ["mean"]}
+        "Hardmax": ["hardmax1", "hardmax2"], "Shrink": ["shrink1"], "Celu": ["celu"]}
 
 
 def test_custom_domain_operator_is_reported_with_its_domain(cconv_onnx):
@@ -361,9 +361,11 @@ def test_malformed_graph_raises_clear_error(cconv_onnx):
 @pytest.mark.parametrize("nodes, inits, match", [
     ([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")],
      [onnx.numpy_helper.from_array(np.int64([-1, 16]), "s")], "batch axis"),
-    ([helper.make_node("Transpose", ["x"], ["y"], name="t", perm=[1, 0, 2, 3])], [],
-     "moves the batch axis"),
-    ([helper.make_node("Flatten", ["x"], ["y"], name="f", axis=2)], [], "axis=1"),
+    # a transposed batch axis is followed now; reducing over it is not
+    ([helper.make_node("Transpose", ["x"], ["t"], name="t", perm=[1, 0, 2, 3]),
+      helper.make_node("ReduceMax", ["t"], ["y"], name="rs", axes=[1])], [],
+     "axes=1 is the batch axis"),
+    ([helper.make_node("Flatten", ["x"], ["y"], name="f", axis=2)], [], "mix the batch axis"),
     ([helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
      [], "must be a constant"),
     ([helper.make_node("Resize", ["x", "", "sc"], ["y"], name="rs", mode="cubic")],
@@ -398,7 +400,12 @@ def test_weights_from_constant_nodes(cconv_onnx, rng):
              helper.make_node("Conv", ["x", "w"], ["h"], name="conv", pads=[1, 1, 1, 1]),
              helper.make_node("Mul", ["h", "s"], ["y"], name="mul")]
     net = cconv_onnx.import_onnx(_model(nodes))
-    np.testing.assert_array_equal(net["conv"].params["weight"], w)
+    # the channel scale is a weight: folded into the conv's (trainable) weights and bias
+    np.testing.assert_allclose(net["conv"].params["weight"], w * scale.reshape(2, 1, 1, 1),
+                               rtol=1e-6)
+    assert [n for n, _ in net.layers()] == ["conv"]
+    assert net.onnx_import_report["folded"] == [
+        "mul: Mul of a constant (1, 2, 1, 1) into the weights and bias of conv"]
     x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
     expected = cconv.ops.conv2d(x, w, padding=1) * scale
     np.testing.assert_allclose(net(x), expected, rtol=1e-5, atol=1e-6)
@@ -443,12 +450,12 @@ def test_cli_import_saves_a_loadable_net(cconv_onnx, rng, tmp_path, capsys):
 def test_cli_import_reports_errors_with_exit_code(cconv_onnx, tmp_path, capsys):
     from cconv.cli import main
 
-    nodes = [helper.make_node("Erf", ["x"], ["y"], name="e")]
+    nodes = [helper.make_node("Hardmax", ["x"], ["y"], name="e")]
     src = tmp_path / "bad.onnx"
     onnx.save(_model(nodes), src)
     assert main(["import", str(src), "-o", str(tmp_path / "o.safetensors")]) == 1
     err = capsys.readouterr().err
-    assert "Erf" in err and "cconv import: error" in err
+    assert "Hardmax" in err and "cconv import: error" in err
     assert not (tmp_path / "o.safetensors").exists()
     assert main(["import", str(tmp_path / "model.h5")]) == 1
     assert "no weight loader" in capsys.readouterr().err
