@@ -34,6 +34,8 @@ def _graph_of(case, dtype, relu_before=False, relu_after=False):
 @pytest.mark.parametrize("case", CASES, ids=repr)
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # x / relu(x) divides by 0
 def test_compiled_equals_uncompiled_for_every_layer(case, around, dtype, rng):
+    if around == "relu_after" and getattr(case.make(), "moves_batch_axis", False):
+        pytest.skip("a layer that moves the batch axis is a graph output, read by nothing")
     g, layer = _graph_of(case, dtype, around == "relu_before", around == "relu_after")
     relu = nn.ReLU()
     for batch in (case.batch, 1):   # a second shape: a second plan

@@ -7,7 +7,6 @@ abs) sit beside the activations exporters write as their own operators (elu,
 selu, softplus, softsign, mish, gelu exact and tanh-approximated).
 """
 import numpy as np
-from scipy import special
 
 from . import _util
 from .base import Layer
@@ -15,6 +14,15 @@ from .base import Layer
 _SELU_ALPHA = 1.6732632423543772
 _SELU_GAMMA = 1.0507009873554805
 _GELU_C = np.sqrt(2.0 / np.pi)
+
+
+def _erf(x):
+    from scipy import special   # on first use: scipy's import costs a net that needs no erf
+    return special.erf(x)
+
+
+def _expit(x):
+    return 0.5 * (1 + np.tanh(0.5 * x))   # the logistic function, no overflow
 
 
 def _softplus(x):
@@ -28,7 +36,7 @@ def _tanh_gelu_inner(x):
 def _mish_derivative(x, y, a, g):
     sp = _softplus(x)
     t = np.tanh(sp)
-    return t + x * (1 - t * t) * special.expit(x)
+    return t + x * (1 - t * t) * _expit(x)
 
 
 def _gelu_tanh_derivative(x, y, a, g):
@@ -44,19 +52,19 @@ FUNCTIONS = {
     "log": (lambda x, a, g: np.log(x), lambda x, y, a, g: 1 / x),
     "sqrt": (lambda x, a, g: np.sqrt(x), lambda x, y, a, g: 0.5 / y),
     "reciprocal": (lambda x, a, g: 1 / x, lambda x, y, a, g: -y * y),
-    "erf": (lambda x, a, g: special.erf(x),
+    "erf": (lambda x, a, g: _erf(x),
             lambda x, y, a, g: (2 / np.sqrt(np.pi)) * np.exp(-x * x)),
     "pow": (lambda x, a, g: np.power(x, a), lambda x, y, a, g: a * np.power(x, a - 1)),
     "elu": (lambda x, a, g: np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
             lambda x, y, a, g: np.where(x > 0, 1, y + a)),
     "selu": (lambda x, a, g: g * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0))),
              lambda x, y, a, g: np.where(x > 0, g, y + g * a)),
-    "softplus": (lambda x, a, g: _softplus(x), lambda x, y, a, g: special.expit(x)),
+    "softplus": (lambda x, a, g: _softplus(x), lambda x, y, a, g: _expit(x)),
     "softsign": (lambda x, a, g: x / (1 + np.abs(x)),
                  lambda x, y, a, g: 1 / (1 + np.abs(x)) ** 2),
     "mish": (lambda x, a, g: x * np.tanh(_softplus(x)), _mish_derivative),
-    "gelu": (lambda x, a, g: 0.5 * x * (1 + special.erf(x / np.sqrt(2))),
-             lambda x, y, a, g: 0.5 * (1 + special.erf(x / np.sqrt(2)))
+    "gelu": (lambda x, a, g: 0.5 * x * (1 + _erf(x / np.sqrt(2))),
+             lambda x, y, a, g: 0.5 * (1 + _erf(x / np.sqrt(2)))
              + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)),
     "gelu_tanh": (lambda x, a, g: 0.5 * x * (1 + np.tanh(_tanh_gelu_inner(x))),
                   _gelu_tanh_derivative),
