@@ -8,6 +8,8 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper
 from onnx_models import Builder
 
+import cconv
+
 cconv_onnx = pytest.importorskip("cconv_onnx")
 
 
@@ -195,3 +197,47 @@ def test_batch_axis_reduction_is_refused_with_the_reason():
     model, _ = _model(lambda b, x: b.op("ReduceSum", [x], axes=[0]), (3,), 11)
     with pytest.raises(cconv_onnx.OnnxImportError, match="batch axis"):
         cconv_onnx.import_onnx(model)
+
+
+# ---------------------------------------------------------------- imported weights train
+
+def _conv_then(b, x, op, const_shape, rng):
+    h = b.op("Conv", [x, b.weight(4, 3, 3, 3)], pads=[1, 1, 1, 1])
+    return b.op(op, [h, b.const(rng.standard_normal(const_shape))])
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul", "Sub", "Div"])
+def test_a_conv_bias_or_scale_written_as_a_constant_op_folds_into_the_conv(op, oracle):
+    rng = np.random.default_rng(3)
+    model, _ = _model(lambda b, x: _conv_then(b, x, op, (1, 4, 1, 1), rng), (3, 5, 5))
+    net = cconv_onnx.import_onnx(model)
+    assert [type(layer).__name__ for _, layer in net.layers()] == ["Conv2d"]
+    assert net.onnx_import_report["folded"] and not net.onnx_import_report["trainable"]
+    assert all(net.layers()[0][1].trainable.values())   # weight and (new) bias train
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_weight_constant_that_cannot_fold_trains_and_a_scalar_stays_constant():
+    rng = np.random.default_rng(4)
+
+    def build(b, x):
+        h = b.op("Relu", [x])
+        h = b.op("Mul", [h, b.const(rng.uniform(0.5, 1.5, (3, 1, 1)))])   # after a ReLU
+        return b.op("Add", [h, b.const(np.float32(0.5))])                    # a scalar
+
+    model, _ = _model(build, (3, 4, 4))
+    net = cconv_onnx.import_onnx(model)
+    report = net.onnx_import_report
+    assert len(report["trainable"]) == 1 and "Mul constant (3, 1, 1)" in report["trainable"][0]
+    assert len(report["constant"]) == 1 and "Add constant ()" in report["constant"][0]
+    trainable = dict(net.named_parameters(trainable_only=True))
+    assert len(trainable) == 1 and next(iter(trainable.values())).shape == (3, 1, 1)
+    # a step of training moves it, and leaves the scalar alone
+    before = {n: p.copy() for n, p in net.named_parameters()}
+    x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    y = net.forward(x, training=True)
+    net.backward(np.ones_like(y), input_grads=False)
+    cconv.optim.SGD(net, lr=0.1).step()
+    changed = [n for n, p in net.named_parameters() if not np.array_equal(p, before[n])]
+    assert changed == list(trainable)
