@@ -70,6 +70,10 @@ def run_import(args):
         print(f"cconv import: error: {exc}", file=sys.stderr)
         return 1
     print(net.summary())
+    # what became of the model's constant operands (the ONNX importer's report)
+    for kind, notes in getattr(net, "onnx_import_report", {}).items():
+        if notes:
+            print(f"{len(notes)} constant(s) {kind}: " + "; ".join(notes))
     io.save(net, output, metadata={"imported_from": os.path.basename(args.model)})
     print(f"saved {output}")
     return 0
