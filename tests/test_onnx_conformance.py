@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("onnx")
 cconv_onnx = pytest.importorskip("cconv_onnx")
 
-from onnx_conformance import OUT_OF_SCOPE, cases, run_case  # noqa: E402
+from onnx_conformance import OUT_OF_SCOPE, cases, run_case
 
 CASES = cases()
 IN_SCOPE = [c for c in CASES if c[1] not in OUT_OF_SCOPE]

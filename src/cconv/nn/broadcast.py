@@ -113,19 +113,21 @@ class Pow(_Broadcasting):
         return _unbroadcast(ga, a.shape).reshape(sa), _unbroadcast(gb, b.shape).reshape(sb)
 
 
+_COMPARISONS = {"equal": np.equal, "less": np.less, "greater": np.greater,
+                "less_equal": np.less_equal, "greater_equal": np.greater_equal}
+
+
 class Compare(_Broadcasting):
     """A 0/1 mask of a == b, a < b, a > b, a <= b or a >= b; no gradient flows through it.
 
     With value (a fixed number or array), one input is compared with it: x op value.
     """
     num_inputs = 2
-    OPS = {"equal": np.equal, "less": np.less, "greater": np.greater,
-           "less_equal": np.less_equal, "greater_equal": np.greater_equal}
 
     def __init__(self, op, value=None):
         super().__init__()
-        if op not in self.OPS:
-            raise ValueError(f"op must be one of {sorted(self.OPS)}, got {op!r}")
+        if op not in _COMPARISONS:
+            raise ValueError(f"op must be one of {sorted(_COMPARISONS)}, got {op!r}")
         self.op = op
         self.value = None
         if value is not None:
@@ -151,7 +153,7 @@ class Compare(_Broadcasting):
             a = _float(a)
             b = self.value.astype(a.dtype).reshape((1,) + self.value.shape)
         a2, b2 = _aligned(self.type_name, [a, b])
-        y = self.OPS[self.op](a2, b2).astype(np.result_type(a2, b2))
+        y = _COMPARISONS[self.op](a2, b2).astype(np.result_type(a2, b2))
         if training:
             self._saved = (np.shape(a), np.shape(b))
         return y

@@ -17,7 +17,9 @@ _GELU_C = np.sqrt(2.0 / np.pi)
 
 
 def _erf(x):
-    from scipy import special   # on first use: scipy's import costs a net that needs no erf
+    # imported on first use: scipy's import would slow down every net that needs no erf
+    from scipy import special
+
     return special.erf(x)
 
 
