@@ -142,6 +142,7 @@ def test_nary_broadcasts_a_batch_of_one_and_sums_its_gradient(rng):
     layer = nn.Nary("sum")
     np.testing.assert_array_equal(layer.forward(a, b, training=True), a + b)
     ga, gb = layer.backward(np.ones((3, 4)))
+    np.testing.assert_array_equal(ga, np.ones((3, 4)))
     np.testing.assert_array_equal(gb, np.full((1, 4), 3.0))
 
 
