@@ -387,6 +387,8 @@ def reshape(im, node, attrs):
 def flatten(im, node, attrs):
     x = im.dynamic(node)
     axis = int(attrs.get("axis", 1)) % max(len(x.shape), 1)
+    if axis == 1 and not batch_axis(im, x):
+        return im.add(node, nn.Flatten(), [x])   # any per-sample size (and a view when compiled)
     return reshape_to(im, node, x, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
 
 
