@@ -241,3 +241,15 @@ def test_a_weight_constant_that_cannot_fold_trains_and_a_scalar_stays_constant()
     cconv.optim.SGD(net, lr=0.1).step()
     changed = [n for n, p in net.named_parameters() if not np.array_equal(p, before[n])]
     assert changed == list(trainable)
+
+
+@pytest.mark.parametrize("name", ["attention_batch_axis_moves", "transpose_batch_to_output",
+                                  "where_less", "layernorm", "split_three"])
+def test_imported_vision_layers_save_and_load_by_config(name, tmp_path):
+    build, shape, opset = (CASES[name] + (17,))[:3]
+    model, _ = _model(build, shape, opset)
+    net = cconv_onnx.import_onnx(model)
+    cconv.save(net, tmp_path / "m.safetensors")
+    again = cconv.load(tmp_path / "m.safetensors")
+    x = np.random.default_rng(2).standard_normal((3,) + shape).astype(np.float32)
+    np.testing.assert_array_equal(again(x), net(x))
