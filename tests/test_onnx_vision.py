@@ -124,6 +124,13 @@ CASES = {
     # attention: the batch axis moves past others and comes back (PP-OCR's SVTR block)
     "attention_batch_axis_moves": (lambda b, x: _attention(b, x), (5, 12), 13),
     "transpose_batch_to_output": (_one("Transpose", perm=[1, 0, 2]), (3, 4)),
+    # constants through the new ops fold at import (onnx's reference evaluates them)
+    "constant_subgraph_folds": (lambda b, x: b.op("Add", [x, b.op("Expand", [b.op(
+        "Exp", [_c(b, [0.5, 1.0, -1.0, 2.0])]), _i(b, [3, 4])])]), (3, 4)),
+    # a (T, N, C) sequence head: linear, softmax, mean and a constant on the moved layout
+    "sequence_first_head": (lambda b, x: b.op("ReduceMean", [b.op("Softmax", [b.op(
+        "Add", [b.op("MatMul", [b.op("Transpose", [x], perm=[1, 0, 2]), b.weight(4, 6)]),
+                _c(b, 0.5)])], axis=-1)], axes=[2]), (3, 4), 13),
 }
 
 

@@ -127,7 +127,9 @@ def same_layout(convert):
         if any(np.size(im.value(node, i)) > 1 for i in consts if node.op_type not in
                ("MatMul", "Clip", "PRelu", "Reshape", "Pad")):
             _fail(node, "a constant operand of a value whose batch axis moved")
-        if node.op_type == "MatMul" and b >= len(xs[0].shape) - 2:
+        # a constant right operand is a Linear on the last axis: rows may hold the batch
+        matrix_axes = 2 if len(xs) == 2 else 1
+        if node.op_type == "MatMul" and b >= len(xs[0].shape) - matrix_axes:
             _fail(node, f"the batch axis {b} is a matrix axis of {xs[0].shape}")
         values = im.values
         saved = {n: values[n] for n in node.input if n and hasattr(values[n], "source")}
