@@ -60,6 +60,9 @@ def torch_module(layer):
         return tnn.LeakyReLU(layer.negative_slope)
     if name == "PReLU":
         return tnn.PReLU(layer.num_parameters, layer.init)
+    if name == "Softmax" and layer.flatten:   # ONNX opset < 13: over all axes from axis on
+        return _Lambda(lambda x: torch.softmax(x.flatten(start_dim=layer.axis),
+                                               dim=layer.axis).reshape(x.shape))
     if name == "Softmax":
         return tnn.Softmax(dim=layer.axis)
     if name == "Linear":
