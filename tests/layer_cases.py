@@ -150,6 +150,8 @@ CASES = [
     Case("pow_two_inputs", lambda: nn.Pow(), [(3, 4), (4,)], "positive"),
     Case("compare_less", lambda: nn.Compare("less"), [(3, 4), (3, 4)]),
     Case("where", lambda: nn.Where(), [(3, 4), (3, 4), (4,)]),
+    Case("where_constant_mask",
+         lambda: nn.Where({"condition": [[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]}), [(2, 3), (3,)]),
     *[Case(f"reduce_{op}", (lambda op=op: nn.Reduce(op, axes=(-1,), keepdims=False)),
            [(3, 4)], "distinct" if op in ("max", "min") else "normal")
       for op in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square",

@@ -84,6 +84,8 @@ CASES = {
                                                b.op("Exp", [x])]), (3, 4)),
     "where_const_fill": (lambda b, x: b.op("Where", [b.op("Equal", [x, x]), x,
                                                      _c(b, -1e4)]), (2, 4)),
+    "masked_fill_minus_inf": (lambda b, x: b.op("Softmax", [b.op("Where", [
+        _c(b, [True, False, True, True], np.bool_), x, _c(b, -np.inf)])], axis=-1), (3, 4)),
     "greater_mask_mul": (lambda b, x: b.op("Mul", [x, b.op("Cast", [
         b.op("Greater", [x, b.op("Neg", [x])])], to=1)]), (3, 4)),
     # normalisation

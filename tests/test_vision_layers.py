@@ -165,3 +165,12 @@ def test_move_batch_axis_round_trips(rng):
     y = layer.forward(x, training=True)
     assert y.shape == (3, 4, 2) and layer.moves_batch_axis
     np.testing.assert_array_equal(layer.backward(y), x)
+
+
+def test_where_fills_with_a_constant_minus_infinity(rng):
+    x = rng.standard_normal((2, 3))
+    layer = nn.Where({"condition": [1.0, 0.0, 1.0], "y": -np.inf})
+    y = layer.forward(x, training=True)
+    np.testing.assert_array_equal(y, np.where([True, False, True], x, -np.inf))
+    np.testing.assert_array_equal(layer.backward(np.ones((2, 3))), [[1, 0, 1]] * 2)
+    assert nn.Where.from_config(layer.get_config()).get_config() == layer.get_config()

@@ -168,21 +168,64 @@ class Compare(_Broadcasting):
 class Where(_Broadcasting):
     """x where the condition (a mask: non-zero is true) holds, else y; all three broadcast.
 
-    Inputs are (condition, x, y), as ONNX orders them; the condition gets a zero gradient.
+    Inputs are (condition, x, y), as ONNX orders them; the condition gets a zero
+    gradient. constants fixes some of them to per-sample arrays ({"condition": ...,
+    "x": ..., "y": ...}; -inf allowed, as in masked_fill(mask, -inf)): the layer then
+    takes the others, in that order.
     """
-    num_inputs = 3
+    ROLES = ("condition", "x", "y")
 
-    def forward(self, cond, x, y, training=False):
+    def __init__(self, constants=None):
+        super().__init__()
+        constants = dict(constants or {})
+        unknown = set(constants) - set(self.ROLES)
+        if unknown:
+            raise ValueError(f"constants may name {self.ROLES}, got {sorted(unknown)}")
+        self.constants = {k: np.asarray(v, np.float64) for k, v in constants.items()}
+        if any(np.isnan(v).any() for v in self.constants.values()):
+            raise ValueError("constants must not hold NaN")
+        self.num_inputs = 3 - len(self.constants)
+        if self.num_inputs < 1:
+            raise ValueError("Where needs at least one input that is not a constant")
+
+    def get_config(self):
+        if not self.constants:
+            return {}
+        return {"constants": {k: v.tolist() for k, v in self.constants.items()}}
+
+    def _triple(self, items, batched):
+        """(condition, x, y) from the inputs (per-sample shapes or arrays) and the constants."""
+        items, out = list(items), []
+        for role in self.ROLES:
+            if role in self.constants:
+                c = self.constants[role]
+                out.append(c.reshape((1,) + c.shape) if batched else c.shape)
+            else:
+                out.append(items.pop(0))
+        return out
+
+    def output_shape(self, input_shapes):
+        self.check_num_inputs(input_shapes)
+        return _broadcast(self.type_name, self._triple(_util.as_shapes(input_shapes), False))
+
+    def forward(self, *inputs, training=False):
+        self.check_num_inputs(inputs)
+        dtype = np.result_type(*[_float(x) for x in inputs])
+        cond, x, y = self._triple(inputs, True)
         c, x2, y2 = _aligned(self.type_name, [cond, x, y])
         mask = c != 0
-        out = np.where(mask, x2, y2).astype(np.result_type(x2, y2), copy=False)
+        out = np.where(mask, x2, y2).astype(dtype, copy=False)
         if training:
-            self._saved = (mask, x2.shape, y2.shape, np.shape(cond), np.shape(x), np.shape(y))
+            self._saved = (mask, x2.shape, y2.shape, [np.shape(v) for v in inputs])
         return out
 
     def backward(self, grad_out):
-        mask, ax, ay, sc, sx, sy = _util.saved(self)
+        mask, ax, ay, shapes = _util.saved(self)
         g = np.asarray(grad_out)
-        gx = _unbroadcast(np.where(mask, g, 0), ax).reshape(sx)
-        gy = _unbroadcast(np.where(mask, 0, g), ay).reshape(sy)
-        return np.zeros(sc, g.dtype), gx.astype(g.dtype), gy.astype(g.dtype)
+        grads = {"condition": None,
+                 "x": _unbroadcast(np.where(mask, g, 0), ax).astype(g.dtype),
+                 "y": _unbroadcast(np.where(mask, 0, g), ay).astype(g.dtype)}
+        roles = [r for r in self.ROLES if r not in self.constants]
+        out = tuple(np.zeros(s, g.dtype) if r == "condition" else grads[r].reshape(s)
+                    for r, s in zip(roles, shapes))
+        return out if len(out) > 1 else out[0]

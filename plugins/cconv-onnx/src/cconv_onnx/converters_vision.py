@@ -237,16 +237,10 @@ def compare(im, node, attrs):
 
 def where(im, node, attrs):
     args = [im.value(node, i) for i in range(3)]
-    if not all(hasattr(a, "source") for a in args):
-        x = next(a for a in args if hasattr(a, "source"))
-        # constants join as broadcast activations: x * 0 + c (x's batch, c's values)
-        for i, a in enumerate(args):
-            if not hasattr(a, "source"):
-                c = _per_sample(node, x, np.asarray(a, np.float64))
-                zero = im.add(node, nn.ConstantOp("mul", value=0.0), [x], suffix=f"_zero{i}")
-                args[i] = im.add(node, nn.ConstantOp("add", value=c), [zero],
-                                 suffix=f"_const{i}")
-    return im.add(node, nn.Where(), args)
+    xs = [a for a in args if hasattr(a, "source")]
+    constants = {role: _per_sample(node, xs[0], np.asarray(a, np.float64))
+                 for role, a in zip(nn.Where.ROLES, args) if not hasattr(a, "source")}
+    return im.add(node, nn.Where(constants), xs)
 
 
 # ------------------------------------------------------------------ normalisation
