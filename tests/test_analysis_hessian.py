@@ -205,6 +205,12 @@ LAYER_NETS = {
                               nn.Linear(8, 3), shape=(2, 6, 6)),
     "softmax_layer": lambda: make(nn.Conv2d(2, 3, 3, groups=1, dilation=2), nn.Softmax(1),
                                   nn.Flatten(), nn.Linear(12, 3), shape=(2, 6, 6)),
+    # ONNX opset < 13: over channels and positions together
+    "softmax_flatten": lambda: make(nn.Conv2d(2, 3, 3, dilation=2), nn.Softmax(1, flatten=True),
+                                    nn.Flatten(), nn.Linear(12, 3), shape=(2, 6, 6)),
+    # no rule of its own (not a Softmax): the local finite-difference fallback
+    "log_softmax": lambda: make(nn.Conv2d(2, 3, 3, dilation=2), nn.LogSoftmax(1),
+                                nn.Flatten(), nn.Linear(12, 3), shape=(2, 6, 6)),
     "grouped": lambda: make(nn.Conv2d(2, 4, 3, groups=2, padding="same"), nn.Tanh(),
                             nn.GlobalAvgPool(), nn.Linear(4, 3), shape=(2, 6, 6)),
 }

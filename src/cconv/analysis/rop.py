@@ -208,17 +208,30 @@ class ElementwiseRule:
 class SoftmaxRule:
     """y = softmax(x) along an axis: J = diag(y) - y y^T, symmetric."""
 
+    @staticmethod
+    def _rows(layer, a, axis):
+        """a with the softmax's axes last and merged (flatten=True: all from axis on)."""
+        if a is None or not getattr(layer, "flatten", False):
+            return a
+        return a.reshape(a.shape[:axis] + (-1,))
+
     def forward(self, layer, xs, rxs, p, rp, mode, state):
         (x,), (rx,) = xs, rxs
         axis = layer.axis % x.ndim
         y = layer.forward(x)
         ry = None
         if rx is not None:
-            ry = y * (rx - (y * rx).sum(axis=axis, keepdims=True))
+            yr, rxr = self._rows(layer, y, axis), self._rows(layer, rx, axis)
+            ax = -1 if getattr(layer, "flatten", False) else axis
+            ry = (yr * (rxr - (yr * rxr).sum(axis=ax, keepdims=True))).reshape(y.shape)
         return y, ry, (y, ry, axis)
 
     def backward(self, layer, ctx, g, rg, p, rp, need_input):
         y, ry, axis = ctx
+        shape = y.shape
+        y, ry, g, rg = (self._rows(layer, a, axis) for a in (y, ry, g, rg))
+        if getattr(layer, "flatten", False):
+            axis = -1
         gy = (g * y).sum(axis=axis, keepdims=True)
         dx = y * (g - gy)
         rdx = None
@@ -226,7 +239,7 @@ class SoftmaxRule:
             rdx = y * (rg - (rg * y).sum(axis=axis, keepdims=True))
         if ry is not None:
             rdx = _acc(rdx, ry * (g - gy) - y * (g * ry).sum(axis=axis, keepdims=True))
-        return [dx], [rdx], {}, {}
+        return [dx.reshape(shape)], [None if rdx is None else rdx.reshape(shape)], {}, {}
 
 
 class PReLURule:

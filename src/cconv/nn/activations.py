@@ -211,12 +211,9 @@ class HardSwish(_Activation):
         return grad_out * d
 
 
-class Softmax(_Activation):
-    """Softmax along axis (batch axis included, so axis=1 is the channel axis).
-
-    flatten=True takes it over all axes from axis on together, as ONNX Softmax
-    before opset 13 does (the input seen as 2-D, split at axis).
-    """
+class _SoftmaxLike(_Activation):
+    """Softmax-shaped layers: one normalisation along axis (or all axes from it, flatten)."""
+    type_name = None
 
     def __init__(self, axis=1, flatten=False):
         super().__init__()
@@ -264,7 +261,16 @@ class Softmax(_Activation):
         return (gy - yr * gy.sum(axis=axis, keepdims=True)).reshape(y.shape)
 
 
-class LogSoftmax(Softmax):
+class Softmax(_SoftmaxLike):
+    """Softmax along axis (batch axis included, so axis=1 is the channel axis).
+
+    flatten=True takes it over all axes from axis on together, as ONNX Softmax
+    before opset 13 does (the input seen as 2-D, split at axis).
+    """
+
+
+# not a Softmax subclass: rules keyed by class (the R-operator's) must not take it for one
+class LogSoftmax(_SoftmaxLike):
     """log(Softmax(x)) along axis, computed stably; flatten as Softmax's."""
 
     def _from_shifted(self, z, axis, dtype):
