@@ -262,3 +262,16 @@ def test_imported_vision_layers_save_and_load_by_config(name, tmp_path):
     again = cconv.load(tmp_path / "m.safetensors")
     x = np.random.default_rng(2).standard_normal((3,) + shape).astype(np.float32)
     np.testing.assert_array_equal(again(x), net(x))
+
+
+@pytest.mark.parametrize("name", ["attention_batch_axis_moves", "sequence_first_head",
+                                  "layernorm_as_reducemean_pow_sqrt_div", "masked_fill_minus_inf"])
+def test_imported_graph_gradients_match_finite_differences(name):
+    from cconv.gradcheck import check_gradients
+
+    build, shape, opset = (CASES[name] + (17,))[:3]
+    model, _ = _model(build, shape, opset)
+    net = cconv_onnx.import_onnx(model).astype(np.float64)
+    x = np.random.default_rng(5).standard_normal((2,) + shape)
+    errors = check_gradients(net, [x], params=net.named_parameters(trainable_only=True))
+    assert "input0" in errors
