@@ -364,7 +364,7 @@ def test_malformed_graph_raises_clear_error(cconv_onnx):
     # a transposed batch axis is followed now; reducing over it is not
     ([helper.make_node("ReduceMax", ["x"], ["y"], name="rs", axes=[0])], [],
      "axes=0 is the batch axis"),
-    ([helper.make_node("Flatten", ["x"], ["y"], name="f", axis=2)], [], "mix the batch axis"),
+    ([helper.make_node("Flatten", ["x"], ["y"], name="f", axis=2)], [], "axis=1"),
     ([helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
      [], "must be a constant"),
     ([helper.make_node("Resize", ["x", "", "sc"], ["y"], name="rs", mode="cubic")],

@@ -566,6 +566,23 @@ EXISTING_LAYOUT_FREE = {"Relu", "Sigmoid", "Tanh", "HardSwish", "LeakyRelu", "Cl
                         "Div", "MatMul"}
 
 
+def batch_first_or(original, convert):
+    """original (converters.py's) where every input keeps its batch axis first and it
+    succeeds, else convert (which follows a moved batch axis): the common case keeps
+    the original's rules, a model that moves the batch axis gets this module's."""
+    def converted(im, node, attrs):
+        if any(batch_axis(im, v) for v in _dynamic_inputs(im, node)):
+            return convert(im, node, attrs)
+        try:
+            return original(im, node, attrs)
+        except OnnxImportError as refused:
+            try:
+                return convert(im, node, attrs)
+            except OnnxImportError:
+                raise refused from None
+    return converted
+
+
 def weights_train(convert):
     """convert of Add/Sub/Mul/Div where a float constant operand of several values is a
     weight: folded into the conv before it where it can be, else a trainable ConstantOp."""
@@ -620,6 +637,7 @@ def extend(converters):
                   for op in ("Add", "Sub", "Mul", "Div")})
     table.update({op: same_layout(fn) for op, fn in LAYOUT_FREE.items()})
     table.update({op: guard(fn) for op, fn in CHANNEL_OPS.items()})
-    table.update(LAYOUT_AWARE)
+    table.update({op: batch_first_or(converters[op], fn) if op in converters else fn
+                  for op, fn in LAYOUT_AWARE.items()})
     converters.clear()
     converters.update(table)
