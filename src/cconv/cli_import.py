@@ -1,7 +1,8 @@
 """`cconv import`: turn a foreign model file into a saved cconv network.
 
     cconv import mobilenet.onnx -o mobilenet.safetensors
-    cconv import model.onnx --input-shape input=3,224,224     # unknown ONNX input sizes
+    cconv import detector.onnx                                # open H, W stay open
+    cconv import model.onnx --input-shape input=3,224,224     # where a Reshape fixes them
 
 The format is found by the file's suffix among the registered weight
 loaders; a loader that can rebuild the whole network offers
@@ -23,8 +24,10 @@ def add_parser(subparsers):
     p.add_argument("-o", "--output", default=None,
                    help="where to save (default: the model path with .safetensors)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=C,H,W",
-                   help="per-sample shape of an input whose size the file leaves open "
-                        "(repeat for several inputs)")
+                   help="per-sample shape to build an input at; needed only where the "
+                        "model fixes a size the file leaves open (the error names the "
+                        "node), and the net then runs that size only (repeat for several "
+                        "inputs)")
     p.set_defaults(func=run_import)
     return p
 

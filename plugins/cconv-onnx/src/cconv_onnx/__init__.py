@@ -33,9 +33,11 @@ _LAZY = {"CONVERTERS": ".converters", "SUPPORTED_OPS": ".importer",
 def import_onnx(source, input_shapes=None):
     """A built cconv.Graph computing the ONNX model `source` (path, bytes or ModelProto).
 
-    input_shapes: {input name: per-sample shape} for inputs whose ONNX shape is
-    not fully known. Every unsupported operator is listed in one
-    OnnxImportError before anything is imported.
+    Axes the file leaves open stay free (net.input_spec shows None). input_shapes:
+    {input name: per-sample shape} to build at, needed only where a node fixes an
+    open size (the error names it); the net then runs that size only. Every
+    unsupported operator is listed in one OnnxImportError before anything is
+    imported.
     """
     from .importer import import_onnx as run
 
