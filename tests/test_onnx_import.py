@@ -530,28 +530,53 @@ def _open_model(nodes, inits=(), out_shape=None):
     return _model(nodes, inits, x_shape=("N", 2, "H", "W"), out_shape=out_shape)
 
 
-def test_a_reshape_that_fixes_an_open_size_asks_for_it(cconv_onnx, rng):
-    # the target is computed from the input's shape: H*W folds to a literal per size
-    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
-             helper.make_node("Gather", ["s", "i2"], ["h"], name="gather_h", axis=0),
-             helper.make_node("Gather", ["s", "i3"], ["w"], name="gather_w", axis=0),
-             helper.make_node("Mul", ["h", "w"], ["p"], name="prod"),
+def _shape_product_reshape(unflatten):
+    """x (N, 2, H, W) -> Reshape to [0, 0, H*W] with H*W computed from Shape, as exporters
+    write x.view(n, c, h * w); unflatten: then back to [0, 0, H, W] the same way."""
+    def gather(i, out):
+        return helper.make_node("Gather", ["s", i], [out], name=f"gather_{out}", axis=0)
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"), gather("i2", "h"),
+             gather("i3", "w"), helper.make_node("Mul", ["h", "w"], ["p"], name="prod"),
              helper.make_node("Unsqueeze", ["p", "ax"], ["p1"], name="unsq"),
              helper.make_node("Concat", ["zero", "p1"], ["t"], name="cat", axis=0),
              helper.make_node("Reshape", ["x", "t"], ["r"], name="flat"),
-             helper.make_node("Relu", ["r"], ["y"], name="relu")]
+             helper.make_node("Relu", ["r"], ["y" if not unflatten else "f"], name="relu")]
+    if unflatten:
+        nodes += [helper.make_node("Unsqueeze", ["h", "ax"], ["h1"], name="unsq_h"),
+                  helper.make_node("Unsqueeze", ["w", "ax"], ["w1"], name="unsq_w"),
+                  helper.make_node("Concat", ["zero", "h1", "w1"], ["t2"], name="cat2",
+                                   axis=0),
+                  helper.make_node("Reshape", ["f", "t2"], ["y"], name="unflat")]
     inits = [onnx.numpy_helper.from_array(np.int64(2), "i2"),
              onnx.numpy_helper.from_array(np.int64(3), "i3"),
              onnx.numpy_helper.from_array(np.int64([0]), "ax"),
              onnx.numpy_helper.from_array(np.int64([0, 0]), "zero")]
-    model = _open_model(nodes, inits)
+    return _open_model(nodes, inits)
+
+
+def test_a_reshape_target_computed_from_the_size_is_made_size_free(cconv_onnx, rng):
+    model = _shape_product_reshape(unflatten=False)
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec == {"x": (None, 2, None, None)}
+    assert [layer.shape for _, layer in net.layers() if layer.type_name == "Reshape"] == \
+        [(2, -1)]
+    for hw in [(5, 4), (9, 13)]:
+        x = rng.standard_normal((3, 2) + hw).astype(np.float32)
+        np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], rtol=1e-6)
+
+
+def test_a_reshape_cconv_cannot_follow_asks_for_the_size(cconv_onnx, rng):
+    model = _shape_product_reshape(unflatten=True)   # two sizes computed: H and W
     with pytest.raises(cconv_onnx.OnnxImportError,
-                       match=r"node 'flat'.*fixes the size.*input_shapes"):
+                       match=r"node 'unflat'.*fixes the size.*input_shapes"):
         cconv_onnx.import_onnx(model)
     net = cconv_onnx.import_onnx(model, input_shapes={"x": (2, 5, 4)})
     assert net.input_spec == {"x": (None, 2, 5, 4)}
     x = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
     np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], rtol=1e-6)
+    with pytest.raises(cconv.graph.GraphError, match="fixed dims"):
+        net(np.zeros((1, 2, 6, 4), np.float32))
 
 
 def test_resize_scale_inexact_in_float64_fixes_the_size(cconv_onnx):

@@ -12,7 +12,7 @@ import numpy as np
 
 from cconv import nn
 
-from .errors import OnnxImportError
+from .errors import OnnxImportError, SizeDependentError
 
 
 def _fail(node, why):
@@ -368,7 +368,22 @@ def reshape(im, node, attrs):
     if len(raw) > 1 and raw[0] != -1 and not attrs.get("allowzero", 0) and (
             0 in raw[1:] or -1 in raw[1:]):
         layer_shape = tuple(raw[1:])
-    return _reshape_to(im, node, x, target, layer_shape)
+    given = im.reshape_targets.get(node.name)
+    if given is not None:   # size-free form of a computed target; it must agree here too
+        try:
+            same = nn.Reshape(given).output_shape([x.shape[1:]]) == tuple(target[1:])
+        except ValueError:
+            same = False
+        if not same:
+            raise SizeDependentError(
+                f"node {node.name!r} (Reshape): its target {target} for input {x.shape} is "
+                f"computed from the input's size in a way cconv's Reshape (0: copy, -1: "
+                f"the rest) cannot follow", node.name)
+        layer_shape = given
+    y = _reshape_to(im, node, x, target, layer_shape)
+    if y is not x:
+        im.reshapes[y.source] = (x.shape, tuple(target))
+    return y
 
 
 def flatten(im, node, attrs):

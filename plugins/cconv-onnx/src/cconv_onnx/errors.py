@@ -5,6 +5,14 @@ class OnnxImportError(ValueError):
     """An ONNX model (or one of its nodes) that cconv cannot import; the message says why."""
 
 
+class SizeDependentError(OnnxImportError):
+    """A node whose size-free form fails at another traced size (node: its ONNX name)."""
+
+    def __init__(self, message, node):
+        super().__init__(message)
+        self.node = node
+
+
 def tensor_to_array(tensor):
     """numpy_helper.to_array, with onnx's errors on a corrupt tensor as OnnxImportError.
 

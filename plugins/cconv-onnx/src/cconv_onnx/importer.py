@@ -18,7 +18,7 @@ import onnx
 import cconv
 
 from .converters import CONVERTERS
-from .errors import OnnxImportError, tensor_to_array
+from .errors import OnnxImportError, SizeDependentError, tensor_to_array
 from .folding import CONSTANT_ONLY, FOLDERS, attributes, fold
 
 __all__ = [
@@ -37,6 +37,8 @@ PLACEHOLDER_SIZES = (64, 224, 32, 128, 512)
 #: layer depends on the size (parity, divisibility); two that import are enough
 CHECK_OFFSETS = (1, 2, 8, 32, 64)
 CHECKS = 2
+#: computed Reshape targets made size-free (and traced again) per import, at most
+MAX_REPAIRS = 32
 
 SUPPORTED_OPS = frozenset(CONVERTERS) | frozenset(FOLDERS) | {"Shape"}
 
@@ -119,9 +121,13 @@ def _tensor_dims(value_info):
 class Importer:
     """One import: the walk's state, and the helpers converters call."""
 
-    def __init__(self, model, input_shapes=None, arrays=None):
+    def __init__(self, model, input_shapes=None, arrays=None, reshape_targets=None):
         self.model = model
         self._arrays = {} if arrays is None else arrays   # initializers, shared by traces
+        # ONNX Reshape node -> per-sample target (0/-1) to use instead of its folded one
+        self.reshape_targets = reshape_targets or {}
+        self.reshapes = {}       # cconv node -> (input shape, full target) of each Reshape
+        self.onnx_node_of = {}   # cconv node -> the ONNX node it came from
         self.opset = _opset(model)
         self.values = {}              # ONNX tensor name -> np.ndarray | Dynamic
         self.graph = None
@@ -182,6 +188,7 @@ class Importer:
         except ValueError as exc:
             raise OnnxImportError(f"node {node.name!r} ({node.op_type}): {exc}") from exc
         self.graph.add(name, layer, inputs=[v.source for v in inputs])
+        self.onnx_node_of[name] = node.name
         if params:
             self.weights[name] = params
         return Dynamic(name, (self.batch,) + tuple(out))
@@ -435,6 +442,34 @@ def _import_any_size(model, given):
         raise OnnxImportError(f"{exc}\n(the open input sizes were traced at {shapes} and "
                               f"other sizes: pass input_shapes=, or cconv import "
                               f"--input-shape NAME=C,H,W, with a size the model takes)") from exc
+    overrides = {}   # ONNX Reshape node -> per-sample target with 0/-1 (see _merge_reshape)
+    for _ in range(MAX_REPAIRS):
+        difference = _check_other_sizes(model, importer, shapes, varied, arrays, overrides)
+        if difference is None:
+            return _pinned(importer, open_dims, all_open=False)
+        node, why, alt, other = difference
+        merged = None if other is None else _merge_reshape(importer, other, node)
+        if merged is None or importer.onnx_node_of[node] in overrides:
+            break
+        # a computed target (H*W as a literal per size): size-free, then traced again
+        overrides[importer.onnx_node_of[node]] = merged
+        try:
+            importer = Importer(model, shapes, arrays, overrides).walk()
+        except SizeDependentError as exc:
+            node, why = exc.node, str(exc)
+            break
+    if needs_size:
+        raise OnnxImportError(
+            f"node {node!r} fixes the size of the input(s) the file leaves open, or depends "
+            f"on it in a way cconv cannot follow (traced at {shapes} and {alt}: {why}); "
+            f"import it for one size with input_shapes={{name: per-sample shape}} (cconv "
+            f"import --input-shape NAME=C,H,W)")
+    return _pinned(Importer(model, shapes, arrays).walk(), open_dims, all_open=True)
+
+
+def _check_other_sizes(model, importer, shapes, varied, arrays, overrides):
+    """None when walks at other sizes make what importer made; else (node, why, the
+    other size, its importer) for the first node that differs."""
     signature, checked = importer.signature(), 0
     for offset in CHECK_OFFSETS if any(varied.values()) else ():
         alt = dict(shapes)
@@ -444,23 +479,40 @@ def _import_any_size(model, given):
                 base[i] += offset * (k + 1)
             alt[name] = tuple(base)
         try:
-            other = Importer(model, alt, arrays).walk().signature()
+            other = Importer(model, alt, arrays, overrides).walk()
+        except SizeDependentError as exc:   # a repaired Reshape that does not hold here
+            return exc.node, str(exc), alt, None
         except OnnxImportError:
             continue   # a size the model does not take (onnxruntime would refuse it too)
-        difference = _first_difference(signature, other)
+        difference = _first_difference(signature, other.signature())
         if difference is not None:
-            node, why = difference
-            if needs_size:
-                raise OnnxImportError(
-                    f"node {node!r} fixes the size of the input(s) the file leaves open "
-                    f"(traced at {shapes} and {alt}: {why}); import it for one size with "
-                    f"input_shapes={{name: per-sample shape}} (cconv import --input-shape "
-                    f"NAME=C,H,W)")
-            return _pinned(importer, open_dims, all_open=True)
+            return difference + (alt, other)
         checked += 1
         if checked == CHECKS:
             break
-    return _pinned(importer, open_dims, all_open=False)
+    return None
+
+
+def _merge_reshape(a, b, node):
+    """Per-sample target that gives Reshape node's output at both traces a and b: entries
+    equal at both stay, an input's size copied at both becomes 0, one other -1; or None."""
+    if node not in a.reshapes or node not in b.reshapes:
+        return None
+    (xa, ta), (xb, tb) = a.reshapes[node], b.reshapes[node]
+    if len(ta) != len(tb) or len(xa) != len(xb):
+        return None
+    out, rest = [], False
+    for j in range(1, len(ta)):
+        if ta[j] == tb[j]:
+            out.append(ta[j])
+        elif j < len(xa) and xa[j] == ta[j] and xb[j] == tb[j]:
+            out.append(0)
+        elif not rest:
+            out.append(-1)
+            rest = True
+        else:
+            return None
+    return tuple(out)
 
 
 def _rank(model, name, given):
