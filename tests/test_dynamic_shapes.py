@@ -211,6 +211,15 @@ def test_configs_without_input_spec_load_fixed_as_before():
     assert old(np.zeros((2, 1, 16, 16), np.float32)).shape == (2, 3, 4, 4)
 
 
+@pytest.mark.parametrize("spec", [[[None, 1, 9, None]], [[None, 1]], "x", [[None, "a", 1, 1]],
+                                  [[None, 1, None, None], [None]]])
+def test_a_bad_input_spec_in_a_config_is_a_graph_error(spec):
+    config = _fully_conv().build((1, 8, 8)).get_config()
+    config["input_spec"] = spec
+    with pytest.raises(GraphError, match="input_spec"):
+        Graph.from_config(config)
+
+
 def test_summary_at_another_size():
     from cconv.analysis import summary
 

@@ -763,7 +763,11 @@ class Graph:
             spec = config.get("input_spec")
             if spec is None:   # written before input_spec existed: fixed as built, as then
                 spec = [[None] + list(s) for s in net.input_shapes]
-            net.set_input_spec(spec)
+            try:
+                net.set_input_spec(spec)
+            except (TypeError, ValueError) as exc:
+                raise GraphError(f"graph config: input_spec {str(spec)[:200]} does not fit "
+                                 f"input_shapes {config['input_shapes']}: {exc}") from None
         return net
 
     # ------------------------------------------------------------ display
