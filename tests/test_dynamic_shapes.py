@@ -237,4 +237,4 @@ def test_shape_walks_are_bounded_and_the_built_shape_is_kept():
     for n in range(1, 50):
         net(np.zeros((1, 1, n, 3), np.float32))
     assert len(net._walks) <= cconv.graph.MAX_SHAPE_WALKS
-    assert (tuple([(1, 4, 4)])) in net._walks
+    assert ((1, 4, 4),) in net._walks

@@ -471,9 +471,10 @@ def cast(im, node, attrs):
 
 # ------------------------------------------------------------------ resampling, padding
 
-def _same_floor(scale, sizes=np.arange(1, 1 << 14)):
+def _same_floor(scale):
     """True when floor(n * scale) in float32 (onnxruntime) and float64 (nn.Resize) agree
     for every input size n up to 16383 (exact for 2, 0.5, 1.5; not for 1.8)."""
+    sizes = np.arange(1, 1 << 14)
     s32 = np.float32(scale)
     return bool(np.array_equal(np.floor(sizes.astype(np.float32) * s32),
                                np.floor(sizes * float(s32))))

@@ -403,8 +403,8 @@ def _first_difference(a, b):
     for x, y in zip(a, b):
         if x[:4] != y[:4]:
             if x[0] != y[0] or x[1] != y[1]:
-                return x[0], f"at one size it is {x[1]} node {x[0]!r}, at the other {y[1]} " \
-                             f"node {y[0]!r}"
+                return x[0], (f"at one size it is {x[1]} node {x[0]!r}, at the other "
+                              f"{y[1]} node {y[0]!r}")
             return x[0], f"{x[1]}({x[2]}) at one size, {y[1]}({y[2]}) at the other"
         for p in x[4]:
             if p not in y[4] or np.shape(x[4][p]) != np.shape(y[4][p]) or \
