@@ -785,6 +785,11 @@ class Graph:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         lines.append(f"total parameters: {self.parameter_count()} "
                      f"({self.parameter_count(True)} trainable)")
+        if self._plan is not None:
+            spec = self.input_spec
+            lines.append("input sizes: " + ", ".join(
+                f"{n} {_spec_text(spec[n][1:])}" for n in self.input_names)
+                + "  (? = any size the layers take)")
         return "\n".join(lines)
 
     def __repr__(self):
