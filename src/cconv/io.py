@@ -8,6 +8,7 @@ trusted to a parser: every offset and size in the header is checked against
 the file's real size before any array is allocated, and every problem is a
 `WeightFileError` (a ValueError) naming the path.
 """
+import errno
 import json
 import os
 import struct
@@ -126,6 +127,9 @@ def _atomic_write(path, data):
     """Write bytes to path so that readers see the old file or the new one, never half."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):   # else mkstemp's error names the temp file
+        raise FileNotFoundError(errno.ENOENT, f"cannot write: the folder {directory!r} "
+                                              f"does not exist", path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
@@ -153,10 +157,12 @@ def _atomic_write(path, data):
         pass
 
 
-def save(net, path, metadata=None):
+def save(net, path, metadata=None, preprocessing=None):
     """Write net's parameters and config to path (safetensors), atomically.
 
     metadata: extra {str: str} entries stored in the file's header.
+    preprocessing: a cconv.preprocessing.Preprocessing (or its dict) recording
+    how raw inputs are scaled for this net; `cconv predict` applies it.
     """
     from safetensors.numpy import save as st_save
 
@@ -166,6 +172,12 @@ def save(net, path, metadata=None):
     tensors = {name: np.ascontiguousarray(a) for name, a in net.named_parameters()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta[CONFIG_KEY] = json.dumps(net.get_config(), separators=(",", ":"))
+    if preprocessing is not None:
+        from .preprocessing import METADATA_KEY, Preprocessing
+
+        if isinstance(preprocessing, dict):
+            preprocessing = Preprocessing(**preprocessing)
+        meta[METADATA_KEY] = json.dumps(preprocessing.to_dict())
     meta["format"] = "np"
     _atomic_write(path, st_save(tensors, metadata=meta))
 
@@ -288,7 +300,7 @@ def _read_source(source, label, loader):
                 return tensors, label or path
             except WeightFileError as why:
                 raise WeightFileError(path, f"{exc}; and it is not a safetensors file "
-                                            f"({why}); pass loader=NAME") from None
+                                            f"({why}); {loader_hint(path)}") from None
     tensors = function(path)
     if isinstance(tensors, tuple):   # read_safetensors-style (tensors, metadata)
         tensors = tensors[0]
@@ -296,6 +308,20 @@ def _read_source(source, label, loader):
         raise TypeError(f"weight loader {function!r} returned {type(tensors).__name__}, "
                         f"expected a dict of arrays")
     return tensors, label or path
+
+
+# suffix -> the plugin that reads it, for the error when none is installed
+_PLUGIN_SUFFIXES = {(".pt", ".pth", ".bin", ".ckpt"): "cconv-torch", (".onnx",): "cconv-onnx"}
+
+
+def loader_hint(path):
+    """How to get a loader for path: the plugin's install line, or loader=NAME."""
+    lower = str(path).lower()
+    for suffixes, plugin in _PLUGIN_SUFFIXES.items():
+        if lower.endswith(suffixes):
+            return (f"{' / '.join(suffixes)} files need the {plugin} plugin: "
+                    f"pip install ./plugins/{plugin} (from a cconv checkout)")
+    return "pass loader=NAME (cconv plugins lists the weight loaders)"
 
 
 def load_weights(net, source, strict=True, label=None, *, mapping=None, layout=None,
