@@ -324,7 +324,11 @@ def _aligned(ctx, node):
 
 
 def add(ctx, node):
-    ctx.add("Add" if len(node.inputs) == 2 else "Sum", list(node.inputs), node.name)
+    # a chain of Adds rather than Sum: every ONNX consumer (cconv's importer too) has Add
+    y = node.inputs[0]
+    for i, x in enumerate(node.inputs[1:], start=2):
+        last = i == len(node.inputs)
+        y = ctx.add("Add", [y, x], node.name if last else ctx.fresh(f"{node.name}/sum{i}"))
 
 
 def _binary(op_type):
