@@ -38,11 +38,25 @@ def cconv_onnx():
             sys.path.remove(PLUGIN_SRC)
 
 
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+#: cases that onnx's reference evaluator (the fallback) cannot run itself
+REFERENCE_GAPS = {
+    "conv_transpose2d": "onnx.reference's ConvTranspose fails on group > 1",
+    "pad_constant_crop": "onnx.reference's Pad fails on negative pads",
+}
+
+
 def run_onnx(model, feeds):
     """Outputs of model on feeds: onnxruntime when installed, else onnx.reference."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
+    ort = _onnxruntime()
+    if ort is None:
         from onnx.reference import ReferenceEvaluator
 
         return ReferenceEvaluator(model).run(None, feeds)
@@ -186,7 +200,7 @@ CASES = {
     "clip_both": lambda: seq((3, 4, 4), nn.Clip(-0.5, 0.7)),
     "clip_min_only": lambda: seq((3, 4, 4), nn.Clip(min=0.0)),
     "clip_max_only": lambda: seq((3, 4, 4), nn.Clip(max=1.0)),
-    "clip_none": lambda: seq((3, 4, 4), nn.Clip()),
+    "clip_none": lambda: seq((3, 4, 4), nn.Clip(), nn.Tanh()),
     "flatten_reshape_transpose_dropout": lambda: seq(
         (2, 4, 6), nn.Conv2d(2, 3, 3, padding=1), nn.Reshape((3, -1)), nn.Transpose((1, 0)),
         nn.Dropout(0.5), nn.Reshape((6, 2, 6)), nn.Transpose((2, 0, 1)), nn.Flatten()),
@@ -233,6 +247,8 @@ def test_every_builtin_layer_type_has_a_case_and_an_exporter(cconv_onnx):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_layer_matches_onnxruntime_and_round_trips(cconv_onnx, tmp_path, case):
+    if _onnxruntime() is None and case in REFERENCE_GAPS:
+        pytest.skip(f"no onnxruntime, and {REFERENCE_GAPS[case]}")
     net, xs = _case(case)
     model, got, want = export_and_run(cconv_onnx, net, tmp_path, xs)
     assert len(got) == len(want)

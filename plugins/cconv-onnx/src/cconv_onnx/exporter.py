@@ -424,8 +424,8 @@ def _walks(net, shapes):
 
 
 def free_axes(net):
-    """{input index: per-sample axes that may change size}: axes after the channel axis
-    whose size the net's layers do not pin.
+    """({input index: axes that may change size}, shapes of the probe walk): axes (batch
+    axis 0 included in the count) after the channel axis that the net's layers do not pin.
 
     Probed by building the shapes again with those axes doubled (doubling keeps the
     divisibility that strided nets need). Once built graphs record which per-sample
@@ -449,7 +449,7 @@ def free_axes(net):
             return {}, None
     out = {}
     for i, a in chosen:
-        out.setdefault(i, set()).add(a)
+        out.setdefault(i, set()).add(a + 1)   # batch-inclusive, as ONNX counts
     return out, probe
 
 
