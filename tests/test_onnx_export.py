@@ -433,6 +433,38 @@ def test_plugin_layers_register_exporters(cconv_onnx, tmp_path, monkeypatch):
     assert_matches(got[0], want[0])
 
 
+def test_the_documented_swish_exporter(cconv_onnx, tmp_path, monkeypatch):
+    """docs/onnx.md's example, on the cconv-example plugin's Swish (from the checkout)."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "plugins", "cconv-example", "src"))
+    swish = pytest.importorskip("cconv_example.swish")
+    monkeypatch.setattr(cconv_onnx.exporter, "EXPORTERS", dict(cconv_onnx.EXPORTERS))
+
+    @cconv_onnx.register_exporter("Swish")          # y = x * sigmoid(beta_c * x)
+    def export_swish(ctx, node):
+        channels = node.input_shapes[0][0]
+        rank = len(node.input_shapes[0])
+        beta = ctx.param(node, "beta", (channels,) + (1,) * (rank - 1))
+        z = ctx.add("Mul", [node.inputs[0], beta])
+        ctx.add("Mul", [node.inputs[0], ctx.add("Sigmoid", [z])], node.name)
+
+    net = randomise(seq((3, 5, 4), nn.Conv2d(3, 4, 3), swish.Swish(), nn.GlobalAvgPool(),
+                        swish.Swish()))
+    _, got, want = export_and_run(cconv_onnx, net, tmp_path)
+    assert_matches(got[0], want[0])
+
+
+def test_an_input_as_output_and_a_float64_net(cconv_onnx, tmp_path):
+    g = cconv.Graph()
+    g.add("conv", nn.Conv2d(2, 3, 3, padding=1))
+    g.set_outputs(["conv", "x"])
+    net = randomise(g.build((2, 4, 4))).astype(np.float64)   # exported in float32
+    x = inputs_for(net)[0]
+    _, got, want = export_and_run(cconv_onnx, net, tmp_path, [x])
+    assert got[0].dtype == np.float32
+    assert_matches(got[0], want[0])
+    np.testing.assert_array_equal(got[1], x)
+
+
 def test_exporter_that_writes_nothing_is_named(cconv_onnx, monkeypatch):
     monkeypatch.setattr(cconv_onnx.exporter, "EXPORTERS", dict(cconv_onnx.EXPORTERS))
     cconv_onnx.register_exporter("Cube", lambda ctx, node: None)

@@ -137,7 +137,7 @@ class ExportContext:
                         output)
 
     def pin(self, node, reason):
-        """Keep the input's spatial axes fixed: this node's ONNX form holds only at the built size."""
+        """Keep the inputs' spatial axes fixed: node's ONNX form holds at the built size only."""
         self.pinned.append(f"node {node.name!r} ({node.layer.type_name}): {reason}")
 
 
