@@ -323,7 +323,9 @@ def test_reshape_with_minus_one_leaves_the_free_axis_dynamic(cconv_onnx):
 
 def test_resize_with_size_and_scale_pins_the_spatial_axes(cconv_onnx):
     net = seq((2, 4, 4), nn.Resize(size=(6, 6), scale=(1.5, 1.5)))
-    assert _dims(cconv_onnx.to_onnx(net).graph.input[0]) == ["batch", 2, 4, 4]
+    model = cconv_onnx.to_onnx(net)
+    assert _dims(model.graph.input[0]) == ["batch", 2, 4, 4]
+    assert "'0_resize' (Resize): Resize with both size and scale" in model.graph.doc_string
 
 
 def test_batch_only_and_static_axes(cconv_onnx, tmp_path):

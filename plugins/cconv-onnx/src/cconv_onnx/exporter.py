@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .errors import OnnxExportError
 
 __all__ = ["EXPORTERS", "MIN_OPSET", "ExportContext", "ExportNode", "export_onnx",
-           "exporter_for", "register_exporter", "to_onnx"]
+           "exporter_for", "free_axes", "register_exporter", "to_onnx"]
 
 #: Resize with sizes of spatial axes only, Squeeze/Unsqueeze axes as inputs: opset 13
 MIN_OPSET = 13
@@ -543,6 +543,8 @@ def to_onnx(net, opset=17, dynamic_axes=True, batch_size=1, graph_name=None):
         outputs.append(_value_info(out, shapes[src], batch, varying))
     graph = helper.make_graph(ctx.nodes, graph_name or type(net).__name__, inputs, outputs,
                               initializer=ctx.initializers)
+    if dynamic_axes is True and ctx.pinned:   # say why the spatial axes are fixed
+        graph.doc_string = "spatial axes fixed by " + "; ".join(ctx.pinned)
     model = helper.make_model(graph, producer_name="cconv",
                               opset_imports=[helper.make_opsetid("", opset)])
     model.producer_version = _cconv_version()
