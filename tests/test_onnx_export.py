@@ -349,6 +349,22 @@ def test_other_opsets(cconv_onnx, tmp_path, opset):
         assert_matches(got[0], want[0])
 
 
+# ---------------------------------------------------------------- imported and trained nets
+
+@pytest.mark.parametrize("which", ["mobile_cnn", "mobile_cnn_se_gemm", "assorted_ops"])
+def test_imported_models_export_back(cconv_onnx, tmp_path, which):
+    """ONNX -> cconv (import) -> ONNX (export): the re-exported model matches cconv."""
+    import onnx_models
+
+    rng = np.random.default_rng(5)
+    model = (onnx_models.assorted_ops(rng) if which == "assorted_ops" else
+             onnx_models.mobile_cnn(rng, se_with_gemm=which.endswith("gemm")))
+    net = cconv_onnx.import_onnx(model)
+    _, got, want = export_and_run(cconv_onnx, net, tmp_path)
+    for g, w in zip(got, want):
+        assert_matches(g, w)
+
+
 # ---------------------------------------------------------------- a trained net
 
 def test_lenet_trained_on_digits_exports_and_matches(cconv_onnx, tmp_path):
