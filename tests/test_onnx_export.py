@@ -425,9 +425,10 @@ def test_unexportable_layers_are_all_listed_and_nothing_is_written(cconv_onnx, t
     with pytest.raises(cconv_onnx.OnnxExportError) as info:
         cconv.export_onnx(_plugin_net(), path)
     message = str(info.value)
-    for node in ("1_cube", "3_square", "4_cube"):
-        assert repr(node) in message
-    assert "Cube, Square" in message and "register_exporter" in message
+    assert message.startswith("cannot export 3 node(s), nothing was written: ")
+    for node, kind in (("1_cube", "Cube"), ("3_square", "Square"), ("4_cube", "Cube")):
+        assert f"node {node!r} ({kind}): no ONNX exporter" in message
+    assert "without an exporter: Cube, Square" in message and "register_exporter" in message
     assert "\n" not in message
     assert not path.exists() and os.listdir(tmp_path) == []
 
@@ -483,12 +484,23 @@ def test_an_input_as_output_and_a_float64_net(cconv_onnx, tmp_path):
     np.testing.assert_array_equal(got[1], x)
 
 
-def test_exporter_that_writes_nothing_is_named(cconv_onnx, monkeypatch):
+def test_every_kind_of_problem_goes_into_one_error(cconv_onnx, monkeypatch):
     monkeypatch.setattr(cconv_onnx.exporter, "EXPORTERS", dict(cconv_onnx.EXPORTERS))
-    cconv_onnx.register_exporter("Cube", lambda ctx, node: None)
-    cconv_onnx.register_exporter("Square", lambda ctx, node: None)
-    with pytest.raises(cconv_onnx.OnnxExportError, match="'1_cube'.*'3_square'.*'4_cube'"):
+    cconv_onnx.register_exporter("Cube", lambda ctx, node: None)   # forgets its output
+
+    def refuse(ctx, node):
+        raise cconv_onnx.OnnxExportError(f"node {node.name!r}: no ONNX form for this one")
+
+    cconv_onnx.register_exporter("Tanh", refuse, override=True)
+    with pytest.raises(cconv_onnx.OnnxExportError) as info:
         cconv_onnx.to_onnx(_plugin_net())
+    message = str(info.value)
+    assert message.startswith("cannot export 4 node(s)")
+    assert "'1_cube' (Cube): its exporter wrote no ONNX node with output '1_cube'" in message
+    assert "'2_tanh': no ONNX form for this one" in message
+    assert "'3_square' (Square): no ONNX exporter" in message
+    assert "'4_cube' (Cube): its exporter wrote no" in message
+    assert "without an exporter: Square;" in message
 
 
 def test_bad_arguments(cconv_onnx, tmp_path):

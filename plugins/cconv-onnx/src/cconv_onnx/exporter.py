@@ -228,23 +228,20 @@ def to_onnx(net, opset=17, dynamic_axes=True, batch_size=1, graph_name=None):
         ctx.claim(name)
     for name in order:
         ctx.claim(name)
-    missing = [(n, net.nodes[n].layer.type_name) for n in order
-               if exporter_for(net.nodes[n].layer) is None]
-    if missing:
-        listing = "; ".join(f"{n!r} ({t})" for n, t in missing)
-        types = sorted({t for _, t in missing})
-        raise OnnxExportError(
-            f"cannot export {len(missing)} node(s), no ONNX exporter for layer type(s) "
-            f"{', '.join(types)}: {listing}; nothing was written (a plugin registers "
-            f"one with cconv_onnx.register_exporter)")
-    problems = []
+    problems, no_exporter = [], set()   # every node's problem, for one error
     for name in order:
         gnode = net.nodes[name]
+        export = exporter_for(gnode.layer)
+        if export is None:
+            no_exporter.add(gnode.layer.type_name)
+            problems.append(f"node {name!r} ({gnode.layer.type_name}): no ONNX exporter for "
+                            f"this layer type")
+            continue
         node = ExportNode(name, gnode.layer, list(gnode.inputs),
                           [shapes[s] for s in gnode.inputs], shapes[name])
         before = len(ctx.nodes)
         try:
-            exporter_for(gnode.layer)(ctx, node)
+            export(ctx, node)
         except OnnxExportError as exc:
             problems.append(str(exc))
             continue
@@ -252,8 +249,11 @@ def to_onnx(net, opset=17, dynamic_axes=True, batch_size=1, graph_name=None):
             problems.append(f"node {name!r} ({gnode.layer.type_name}): its exporter "
                             f"wrote no ONNX node with output {name!r}")
     if problems:
-        raise OnnxExportError(f"cannot export {len(problems)} node(s); nothing was "
-                              f"written: " + "; ".join(problems))
+        hint = (f" (layer types without an exporter: {', '.join(sorted(no_exporter))}; a "
+                f"plugin registers one with cconv_onnx.register_exporter)"
+                if no_exporter else "")
+        raise OnnxExportError(f"cannot export {len(problems)} node(s), nothing was "
+                              f"written: " + "; ".join(problems) + hint)
 
     free, probe = ({}, None)
     if dynamic_axes is True and not ctx.pinned:
