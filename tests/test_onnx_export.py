@@ -511,6 +511,8 @@ def test_bad_arguments(cconv_onnx, tmp_path):
         cconv.export_onnx(net, tmp_path / "a.onnx", opset=12)
     with pytest.raises(ValueError, match="dynamic_axes must be True, False or 'batch'"):
         cconv.export_onnx(net, tmp_path / "a.onnx", dynamic_axes="spatial")
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        cconv.export_onnx(net, tmp_path / "a.onnx", dynamic_axes=False, batch_size=0)
     with pytest.raises(TypeError, match="cconv.Graph or Sequential, got ReLU"):
         cconv.export_onnx(nn.ReLU(), tmp_path / "a.onnx")
     assert os.listdir(tmp_path) == []

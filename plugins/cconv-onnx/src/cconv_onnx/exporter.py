@@ -221,6 +221,9 @@ def to_onnx(net, opset=17, dynamic_axes=True, batch_size=1, graph_name=None):
     opset = _check_opset(opset)
     if dynamic_axes not in (True, False, "batch"):
         raise ValueError(f"dynamic_axes must be True, False or 'batch', got {dynamic_axes!r}")
+    if not dynamic_axes and (isinstance(batch_size, bool) or
+                             not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     order = net.topological_order()
     shapes = net.infer_shapes(net.input_shapes)
     ctx = ExportContext(opset)
