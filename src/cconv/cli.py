@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "gallery": "cconv.cli_gallery:add_parser",
     "convert": "cconv.cli_convert:add_parser",
     "import": "cconv.cli_import:add_parser",
+    "export": "cconv.cli_export:add_parser",
     "finetune": "cconv.cli_finetune:add_parser",
 }
 

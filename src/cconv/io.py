@@ -23,6 +23,8 @@ __all__ = [
     "LoadReport",
     "WeightFileError",
     "WeightsMismatchError",
+    "atomic_write",
+    "export_onnx",
     "load",
     "load_weights",
     "read_safetensors",
@@ -155,6 +157,35 @@ def _atomic_write(path, data):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+#: public name for writers outside this module (the cconv-onnx exporter)
+atomic_write = _atomic_write
+
+#: what export_onnx tells a user who lacks the exporter plugin
+ONNX_PLUGIN_INSTALL = "pip install ./plugins/cconv-onnx"
+
+
+def export_onnx(net, path, opset=17, dynamic_axes=True, **options):
+    """Write a built net to path as an ONNX model (atomically), through the cconv-onnx plugin.
+
+    dynamic_axes: True (the batch axis and the spatial axes the net leaves
+    free are symbolic), "batch" (only the batch axis) or False (every axis
+    fixed; options: batch_size=1). Returns the onnx.ModelProto. Raises
+    ImportError with the install line when the plugin (or onnx) is missing,
+    and cconv_onnx.OnnxExportError (a ValueError) listing every node that
+    cannot be exported, before anything is written. See docs/onnx.md.
+    """
+    try:
+        from cconv_onnx.exporter import export_onnx as run
+    except ImportError as exc:
+        if exc.name == "onnx" or (exc.name or "").startswith("onnx."):
+            raise ImportError(f"cconv.export_onnx: the cconv-onnx plugin needs the onnx "
+                              f"package: pip install onnx ({exc})") from exc
+        raise ImportError(f"cconv.export_onnx needs the cconv-onnx plugin, which is not "
+                          f"installed: {ONNX_PLUGIN_INSTALL} (from a cconv checkout; it "
+                          f"installs onnx too)") from exc
+    return run(net, path, opset=opset, dynamic_axes=dynamic_axes, **options)
 
 
 def save(net, path, metadata=None, preprocessing=None):
