@@ -65,7 +65,7 @@ def test_fully_conv_net_runs_other_sizes_like_a_net_built_there(hw, rng):
 def test_input_spec_says_which_dims_are_fixed():
     conv = _fully_conv().build((1, 8, 8))
     assert conv.input_spec == {"x": (None, 1, None, None)}
-    assert "input sizes: x (batch, 1, ?, ?)" in conv.summary()
+    assert "inputs x (N, 1, ?, ?) (?: any size the layers take)" in conv.summary()
     head = Sequential(Conv2d(1, 2, 3), ReLU(), Flatten(), Linear(2 * 6 * 6, 3)).build((1, 8, 8))
     assert head.input_spec == {"x": (None, 1, 8, 8)}
     pooled = Sequential(Conv2d(3, 4, 3), GlobalAvgPool(), Linear(4, 2)).build((3, 9, 9))

@@ -18,6 +18,7 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper
 from onnx_models import Builder, assorted_ops, mobile_cnn
+from plugin_helpers import plugin_on_path
 
 import cconv
 from cconv import plugins
@@ -28,24 +29,11 @@ PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
 
 
 @pytest.fixture(scope="module")
-def cconv_onnx():
-    """The cconv-onnx package, pip-installed (editable) when missing."""
-    try:
-        importlib.metadata.distribution("cconv-onnx")
-    except importlib.metadata.PackageNotFoundError:
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-               "--no-build-isolation", "-e", PLUGIN_DIR]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
-        if done.returncode:
-            pytest.fail(f"cannot pip install {PLUGIN_DIR}:\n{done.stderr}")
-        importlib.invalidate_caches()
-    try:
-        module = importlib.import_module("cconv_onnx")
-    except ImportError:   # an editable install's .pth is read at interpreter start only
-        sys.path.insert(0, os.path.join(PLUGIN_DIR, "src"))
-        module = importlib.import_module("cconv_onnx")
-    plugins.reset()
-    yield module
+def cconv_onnx(tmp_path_factory):
+    """The cconv-onnx package, discoverable by entry point; not installed."""
+    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
     plugins.reset()
 
 

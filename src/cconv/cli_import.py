@@ -64,15 +64,29 @@ def _graph_loader(path):
 def run_import(args):
     from . import io
 
+    from .cli import check_output_path, stage
+
     output = args.output or os.path.splitext(args.model)[0] + ".safetensors"
     try:
+        check_output_path(output)
         shapes = _parse_shapes(args.input_shape)
         load_graph = _graph_loader(args.model)
-        net = load_graph(args.model, input_shapes=shapes or None)
-    except (ValueError, OSError) as exc:
+        size = os.path.getsize(args.model)
+        with stage("import", f"reading and converting {args.model} ({size / 1e6:.1f} MB)"):
+            net = load_graph(args.model, input_shapes=shapes or None)
+    except OSError as exc:
+        print(f"cconv import: error: {exc.filename or args.model}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"cconv import: error: {exc}", file=sys.stderr)
         return 1
     print(net.summary())
-    io.save(net, output, metadata={"imported_from": os.path.basename(args.model)})
+    try:
+        io.save(net, output, metadata={"imported_from": os.path.basename(args.model)})
+    except OSError as exc:
+        print(f"cconv import: error: {exc.filename or output}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     print(f"saved {output}")
     return 0

@@ -772,29 +772,42 @@ class Graph:
 
     # ------------------------------------------------------------ display
     def summary(self):
-        """A table of nodes: name, type, inputs, output shape, parameters."""
+        """A layer table like Keras's: node, layer, inputs, output shape, parameters."""
         shapes = (self._walk_shapes(self.input_shapes, None)
                   if self.input_shapes is not None else {})
-        rows = [("node", "type", "inputs", "output", "params")]
+        rows = [("node", "layer", "inputs", "output (per sample)", "params")]
         for name in self.nodes:
             node = self.nodes[name]
             count = sum(a.size for a in node.layer.params.values())
-            rows.append((name, node.layer.type_name, ",".join(node.inputs),
-                         str(shapes.get(name, "?")), str(count)))
+            shape = shapes.get(name)
+            rows.append((name, _layer_label(node.layer), ",".join(node.inputs),
+                         "?" if shape is None else str(tuple(shape)), f"{count:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-        lines.append(f"total parameters: {self.parameter_count()} "
-                     f"({self.parameter_count(True)} trainable)")
-        if self._plan is not None:
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        if self._plan is None:
+            built = "not built: call build(input_shape)"
+        else:   # ? for a dim the layers leave free (input_spec)
             spec = self.input_spec
-            lines.append("input sizes: " + ", ".join(
-                f"{n} {_spec_text(spec[n][1:])}" for n in self.input_names)
-                + "  (? = any size the layers take)")
+            built = "inputs " + ", ".join(
+                f"{n} (N, {', '.join('?' if d is None else str(d) for d in spec[n][1:])})"
+                for n in self.input_names)
+            if any(d is None for n in self.input_names for d in spec[n][1:]):
+                built += " (?: any size the layers take)"
+        lines.append("-" * len(lines[0]))
+        lines.append(f"total parameters: {self.parameter_count():,} "
+                     f"({self.parameter_count(True):,} trainable); {built}; "
+                     f"outputs {', '.join(self.output_names)}")
         return "\n".join(lines)
 
     def __repr__(self):
-        return (f"{type(self).__name__}(inputs={self.input_names}, "
-                f"nodes={len(self.nodes)}, outputs={self.output_names})")
+        return f"{type(self).__name__}\n{self.summary()}"
+
+
+def _layer_label(layer, width=48):
+    """The layer's repr, shortened to fit a table column."""
+    text = repr(layer)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 class Sequential(Graph):

@@ -26,3 +26,7 @@ def tensor_to_array(tensor):
     except (KeyError, ValueError, TypeError, AttributeError) as exc:
         raise OnnxImportError(f"tensor {getattr(tensor, 'name', '?')!r} is corrupt: "
                               f"{type(exc).__name__}: {exc}") from None
+
+
+class OnnxExportError(ValueError):
+    """A cconv net (or some of its nodes) that cannot be written as ONNX; the message lists why."""
