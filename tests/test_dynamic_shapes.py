@@ -68,6 +68,10 @@ def test_input_spec_says_which_dims_are_fixed():
     assert "inputs x (N, 1, ?, ?) (?: any size the layers take)" in conv.summary()
     head = Sequential(Conv2d(1, 2, 3), ReLU(), Flatten(), Linear(2 * 6 * 6, 3)).build((1, 8, 8))
     assert head.input_spec == {"x": (None, 1, 8, 8)}
+    # the pooling's floor lets 9 pass as well as 8, which does not make the size free
+    pooled_head = Sequential(Conv2d(1, 4, 3, padding=1), MaxPool2d(2), Flatten(),
+                             Linear(64, 3)).build((1, 8, 8))
+    assert pooled_head.input_spec == {"x": (None, 1, 8, 8)}
     pooled = Sequential(Conv2d(3, 4, 3), GlobalAvgPool(), Linear(4, 2)).build((3, 9, 9))
     assert pooled.input_spec == {"x": (None, 3, None, None)}
     # a constant reshape fixes the size; one that copies (0) or infers (-1) does not

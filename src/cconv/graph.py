@@ -385,9 +385,10 @@ class Graph:
     def _derive_spec(self):
         """Per input, per-sample dims: an int where no other size passes the shape walk.
 
-        Each dim is tried at 2x and +1 its built size (2x keeps divisibility, as
-        a UNet's skip connections need); a dim failing alone is tried jointly
-        with the same dim of the other inputs (an Add of two inputs).
+        Each dim is tried at 2x and 3x its built size: multiples keep the
+        divisibility a UNet's skip connections need, while a Flatten -> Linear
+        that a pooling's floor lets take 9 as well as 8 stays fixed. A dim failing
+        alone is tried jointly with the same dim of the other inputs (an Add).
         """
         base = [list(s) for s in self.input_shapes]
 
@@ -407,7 +408,7 @@ class Graph:
             for d, size in enumerate(shape):
                 if spec[i][d] is not None:
                     continue
-                tries = (2 * size, size + 1)
+                tries = (2 * size, 3 * size)
                 if any(passes([(i, d, v)]) for v in tries):
                     continue
                 alike = [j for j, s in enumerate(base) if len(s) > d and s[d] == size
