@@ -591,3 +591,15 @@ def test_open_size_of_a_flatten_gemm_model_is_found_and_fixed_by_the_layers(ccon
     assert net.input_spec == {"x": (None, 2, 32, 32)}
     with pytest.raises(cconv.graph.GraphError, match="Linear"):
         net(np.zeros((1, 2, 33, 32), np.float32))
+
+
+@pytest.mark.parametrize("head", ["map", "gemm"])
+def test_dynamic_import_exports_with_open_axes_again(head, cconv_onnx, rng):
+    net = cconv_onnx.import_onnx(_dynamic_conv(rng, head))
+    back = cconv_onnx.to_onnx(net)
+    dims = [d.dim_param or d.dim_value for d in back.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
+    for hw in [(16, 16), (13, 11)]:
+        x = rng.standard_normal((2, 3) + hw).astype(np.float32)
+        got = _run_onnxruntime(back, {back.graph.input[0].name: x})[0]
+        np.testing.assert_allclose(got, net(x), atol=1e-5, rtol=1e-5)
