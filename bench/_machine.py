@@ -40,3 +40,19 @@ def describe(**extra):
     }
     info.update(extra)
     return info
+
+
+# Committed results live in bench/results; a plain run writes beside them in an
+# untracked folder so that trying the benches never dirties the checkout.
+SAVED_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+LOCAL_RESULTS = os.path.join(SAVED_RESULTS, "local")
+
+
+def results_dir():
+    """bench/results/local (untracked), or bench/results with CCONV_BENCH_SAVE=1."""
+    from pathlib import Path
+
+    saving = os.environ.get("CCONV_BENCH_SAVE") == "1"
+    path = Path(SAVED_RESULTS if saving else LOCAL_RESULTS)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -19,11 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import cconv  # noqa: E402
-from _machine import describe  # noqa: E402
+from _machine import describe, results_dir  # noqa: E402
 from bench_lenet import lenet  # noqa: E402
 from bench_overhead import per_call  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 
 
 def bench_case(net, batch, threads, rounds):

@@ -43,7 +43,7 @@ import numpy as np
 
 import cconv
 from cconv import ops
-from _machine import describe  # bench/ is the script's own folder
+from _machine import describe, results_dir  # bench/ is the script's own folder
 from bench_ops import paired_times
 
 try:
@@ -52,7 +52,7 @@ try:
 except ImportError:
     torch = None
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 CASES = {   # name: (x shape, w shape, stride, padding)
     "lenet_conv1_b64": ((64, 1, 28, 28), (6, 1, 5, 5), 1, 0),
     "lenet_conv2_b64": ((64, 6, 12, 12), (16, 6, 5, 5), 1, 0),

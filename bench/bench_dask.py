@@ -46,9 +46,9 @@ except ImportError:
 import dask.array as da
 import distributed
 from cconv_dask._cluster import _available_cpus
-from _machine import describe  # bench/ is the script's own folder
+from _machine import describe, results_dir  # bench/ is the script's own folder
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 BATCH, CHUNK = 128, 512
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from cconv import linalg
-from _machine import describe  # bench/ is the script's own folder
+from _machine import describe, results_dir  # bench/ is the script's own folder
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 
 
 def machine():

@@ -34,7 +34,7 @@ import scipy.ndimage as ndi  # noqa: E402
 
 import cconv  # noqa: E402
 from cconv import filters as F  # noqa: E402
-from _machine import describe  # noqa: E402  # bench/ is the script's own folder
+from _machine import describe, results_dir  # noqa: E402  # bench/ is the script's own folder
 
 try:
     import cv2
@@ -46,7 +46,7 @@ try:
 except ImportError:
     torch = None
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 SIZE = 2048
 
 

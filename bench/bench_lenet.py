@@ -24,7 +24,7 @@ import cconv
 from cconv.graph import Sequential
 from cconv.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, softmax_cross_entropy
 from cconv.optim import SGD
-from _machine import describe  # bench/ is the script's own folder
+from _machine import describe, results_dir  # bench/ is the script's own folder
 
 try:
     import torch
@@ -36,7 +36,7 @@ try:
 except ImportError:
     ort = None
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 PAUSE = 0.02  # seconds before each sample, at least: lets idle thread pools stop spinning
 QUIET_STEP = 0.005  # then wait in steps this long until the process uses no CPU ...
 QUIET_MAX = 0.3     # ... for at most this long

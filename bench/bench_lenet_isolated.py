@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import results_dir  # noqa: E402  (bench/ is the script's folder)
+
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 
 
 def one(engine, threads, batch, rounds):

@@ -106,7 +106,10 @@ def main():
         c, t = results["runs"].get(f"cconv/{mode}"), results["runs"].get(f"torch/{mode}")
         if c and t and "peak_mib" in c and "peak_mib" in t:
             results[f"{mode}_peak_ratio_cconv_over_torch"] = c["peak_mib"] / t["peak_mib"]
-    out = os.path.join(HERE, "results", "memory.json")
+    sys.path.insert(0, HERE)
+    from _machine import results_dir   # bench/results/local unless CCONV_BENCH_SAVE=1
+
+    out = os.path.join(results_dir(), "memory.json")
     with open(out, "w") as f:
         json.dump(results, f, indent=2)
     print(f"wrote {out}")

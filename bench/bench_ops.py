@@ -25,7 +25,7 @@ import numpy as np
 
 import cconv
 from cconv import ops
-from _machine import describe  # bench/ is the script's own folder
+from _machine import describe, results_dir  # bench/ is the script's own folder
 
 try:
     import torch
@@ -33,7 +33,7 @@ try:
 except ImportError:  # torch is an optional anchor, never a dependency
     torch = None
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 
 # name, (N, Cin, H, W), (Cout, k, stride, pad), groups
 CONV_CASES = [

@@ -22,8 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import cconv  # noqa: E402
 from bench_lenet import lenet, machine, onnx_lenet, ort, ort_session  # noqa: E402
+from _machine import results_dir  # noqa: E402  (bench/ is the script's folder)
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 
 
 def per_call(fns, rounds, min_time=0.01):

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from _machine import describe  # bench/ is the script's own folder
+from _machine import describe, results_dir  # bench/ is the script's own folder
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = results_dir()   # bench/results/local unless CCONV_BENCH_SAVE=1
 SETTINGS = {"default": {}, "passive": {"OMP_WAIT_POLICY": "passive"}}
 CALLS = 40       # per round
 SETTLED = 5      # calls after a pause counted as "settled" from this one on

@@ -14,6 +14,10 @@ an anchor's `<anchor>_ms`, and writes
     python bench/run.py --quick                      # a few minutes
     python bench/run.py --threads 1,2,4,8,16         # the full suite, more thread counts
     python bench/run.py --only lenet,overhead        # some benches (and the footprint)
+    python bench/run.py --save                       # update the committed bench/results
+
+Without --save everything goes to bench/results/local/ (untracked). An anchor
+that is not installed is a visible row of the summary, not a silent gap.
 """
 import argparse
 import importlib.metadata
@@ -125,6 +129,32 @@ def machine(threads):
     except (OSError, subprocess.TimeoutExpired):
         pass
     return info
+
+
+# ---------------------------------------------------------------- anchors
+
+# anchor -> (import name, distributions, how to install it)
+ANCHORS = {
+    "torch": ("torch", ("torch",),
+              "pip install torch==2.13.0 (a CPU build; a plain `pip install torch` pulls CUDA)"),
+    "onnxruntime": ("onnxruntime", ("onnxruntime",), "pip install onnxruntime"),
+    "cv2": ("cv2", ("opencv-python-headless", "opencv-python"),
+            "pip install opencv-python-headless"),
+}
+
+
+def anchor_status():
+    """{anchor: version, or "not installed: <install line>"} for every anchor."""
+    import importlib.util
+
+    status = {}
+    for anchor, (module, dists, install) in ANCHORS.items():
+        version = next((v for v in map(_version, dists) if v), None)
+        if version is None and importlib.util.find_spec(module) is None:
+            status[anchor] = f"not installed: {install}"
+        else:
+            status[anchor] = version or "installed"
+    return status
 
 
 # ---------------------------------------------------------------- footprint
@@ -275,7 +305,7 @@ def footprint_rows(quick, only):
 
 # ---------------------------------------------------------------- running
 
-def run_bench(name, threads, quick, out_dir, log):
+def run_bench(name, threads, quick, out_dir, log, saving=False):
     script, args = BENCHES[name]
     path = HERE / script
     if not path.exists():
@@ -288,13 +318,14 @@ def run_bench(name, threads, quick, out_dir, log):
     t0 = time.perf_counter()
     print(f"[run] {name}: {' '.join(cmd[1:])}", file=log, flush=True)
     try:
-        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=limit)
+        r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=limit,
+                           env=dict(os.environ, CCONV_BENCH_SAVE="1" if saving else "0"))
     except subprocess.TimeoutExpired:
         return {"bench": name, "status": f"timed out after {limit} s", "json": None}
     seconds = time.perf_counter() - t0
     status = "ok" if r.returncode == 0 else f"exit {r.returncode}: " + \
         ((r.stderr.strip().splitlines() or ["?"])[-1])[:300]
-    own = HERE / "results" / f"{name}.json"   # a bench that ignores --out writes here
+    own = out_dir / f"{name}.json"   # a bench that ignores --out writes here
     if not out.exists() and own.exists() and own.stat().st_mtime >= time.time() - seconds - 1:
         out = own
     print(f"[run] {name}: {status} in {seconds:.0f} s", file=log, flush=True)
@@ -388,6 +419,9 @@ def markdown(info, runs, table):
         lines.append(f"| {t['suite']} | {t['case']} | {t['threads']} | {t['cconv']:.4g} {unit} "
                      f"| {t['anchor']} | {t['anchor_value']:.4g} {unit} | {t['ratio']:.2f}x "
                      f"| {target} | {met} |")
+    missing = {a: v for a, v in info.get("anchors", {}).items() if v.startswith("not installed")}
+    lines += [f"| all | {anchor}: every row against it | | | {anchor} | {why} | | | **missing** |"
+              for anchor, why in missing.items()]
     lines += ["", "| bench | status | seconds |", "|---|---|---|"]
     lines += [f"| {r['bench']} | {r['status']} | {r.get('seconds', '')} |" for r in runs]
     return "\n".join(lines) + "\n"
@@ -434,11 +468,16 @@ def main(argv=None):
     ap.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     ap.add_argument("--only", default="", help="comma-separated benches "
                     f"({', '.join(BENCHES)}, import, size, memory); default all")
-    ap.add_argument("--out-dir", default=str(HERE / "results"))
+    ap.add_argument("--save", action="store_true",
+                    help="write into the committed bench/results (default: bench/results/local)")
+    ap.add_argument("--out-dir", default=None,
+                    help="default bench/results/local, or bench/results with --save")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--resummarise", action="store_true",
                     help="only rewrite summary.md/png (and ratios) from summary.json's rows")
     args = ap.parse_args(argv)
+    if args.out_dir is None:
+        args.out_dir = str(HERE / "results" / ("" if args.save else "local"))
     if args.resummarise:
         path = Path(args.out_dir) / "summary.json"
         summary = json.loads(path.read_text())
@@ -460,6 +499,11 @@ def main(argv=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     info = machine(threads)
+    info["anchors"] = anchor_status()
+    for anchor, state in info["anchors"].items():
+        if state.startswith("not installed"):
+            print(f"[run] anchor {anchor} {state}; its rows are marked missing",
+                  file=sys.stderr)
     runs, rows = [], []
     for name in BENCHES:
         if only and name not in only:
@@ -467,7 +511,7 @@ def main(argv=None):
         if args.quick and not only and name in QUICK_SKIPS:
             runs.append({"bench": name, "status": "skipped in --quick"})
             continue
-        run = run_bench(name, threads, args.quick, out_dir, sys.stderr)
+        run = run_bench(name, threads, args.quick, out_dir, sys.stderr, saving=args.save)
         runs.append(run)
         if run.get("json"):
             rows += collect(name, run["json"])

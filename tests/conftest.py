@@ -64,6 +64,25 @@ def run_python(code, timeout=60, env=None):
                           timeout=timeout, env=full_env)
 
 
+def build_wheel(package_dir, out_dir, timeout=300):
+    """The wheel of a package directory, built by pip in an isolated build environment
+    (nothing is installed here); skips when the build backend cannot be fetched."""
+    import glob
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                           "--wheel-dir", str(out_dir), str(package_dir)],
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        offline = ("No matching distribution" in done.stderr
+                   or "Could not find a version" in done.stderr)
+        if offline:
+            pytest.skip(f"no package index to fetch the build backend from: "
+                        f"{done.stderr.strip()[-300:]}")
+        raise AssertionError(f"wheel build failed:\n{done.stdout}\n{done.stderr}")
+    (wheel,) = glob.glob(os.path.join(str(out_dir), "*.whl"))
+    return wheel
+
+
 def numeric_grad(f, x, eps=1e-6, coords=None):
     """Central differences of the scalar f() with respect to the array x (in place).
 

@@ -1,8 +1,8 @@
 """Fixtures and fakes shared by the plugin and CLI tests."""
+import contextlib
 import importlib
 import importlib.metadata
 import os
-import subprocess
 import sys
 import types
 
@@ -84,29 +84,58 @@ class LayerPlugin:
             raise RuntimeError("registration exploded")
 
 
-def _pip_install_example():
-    base = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "-e", EXAMPLE_DIR]
-    # Without build isolation first: no network needed when setuptools is present.
-    for cmd in (base[:4] + ["--no-build-isolation"] + base[4:], base):
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if done.returncode == 0:
-            return
-    pytest.fail(f"cannot pip install {EXAMPLE_DIR}:\n{done.stdout}\n{done.stderr}")
+def _entry_points_of(plugin_dir):
+    """[(group, name, value)] declared in plugins/<name>/pyproject.toml."""
+    groups, group = [], None
+    with open(os.path.join(plugin_dir, "pyproject.toml")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("["):
+                group = line[len("[project.entry-points."):-1].strip('"') \
+                    if line.startswith("[project.entry-points.") else None
+            elif group and "=" in line:
+                key, value = (part.strip().strip('"') for part in line.split("=", 1))
+                groups.append((group, key, value))
+    return groups
+
+
+@contextlib.contextmanager
+def plugin_on_path(plugin_dir, site_dir):
+    """The plugin package in plugin_dir importable and discoverable by entry point for
+    the block, without installing anything: its src/ and a dist-info written into
+    site_dir (made from its pyproject.toml) go on sys.path. An installed copy is used
+    as it is."""
+    dist = os.path.basename(plugin_dir)
+    module = dist.replace("-", "_")
+    added = []
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        info = os.path.join(site_dir, f"{module}-0.0.0.dist-info")
+        os.makedirs(info, exist_ok=True)
+        with open(os.path.join(info, "METADATA"), "w") as f:
+            f.write(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0.0\n")
+        lines = {}
+        for group, key, value in _entry_points_of(plugin_dir):
+            lines.setdefault(group, []).append(f"{key} = {value}")
+        with open(os.path.join(info, "entry_points.txt"), "w") as f:
+            f.write("".join(f"[{g}]\n" + "\n".join(v) + "\n" for g, v in lines.items()))
+        added = [os.path.join(plugin_dir, "src"), str(site_dir)]
+    for path in reversed(added):
+        sys.path.insert(0, path)
+    importlib.invalidate_caches()
+    try:
+        yield importlib.import_module(module)
+    finally:
+        for path in added:
+            sys.path.remove(path)
+        importlib.invalidate_caches()
 
 
 @pytest.fixture(scope="session")
-def example_plugin():
-    """The cconv-example plugin package, pip-installed (editable) when missing."""
-    try:
-        importlib.metadata.distribution("cconv-example")
-    except importlib.metadata.PackageNotFoundError:
-        _pip_install_example()
-        importlib.invalidate_caches()
-    try:
-        module = importlib.import_module("cconv_example")
-    except ImportError:
-        # An editable install's .pth file is read at interpreter start only.
-        sys.path.insert(0, os.path.join(EXAMPLE_DIR, "src"))
-        module = importlib.import_module("cconv_example")
+def example_plugin(tmp_path_factory):
+    """The cconv-example plugin package, discoverable by entry point; not installed."""
+    with plugin_on_path(EXAMPLE_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
     plugins.reset()
-    return module

@@ -252,3 +252,26 @@ def test_saved_file_gets_umask_permissions(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE(os.stat(tmp_path / "m.safetensors").st_mode)
     assert mode == 0o644
+
+
+def test_free_input_dims_round_trip_and_old_files_load_fixed(tmp_path):
+    from safetensors.numpy import save as st_save
+
+    net = Sequential(Conv2d(1, 2, 3, padding=1), ReLU(), MaxPool2d(2)).build((1, 8, 8))
+    path = tmp_path / "conv.safetensors"
+    io.save(net, path)
+    loaded = io.load(path)
+    assert loaded.input_spec == {"x": (None, 1, None, None)}
+    x = np.random.default_rng(0).standard_normal((2, 1, 14, 10)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), net(x))
+    # a file written before input_spec existed: loads, fixed at the built size as then
+    config = net.get_config()
+    del config["input_spec"]
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(st_save({n: np.ascontiguousarray(a) for n, a in net.named_parameters()},
+                            metadata={io.CONFIG_KEY: json.dumps(config), "format": "np"}))
+    was = io.load(old)
+    assert was.input_spec == {"x": (None, 1, 8, 8)}
+    np.testing.assert_array_equal(was(x[:, :, :8, :8].copy()), net(x[:, :, :8, :8].copy()))
+    with pytest.raises(ValueError, match="input 'x' has shape"):
+        was(x)

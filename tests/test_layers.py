@@ -254,7 +254,7 @@ BAD_ARGS = [
     (nn.Linear, dict(in_features=3, out_features=2, init="bogus"), "init"),
     (nn.Reshape, dict(shape=5), "shape"),
     (nn.Reshape, dict(shape=(-1, -1)), "shape"),
-    (nn.Reshape, dict(shape=(2, 0)), "shape"),
+    (nn.Reshape, dict(shape=(2, -2)), "shape"),
     (nn.Transpose, dict(axes=(0, 0)), "axes"),
     (nn.Transpose, dict(axes=(1, 2)), "axes"),
     (nn.BatchNorm1d, dict(num_features=0), "num_features"),

@@ -18,6 +18,7 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper
 from onnx_models import Builder, assorted_ops, mobile_cnn
+from plugin_helpers import plugin_on_path
 
 import cconv
 from cconv import plugins
@@ -28,24 +29,11 @@ PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
 
 
 @pytest.fixture(scope="module")
-def cconv_onnx():
-    """The cconv-onnx package, pip-installed (editable) when missing."""
-    try:
-        importlib.metadata.distribution("cconv-onnx")
-    except importlib.metadata.PackageNotFoundError:
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-               "--no-build-isolation", "-e", PLUGIN_DIR]
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
-        if done.returncode:
-            pytest.fail(f"cannot pip install {PLUGIN_DIR}:\n{done.stderr}")
-        importlib.invalidate_caches()
-    try:
-        module = importlib.import_module("cconv_onnx")
-    except ImportError:   # an editable install's .pth is read at interpreter start only
-        sys.path.insert(0, os.path.join(PLUGIN_DIR, "src"))
-        module = importlib.import_module("cconv_onnx")
-    plugins.reset()
-    yield module
+def cconv_onnx(tmp_path_factory):
+    """The cconv-onnx package, discoverable by entry point; not installed."""
+    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
     plugins.reset()
 
 
@@ -418,13 +406,14 @@ def test_hostile_constant_shapes_are_refused_not_allocated(cconv_onnx):
         cconv_onnx.import_onnx(_model(nodes, [shape]))
 
 
-def test_unknown_input_size_needs_input_shapes(cconv_onnx, rng):
+def test_open_input_sizes_stay_free_and_input_shapes_sets_the_built_one(cconv_onnx, rng):
     nodes = [helper.make_node("Relu", ["x"], ["y"], name="r")]
     model = _model(nodes, x_shape=("N", 3, "H", "W"))
-    with pytest.raises(cconv_onnx.OnnxImportError, match="input_shapes"):
-        cconv_onnx.import_onnx(model)
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec == {"x": (None, 3, None, None)}
     net = cconv_onnx.import_onnx(model, input_shapes={"x": (3, 5, 6)})
     assert net.input_shapes == [(3, 5, 6)]
+    assert net.input_spec == {"x": (None, 3, None, None)}
     with pytest.raises(cconv_onnx.OnnxImportError, match="'input'"):
         cconv_onnx.import_onnx(model, input_shapes={"input": (3, 5, 6)})
 
@@ -458,3 +447,165 @@ def test_cli_import_reports_errors_with_exit_code(cconv_onnx, tmp_path, capsys):
     assert not (tmp_path / "o.safetensors").exists()
     assert main(["import", str(tmp_path / "model.h5")]) == 1
     assert "no weight loader" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- any input size
+
+def _dynamic_conv(rng, head="map"):
+    """A conv net whose file leaves N, H and W open: SAME stride-2 depthwise, pooling,
+    nearest upsampling by scales, and a head that reshapes with 0/-1 ("map") or
+    flattens the torch way (Shape -> Gather -> Concat with -1) before a Gemm ("gemm")."""
+    b = Builder(rng)
+    h = b.op("Relu", [b.bn(b.conv("x", 3, 8, 3), 8)])
+    h = b.op("Relu", [b.conv(h, 8, 8, 3, stride=2, group=8, auto_pad="SAME_UPPER")])
+    h = b.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = b.op("Resize", [h, "", b.const([1, 1, 2, 2])], mode="nearest")
+    h = b.conv(h, 8, 4, 1)
+    if head == "map":
+        h = b.op("Unsqueeze", [h, b.const([4], np.int64)])         # N, 4, h, w, 1
+        h = b.op("Squeeze", [h, b.const([4], np.int64)])
+        out = b.op("Reshape", [h, b.const([0, 0, -1], np.int64)])  # N, 4, h*w
+        out_shape = ["N", 4, None]
+    else:
+        g = b.op("GlobalAveragePool", [h])
+        n = b.op("Gather", [b.op("Shape", [g]), b.const(0, np.int64)], axis=0)
+        tgt = b.op("Concat", [b.op("Unsqueeze", [n, b.const([0], np.int64)]),
+                              b.const([-1], np.int64)], axis=0)
+        g = b.op("Reshape", [g, tgt])
+        out = b.op("Gemm", [g, b.weight(3, 4), b.weight(3, scale=0.1)], transB=1)
+        out_shape = ["N", 3]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)
+    graph = helper.make_graph(b.nodes, "g", [x], [y], initializer=b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("head", ["map", "gemm"])
+def test_dynamic_hw_imports_without_flags_and_matches_at_every_size(head, oracle, cconv_onnx,
+                                                                     rng):
+    model = _dynamic_conv(rng, head)
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec == {"x": (None, 3, None, None)}
+    for batch, hw in [(2, (16, 16)), (1, (13, 11)), (3, (24, 20)), (2, (7, 9))]:
+        x = rng.standard_normal((batch, 3) + hw).astype(np.float32)
+        want = oracle(model, {"x": x})[0]
+        got = net(x)
+        assert got.shape == want.shape, hw
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_dynamic_import_saves_loads_and_runs_through_the_cli(cconv_onnx, rng, tmp_path,
+                                                            capsys):
+    from cconv.cli import main
+
+    model = _dynamic_conv(rng, "map")
+    src, out = tmp_path / "dyn.onnx", tmp_path / "dyn.safetensors"
+    onnx.save(model, src)
+    assert main(["import", str(src), "-o", str(out)]) == 0
+    capsys.readouterr()
+    net = cconv.load(out)
+    assert net.input_spec == {"x": (None, 3, None, None)}
+    x = rng.standard_normal((2, 3, 21, 15)).astype(np.float32)
+    np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], atol=1e-4,
+                               rtol=1e-4)
+
+
+def test_sizes_the_file_fixes_stay_fixed(cconv_onnx, rng):
+    net = cconv_onnx.import_onnx(mobile_cnn(rng))
+    assert net.input_spec == {"x": (None, 3, 18, 18)}
+    with pytest.raises(cconv.graph.GraphError, match="fixed dims"):
+        net(np.zeros((1, 3, 20, 20), np.float32))
+    assert net(np.zeros((5, 3, 18, 18), np.float32)).shape == (5, 5)   # the batch is free
+
+
+def _open_model(nodes, inits=(), out_shape=None):
+    return _model(nodes, inits, x_shape=("N", 2, "H", "W"), out_shape=out_shape)
+
+
+def _shape_product_reshape(unflatten):
+    """x (N, 2, H, W) -> Reshape to [0, 0, H*W] with H*W computed from Shape, as exporters
+    write x.view(n, c, h * w); unflatten: then back to [0, 0, H, W] the same way."""
+    def gather(i, out):
+        return helper.make_node("Gather", ["s", i], [out], name=f"gather_{out}", axis=0)
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"), gather("i2", "h"),
+             gather("i3", "w"), helper.make_node("Mul", ["h", "w"], ["p"], name="prod"),
+             helper.make_node("Unsqueeze", ["p", "ax"], ["p1"], name="unsq"),
+             helper.make_node("Concat", ["zero", "p1"], ["t"], name="cat", axis=0),
+             helper.make_node("Reshape", ["x", "t"], ["r"], name="flat"),
+             helper.make_node("Relu", ["r"], ["y" if not unflatten else "f"], name="relu")]
+    if unflatten:
+        nodes += [helper.make_node("Unsqueeze", ["h", "ax"], ["h1"], name="unsq_h"),
+                  helper.make_node("Unsqueeze", ["w", "ax"], ["w1"], name="unsq_w"),
+                  helper.make_node("Concat", ["zero", "h1", "w1"], ["t2"], name="cat2",
+                                   axis=0),
+                  helper.make_node("Reshape", ["f", "t2"], ["y"], name="unflat")]
+    inits = [onnx.numpy_helper.from_array(np.int64(2), "i2"),
+             onnx.numpy_helper.from_array(np.int64(3), "i3"),
+             onnx.numpy_helper.from_array(np.int64([0]), "ax"),
+             onnx.numpy_helper.from_array(np.int64([0, 0]), "zero")]
+    return _open_model(nodes, inits)
+
+
+def test_a_reshape_target_computed_from_the_size_is_made_size_free(cconv_onnx, rng):
+    model = _shape_product_reshape(unflatten=False)
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec == {"x": (None, 2, None, None)}
+    assert [layer.shape for _, layer in net.layers() if layer.type_name == "Reshape"] == \
+        [(2, -1)]
+    for hw in [(5, 4), (9, 13)]:
+        x = rng.standard_normal((3, 2) + hw).astype(np.float32)
+        np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], rtol=1e-6)
+
+
+def test_a_reshape_cconv_cannot_follow_asks_for_the_size(cconv_onnx, rng):
+    model = _shape_product_reshape(unflatten=True)   # two sizes computed: H and W
+    with pytest.raises(cconv_onnx.OnnxImportError,
+                       match=r"node 'unflat'.*fixes the size.*input_shapes"):
+        cconv_onnx.import_onnx(model)
+    net = cconv_onnx.import_onnx(model, input_shapes={"x": (2, 5, 4)})
+    assert net.input_spec == {"x": (None, 2, 5, 4)}
+    x = rng.standard_normal((3, 2, 5, 4)).astype(np.float32)
+    np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], rtol=1e-6)
+    with pytest.raises(cconv.graph.GraphError, match="fixed dims"):
+        net(np.zeros((1, 2, 6, 4), np.float32))
+
+
+def test_resize_scale_inexact_in_float64_fixes_the_size(cconv_onnx):
+    scales = onnx.numpy_helper.from_array(np.float32([1, 1, 1.8, 1.8]), "sc")
+    nodes = [helper.make_node("Resize", ["x", "", "sc"], ["y"], name="up", mode="nearest")]
+    with pytest.raises(cconv_onnx.OnnxImportError, match="node 'up'"):
+        cconv_onnx.import_onnx(_open_model(nodes, [scales]))
+    exact = onnx.numpy_helper.from_array(np.float32([1, 1, 2, 0.5]), "sc")
+    net = cconv_onnx.import_onnx(_open_model(nodes, [exact]))
+    assert net.input_spec == {"x": (None, 2, None, None)}
+    assert net(np.zeros((1, 2, 5, 6), np.float32)).shape == (1, 2, 10, 3)
+
+
+def test_open_size_of_a_flatten_gemm_model_is_found_and_fixed_by_the_layers(cconv_onnx,
+                                                                            rng):
+    b = Builder(rng)
+    h = b.op("Flatten", [b.conv("x", 2, 2, 3)])
+    out = b.op("Gemm", [h, b.weight(3, 2 * 32 * 32), b.weight(3)], transB=1)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "H", "W"])
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 3])
+    model = helper.make_model(helper.make_graph(b.nodes, "g", [x], [y], b.inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    net = cconv_onnx.import_onnx(model)   # traced at the placeholder size that fits: 32
+    assert net.input_spec == {"x": (None, 2, 32, 32)}
+    with pytest.raises(cconv.graph.GraphError, match="Linear"):
+        net(np.zeros((1, 2, 33, 32), np.float32))
+
+
+@pytest.mark.parametrize("head", ["map", "gemm"])
+def test_dynamic_import_exports_with_open_axes_again(head, cconv_onnx, rng):
+    net = cconv_onnx.import_onnx(_dynamic_conv(rng, head))
+    back = cconv_onnx.to_onnx(net)
+    dims = [d.dim_param or d.dim_value for d in back.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))
+    for hw in [(16, 16), (13, 11)]:
+        x = rng.standard_normal((2, 3) + hw).astype(np.float32)
+        got = _run_onnxruntime(back, {back.graph.input[0].name: x})[0]
+        np.testing.assert_allclose(got, net(x), atol=1e-5, rtol=1e-5)

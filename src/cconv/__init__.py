@@ -13,14 +13,14 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__", "openmp_enabled", "get_num_threads", "set_num_threads", "threads",
     "ops", "Graph", "Sequential", "save", "load", "fit", "evaluate", "predict", "hookimpl",
-    "get_include", "load_weights", "set_flush_denormal", "get_flush_denormal",
+    "get_include", "load_weights", "export_onnx", "set_flush_denormal", "get_flush_denormal",
 ]
 
 _LAZY_SUBMODULES = {"ops", "nn", "linalg", "analysis", "filters", "optim", "plugins",
                     "graph", "io", "train", "hookspecs", "transfer"}
 # Top-level names served lazily from a submodule: name -> module.
 _LAZY_ATTRS = {"Graph": "graph", "Sequential": "graph", "save": "io", "load": "io",
-               "load_weights": "io",
+               "load_weights": "io", "export_onnx": "io",
                "set_flush_denormal": "ops", "get_flush_denormal": "ops",
                "fit": "train", "evaluate": "train", "predict": "train",
                "hookimpl": "hookspecs",  # plugins: @cconv.hookimpl (imports pluggy late)

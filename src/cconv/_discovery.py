@@ -143,6 +143,8 @@ def load_entry_point_plugins(pm, group=ENTRY_POINT_GROUP, only=None):
         plugin = None
         try:
             plugin = ep.load()
+            if pm.is_registered(plugin):   # the same module, registered by hand already
+                continue
             pm.register(plugin, name=ep.name)
             check_hooks(pm)
         except Exception as exc:

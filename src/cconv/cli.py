@@ -7,10 +7,13 @@ A command whose module does not exist (yet) is left out; only the module of
 the command being run is imported, so `cconv plugins` stays fast.
 """
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
+import os
 import sys
+import time
 
 __all__ = ["main", "SUBCOMMANDS", "build_parser"]
 
@@ -25,6 +28,7 @@ SUBCOMMANDS = {
     "gallery": "cconv.cli_gallery:add_parser",
     "convert": "cconv.cli_convert:add_parser",
     "import": "cconv.cli_import:add_parser",
+    "export": "cconv.cli_export:add_parser",
     "finetune": "cconv.cli_finetune:add_parser",
 }
 
@@ -66,7 +70,46 @@ def main(argv=None):
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except (ValueError, LookupError, OSError, ImportError, MemoryError) as exc:
+        # bad files, paths and arguments: one line, not a traceback
+        if os.environ.get("CCONV_TRACEBACK") == "1":
+            raise
+        print(f"cconv {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"cconv {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+@contextlib.contextmanager
+def stage(command, text, quiet=False):
+    """'cconv COMMAND: text... 1.2s' on stderr around a long step of a command."""
+    t0 = time.perf_counter()
+    if not quiet:
+        print(f"cconv {command}: {text}...", end="", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        if not quiet:
+            print(f" {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+
+
+def check_output_path(path):
+    """Refuse, before any long work, an output path whose folder does not exist."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(2, f"cannot write: the folder {folder!r} does not exist",
+                                path)
+
+
+def one_line(exc):
+    """The exception as one line: its message, or its type where it has none."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror or text}"
+    return text or type(exc).__name__
 
 
 # ---------------------------------------------------------------- cconv plugins

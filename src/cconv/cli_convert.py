@@ -126,6 +126,13 @@ def run_convert(args):
 
     if not args.dry_run and not args.out:
         _fail("say where to write the model: -o OUT (or --dry-run for the report only)")
+    from .cli import check_output_path, stage
+
+    if args.out:
+        try:
+            check_output_path(args.out)
+        except OSError as exc:
+            _fail(f"{exc.filename}: {exc.strerror}")
     net = build_arch(args.arch)
     loader = args.loader
     if args.key is not None:
@@ -137,16 +144,21 @@ def run_convert(args):
             function = plugins.get_weight_loader(loader) if loader else \
                 plugins.find_weight_loader(args.checkpoint)
         except LookupError as exc:
-            _fail(str(exc))
+            from .io import loader_hint
+
+            _fail(f"{exc}; {loader_hint(args.checkpoint)}")
         loader = partial(function, key=args.key)
     drop = list(args.drop) + ([] if args.keep_all else list(DEFAULT_DROP))
     try:
         mapping = NameMap(strip_prefix=args.strip_prefix, rename=_rules(args), drop=drop,
                           by_order=args.by_order)
-        report = load_weights(net, args.checkpoint, strict=not args.non_strict,
-                              mapping=mapping, layout=_layout(args.layout),
-                              cast=not args.no_cast, dry_run=args.dry_run,
-                              loader=loader)
+        size = os.path.getsize(args.checkpoint) if os.path.isfile(args.checkpoint) else 0
+        with stage("convert", f"reading and checking {args.checkpoint} "
+                              f"({size / 1e6:.1f} MB)", quiet=args.json):
+            report = load_weights(net, args.checkpoint, strict=not args.non_strict,
+                                  mapping=mapping, layout=_layout(args.layout),
+                                  cast=not args.no_cast, dry_run=args.dry_run,
+                                  loader=loader)
     except WeightsMismatchError as exc:
         _print(exc.report, args, sys.stderr)
         print("cconv convert: the weights do not fit the architecture; nothing was written",
@@ -157,7 +169,8 @@ def run_convert(args):
     _print(report, args, sys.stdout)
     if args.dry_run:
         return 0 if report.ok else 1
-    save(net, args.out, metadata={"converted_from": os.path.basename(args.checkpoint)})
+    with stage("convert", f"writing {args.out}", quiet=args.json):
+        save(net, args.out, metadata={"converted_from": os.path.basename(args.checkpoint)})
     if not args.json:
         print(f"saved {args.out}")
     return 0

@@ -3,6 +3,7 @@
     cconv filter photo.png --kernel sharpen -o sharp.png
     cconv filter photo.jpg --kernel "gaussian:2" -o soft.jpg
     cconv filter photo.png --kernel "[[0,1,0],[1,-4,1],[0,1,0]]" --offset 128 -o lap.png
+    cconv filter photo.png --kernel sobel_vertical -o edges.png   # signed: grey = 0
     cconv filter photo.png --kernel sobel_vertical --op correlate --abs -o edges.png
     cconv filter photo.png --kernel my_kernel.npy -o out.png      # or .txt / .csv
 
@@ -57,8 +58,14 @@ def add_parser(subparsers):
     p.add_argument("--gray", action="store_true", help="convert to grayscale first")
     p.add_argument("--abs", action="store_true",
                    help="absolute value of the response (edge detectors)")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply the response by this")
-    p.add_argument("--offset", type=float, default=0.0,
+    p.add_argument("--signed", choices=("auto", "offset", "abs", "clip"), default="auto",
+                   help="how an image file shows a response with both signs (kernels "
+                        "summing to 0: Sobel, edge): offset = mid-grey is 0, scaled down "
+                        "only if it would clip; abs = magnitude; clip = cut negatives. "
+                        "auto (default): offset for such kernels unless --scale/--offset/"
+                        "--abs say otherwise")
+    p.add_argument("--scale", type=float, default=None, help="multiply the response by this")
+    p.add_argument("--offset", type=float, default=None,
                    help="then add this (e.g. 128 to show signed responses as grey +- detail)")
     p.set_defaults(func=run, command="filter")
     return p
@@ -147,6 +154,33 @@ def apply(arr, kernel, *, op="convolve", mode="reflect", cval=0.0, absolute=Fals
     return _cast_result(y, np.dtype(dtype or arr.dtype))
 
 
+def _signed_display(args, kernel, dtype, npy):
+    """"offset", "abs" or "clip": how to write a response that has both signs."""
+    if args.signed != "auto":
+        return args.signed
+    explicit = args.abs or args.scale is not None or args.offset is not None
+    zero_sum = abs(kernel.sum()) <= 1e-9 * np.abs(kernel).sum() and (kernel < 0).any()
+    if explicit or npy or not zero_sum or not np.issubdtype(dtype, np.integer):
+        return "clip"
+    return "offset"
+
+
+def show_signed(arr, kernel, *, op="convolve", mode="reflect", cval=0.0):
+    """The response r as mid + r * s in arr's integer range: 0 is mid-grey, both signs
+    stay visible, and s < 1 only where |r| would otherwise clip."""
+    from .filters import _cast_result, filter2d
+
+    y = filter2d(arr, kernel, mode=mode, cval=cval, op=op, output=np.float32)
+    info = np.iinfo(arr.dtype)
+    mid = (float(info.max) + float(info.min) + 1) / 2
+    peak = float(np.abs(y).max()) if y.size else 0.0
+    half = float(info.max) - mid
+    if peak > half:
+        y *= half / peak
+    y += mid
+    return _cast_result(y, arr.dtype)
+
+
 def run(args):
     try:
         kernel = parse_kernel(args.kernel, normalize=not args.raw)
@@ -159,10 +193,18 @@ def run(args):
         print(f"cconv filter: cannot read {args.image!r}: {exc}", file=sys.stderr)
         return 2
     npy = args.output.lower().endswith(".npy")
+    signed = _signed_display(args, kernel, arr.dtype, npy)
     try:
-        out = apply(arr, kernel, op=args.op, mode=args.mode, cval=args.cval,
-                    absolute=args.abs, scale=args.scale, offset=args.offset,
-                    dtype=np.float32 if npy else None)
+        if signed == "offset":
+            out = show_signed(arr, kernel, op=args.op, mode=args.mode, cval=args.cval)
+            print("cconv filter: signed response shown around mid-grey (grey = 0; "
+                  "--signed abs or clip for other views)", file=sys.stderr)
+        else:
+            out = apply(arr, kernel, op=args.op, mode=args.mode, cval=args.cval,
+                        absolute=args.abs or signed == "abs",
+                        scale=1.0 if args.scale is None else args.scale,
+                        offset=0.0 if args.offset is None else args.offset,
+                        dtype=np.float32 if npy else None)
     except (TypeError, ValueError) as exc:
         print(f"cconv filter: {exc}", file=sys.stderr)
         return 2

@@ -52,6 +52,8 @@ def add_parser(subparsers):
                    help="evaluate the data in chunks of this many samples")
     h.add_argument("--seed", type=int, default=0)
     h.add_argument("--json", action="store_true", help="print JSON instead of text")
+    h.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it goes to stderr)")
     h.set_defaults(func=run_hessian, command="hessian")
 
     s = subparsers.add_parser(
@@ -80,8 +82,10 @@ def _load_model(path, command):
     try:
         net = load(path)
         _, metadata = read_safetensors(path)
-    except WeightFileError as exc:
-        raise SystemExit(f"cconv {command}: {exc}") from None
+    except ValueError as exc:   # WeightFileError, WeightsMismatchError, GraphError
+        from .cli import one_line
+
+        raise SystemExit(f"cconv {command}: {one_line(exc)}") from None
     return net, metadata
 
 
@@ -100,7 +104,10 @@ def _load_data(args, metadata):
         except (OSError, KeyError, ValueError) as exc:
             raise SystemExit(f"cconv hessian: cannot read x and y from {source}: "
                              f"{exc}") from None
-        x = x / float(metadata.get("input_scale", 1))
+        from .preprocessing import Preprocessing
+
+        prep = Preprocessing.from_metadata(metadata)
+        x = prep.apply(x, dtype=np.float64) if prep is not None else x
         label = source
     else:
         raise SystemExit("cconv hessian: say which data the loss is on: --data digits or "
@@ -115,7 +122,6 @@ def _load_data(args, metadata):
 # ---------------------------------------------------------------- hessian
 def run_hessian(args):
     from . import analysis
-    from .analysis.hessian import HessianTooLargeError
 
     net, metadata = _load_model(args.model, "hessian")
     x, y, label = _load_data(args, metadata)
@@ -135,33 +141,81 @@ def run_hessian(args):
     out["loss"], out["gradient_norm"] = loss, float(np.linalg.norm(grad))
     say(f"loss {loss:.6g}   |gradient| {out['gradient_norm']:.3g}")
     k = min(args.k, max(op.size // 2, 1))
+    bar = _count_hvps(op, _hvp_budget(op.size, k, args), disable=args.no_progress)
+    try:
+        info, ends = _spectrum(op, k, args, say)
+    finally:
+        bar.close()
+    out.update(info)
+    _report(out, args, say, ends, t0)
+    return 0
+
+
+def _hvp_budget(n, k, args):
+    """Hessian-vector products the run makes at most (the bar's total)."""
+    if args.dense:
+        return n
+    want = 2 * k
+    steps = min(n, max(4 * want + 40, 120)) if args.max_iter is None else min(args.max_iter, n)
+    return steps + want + max(args.trace_samples, 0)
+
+
+def _count_hvps(op, total, disable):
+    """A progress bar (stderr) ticked by every Hessian-vector product of op."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="Hessian-vector products", unit="hvp", file=sys.stderr,
+               disable=disable, leave=False, dynamic_ncols=True)
+    matvec = op.matvec
+
+    def counted(v):
+        out = matvec(v)
+        bar.update(1)
+        return out
+
+    op.matvec = counted   # an instance attribute: dense() and Lanczos both call it
+    return bar
+
+
+def _spectrum(op, k, args, say):
+    """({how, trace...}, ends): the eigenvalues at both ends, by Lanczos or dense."""
+    from . import analysis
+    from .analysis.hessian import HessianTooLargeError
+
+    out = {}
     if args.dense:
         from .linalg import eigvalsh
 
+        if not (args.max_gb > 0 and np.isfinite(args.max_gb)):
+            raise SystemExit(f"cconv hessian: --max-gb must be a positive number, got "
+                             f"{args.max_gb}")
         try:
             h = op.dense(max_bytes=int(args.max_gb * 1e9), log_fn=say)
         except HessianTooLargeError as exc:
             raise SystemExit(f"cconv hessian: {exc} (here: --max-gb)") from None
         lam = eigvalsh(h)
-        bottom, top = lam[:k], lam[-k:]
         out["trace"] = float(np.trace(h))
         out["trace_method"] = "exact (dense)"
-        verdict_from = lam
         out["eigen_method"] = "dense (cconv.linalg.eigvalsh)"
-        res_bottom = res_top = np.zeros(k)
-    else:
-        res = analysis.top_eigenvalues(op, k=k, which="both", tol=args.tol,
-                                       max_iter=args.max_iter, seed=args.seed)
-        bottom, top = res.eigenvalues[:k], res.eigenvalues[-k:]
-        res_bottom, res_top = res.residuals[:k], res.residuals[-k:]
-        out["lanczos"] = {"iterations": res.iterations, "hvps": res.n_matvec,
-                          "converged": bool(res.converged), "tol": args.tol}
-        out["eigen_method"] = "Lanczos"
-        verdict_from = res.eigenvalues
-        if args.trace_samples > 0:
-            tr = analysis.hutchinson_trace(op, samples=args.trace_samples, seed=args.seed)
-            out["trace"], out["trace_stderr"] = tr.estimate, tr.stderr
-            out["trace_method"] = f"Hutchinson, {args.trace_samples} probes"
+        return out, (lam[:k], lam[-k:], np.zeros(k), np.zeros(k), lam)
+    res = analysis.top_eigenvalues(op, k=k, which="both", tol=args.tol,
+                                   max_iter=args.max_iter, seed=args.seed)
+    out["lanczos"] = {"iterations": res.iterations, "hvps": res.n_matvec,
+                      "converged": bool(res.converged), "tol": args.tol}
+    out["eigen_method"] = "Lanczos"
+    if args.trace_samples > 0:
+        tr = analysis.hutchinson_trace(op, samples=args.trace_samples, seed=args.seed)
+        out["trace"], out["trace_stderr"] = tr.estimate, tr.stderr
+        out["trace_method"] = f"Hutchinson, {args.trace_samples} probes"
+    lam, residuals = res.eigenvalues, res.residuals
+    return out, (lam[:k], lam[-k:], residuals[:k], residuals[-k:], lam)
+
+
+def _report(out, args, say, ends, t0):
+    """Print the result (text or JSON); ends: bottom, top, their residuals, all values."""
+    from . import analysis
+
+    bottom, top, res_bottom, res_top, verdict_from = ends
     out["top_eigenvalues"] = [float(v) for v in top[::-1]]
     out["bottom_eigenvalues"] = [float(v) for v in bottom]
     out["top_residuals"] = [float(v) for v in res_top[::-1]]
@@ -172,7 +226,7 @@ def run_hessian(args):
     out["seconds"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(out, indent=2))
-        return 0
+        return
     if "lanczos" in out:
         lz = out["lanczos"]
         say(f"Lanczos: {lz['iterations']} steps, {lz['hvps']} Hessian-vector products, "
@@ -206,7 +260,6 @@ def run_hessian(args):
            else "not a critical point; the verdict describes the local curvature only"))
     say(f"({out['seconds']:.1f}s)")
     sys.stdout.flush()
-    return 0
 
 
 # ---------------------------------------------------------------- summary

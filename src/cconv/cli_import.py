@@ -1,7 +1,8 @@
 """`cconv import`: turn a foreign model file into a saved cconv network.
 
     cconv import mobilenet.onnx -o mobilenet.safetensors
-    cconv import model.onnx --input-shape input=3,224,224     # unknown ONNX input sizes
+    cconv import detector.onnx                                # open H, W stay open
+    cconv import model.onnx --input-shape input=3,224,224     # where a Reshape fixes them
 
 The format is found by the file's suffix among the registered weight
 loaders; a loader that can rebuild the whole network offers
@@ -23,8 +24,10 @@ def add_parser(subparsers):
     p.add_argument("-o", "--output", default=None,
                    help="where to save (default: the model path with .safetensors)")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=C,H,W",
-                   help="per-sample shape of an input whose size the file leaves open "
-                        "(repeat for several inputs)")
+                   help="per-sample shape to build an input at; needed only where the "
+                        "model fixes a size the file leaves open (the error names the "
+                        "node), and the net then runs that size only (repeat for several "
+                        "inputs)")
     p.set_defaults(func=run_import)
     return p
 
@@ -61,12 +64,21 @@ def _graph_loader(path):
 def run_import(args):
     from . import io
 
+    from .cli import check_output_path, stage
+
     output = args.output or os.path.splitext(args.model)[0] + ".safetensors"
     try:
+        check_output_path(output)
         shapes = _parse_shapes(args.input_shape)
         load_graph = _graph_loader(args.model)
-        net = load_graph(args.model, input_shapes=shapes or None)
-    except (ValueError, OSError) as exc:
+        size = os.path.getsize(args.model)
+        with stage("import", f"reading and converting {args.model} ({size / 1e6:.1f} MB)"):
+            net = load_graph(args.model, input_shapes=shapes or None)
+    except OSError as exc:
+        print(f"cconv import: error: {exc.filename or args.model}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"cconv import: error: {exc}", file=sys.stderr)
         return 1
     print(net.summary())
@@ -74,6 +86,11 @@ def run_import(args):
     for kind, notes in getattr(net, "onnx_import_report", {}).items():
         if notes:
             print(f"{len(notes)} constant(s) {kind}: " + "; ".join(notes))
-    io.save(net, output, metadata={"imported_from": os.path.basename(args.model)})
+    try:
+        io.save(net, output, metadata={"imported_from": os.path.basename(args.model)})
+    except OSError as exc:
+        print(f"cconv import: error: {exc.filename or output}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     print(f"saved {output}")
     return 0

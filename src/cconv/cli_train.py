@@ -6,6 +6,7 @@
 Plugged into the main CLI through add_parser(subparsers) / run(args).
 """
 import sys
+import warnings
 
 import numpy as np
 
@@ -25,15 +26,17 @@ def add_parser(subparsers):
     predict = subparsers.add_parser(
         "predict", help="classify images with a saved model",
         description="Run a saved model (cconv.save) on images from a .npy file, or on "
-                    "scikit-learn digits by index. Inputs are divided by the model's "
-                    "stored input_scale (e.g. 16 for the digits example) unless --scale "
-                    "is given.")
+                    "scikit-learn digits by index. Inputs get the preprocessing stored "
+                    "with the model (the digits example divides raw 0..16 pixels by 16); "
+                    "--scale replaces its scale. A warning says when the inputs look "
+                    "already scaled.")
     predict.add_argument("model", help="a .safetensors file written by cconv.save")
     predict.add_argument("images", nargs="?", help=".npy array: one image or a batch")
     predict.add_argument("--digits", type=int, nargs="+", metavar="INDEX",
                          help="indices into sklearn's load_digits instead of a file")
     predict.add_argument("--scale", type=float, default=None,
-                         help="divide the inputs by this (default: the model's input_scale)")
+                         help="divide the inputs by this instead of the model's stored scale "
+                              "(1: the inputs are already scaled)")
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--out", help="also save the outputs (logits) to this .npy file")
     predict.set_defaults(func=run_predict, command="predict")
@@ -62,14 +65,17 @@ def _fit_to_model(images, input_shape, source):
 
 
 def run_predict(args):
-    from .io import WeightFileError, load, read_safetensors
+    from .io import load, read_safetensors
+    from .preprocessing import Preprocessing, PreprocessingWarning
     from .train import predict
 
     try:
         net = load(args.model)
         _, metadata = read_safetensors(args.model)
-    except WeightFileError as exc:
-        raise SystemExit(f"cconv predict: {exc}") from None
+    except ValueError as exc:   # WeightFileError, WeightsMismatchError, GraphError
+        from .cli import one_line
+
+        raise SystemExit(f"cconv predict: {one_line(exc)}") from None
     labels = None
     if args.digits:
         from .examples.digits import _load_digits
@@ -87,9 +93,19 @@ def run_predict(args):
         source = args.images
     else:
         raise SystemExit("cconv predict: give an images .npy file or --digits INDEX ...")
-    scale = args.scale if args.scale is not None else float(metadata.get("input_scale", 1))
     x = _fit_to_model(np.asarray(images, dtype=np.float32), net.input_shapes[0], source)
-    out = predict(net, x / np.float32(scale), batch_size=args.batch_size)
+    try:
+        prep = Preprocessing.from_metadata(metadata) or Preprocessing()
+        if args.scale is not None:
+            prep = Preprocessing(scale=args.scale, mean=prep.mean, std=prep.std)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PreprocessingWarning)
+            x = prep.apply(x)
+    except ValueError as exc:
+        raise SystemExit(f"cconv predict: {exc}") from None
+    for warning in caught:
+        print(f"cconv predict: warning: {warning.message}", file=sys.stderr)
+    out = predict(net, x, batch_size=args.batch_size)
     if args.out:
         np.save(args.out, out)
     if out.ndim == 2:

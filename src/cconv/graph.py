@@ -6,6 +6,13 @@ creates the parameters, then compiles a flat schedule of slots so that the
 hot path is a loop over tuples: no dict lookups, no validation, and each
 activation is dropped as soon as its last consumer has run.
 
+The shape given to build() is an example: the net runs any input shape its
+layers take. An input of another shape walks the layers' `output_shape` with
+its concrete shapes once (cached per shape, as the compiled plans are), and a
+layer that cannot take it raises a GraphError naming the node. `input_spec`
+says which per-sample dimensions are fixed (by a layer, e.g. Flatten ->
+Linear, or by `set_input_spec`) and which are free.
+
 Mode is the `training=` argument, as on every layer: `net(x)` and
 `net.forward(x)` are inference (the layers keep nothing); `net.forward(x,
 training=True)` keeps what `net.backward(grad)` needs.
@@ -19,6 +26,8 @@ __all__ = ["Graph", "GraphError", "Sequential"]
 
 CONFIG_FORMAT = "cconv.graph"
 CONFIG_VERSION = 1
+#: per-sample shape walks kept per graph; a net fed ever-new shapes drops them all
+MAX_SHAPE_WALKS = 32
 
 
 class GraphError(ValueError):
@@ -46,6 +55,10 @@ def _layer_class(type_name):
 
 def _shape(s):
     return tuple(int(d) for d in s)
+
+
+def _spec_text(pins):
+    return "(batch, " + ", ".join("?" if p is None else str(p) for p in pins) + ")"
 
 
 class Graph:
@@ -79,6 +92,11 @@ class Graph:
         # state, not weights, so freeze()/unfreeze() leave them alone.
         self._buffers = set()
         self._last_training = False  # the last forward kept state for backward
+        # Per input: a tuple of per-sample dims, an int where set_input_spec()
+        # fixed it, None where the layers decide; None when nothing is pinned.
+        self._pins = None
+        self._walks = {}            # per-sample input shapes -> shape walk (or error)
+        self._spec = None           # input_spec, derived on first use after build
 
     # ------------------------------------------------------------ construction
     @staticmethod
@@ -169,6 +187,8 @@ class Graph:
     def _invalidate(self):
         self._plan = None
         self.input_shapes = None
+        self._walks = {}
+        self._spec = None
 
     # ------------------------------------------------------------ ordering
     def topological_order(self):
@@ -247,10 +267,13 @@ class Graph:
         initialisers, in topological order, so a build is reproducible.
         """
         shapes = self._normalise_input_shapes(input_shape)
+        self._check_pins(shapes)
         self._walk_shapes(shapes, None)   # every shape error before any side effect
-        self._walk_shapes(shapes, np.random.default_rng(seed))
+        values = self._walk_shapes(shapes, np.random.default_rng(seed))
         self.input_shapes = shapes
         self.seed = seed
+        self._walks = {tuple(shapes): values}
+        self._spec = None
         self._compile()
         return self
 
@@ -271,6 +294,129 @@ class Graph:
                                  f"input shapes [{wiring}]: {exc}") from exc
             values[name] = out
         return values
+
+    # ------------------------------------------------------------ any input size
+    def shapes_for(self, input_shapes):
+        """Per-sample shape of every value for these per-sample input shapes (one per
+        input), walked once per shape and cached; GraphError naming the node that
+        cannot take them (or the dim that set_input_spec fixed)."""
+        key = tuple(_shape(s) for s in input_shapes)
+        walk = self._walks.get(key)
+        if walk is None:
+            try:
+                walk = self._walk_checked(key)
+            except GraphError as exc:
+                walk = str(exc)   # a refused shape is refused again without a walk
+            if len(self._walks) >= MAX_SHAPE_WALKS:
+                built = tuple(self.input_shapes or ())
+                self._walks = {k: v for k, v in self._walks.items() if k == built}
+            self._walks[key] = walk
+        if isinstance(walk, str):
+            raise GraphError(walk)
+        return walk
+
+    def _walk_checked(self, shapes):
+        if len(shapes) != len(self.input_names):
+            raise GraphError(f"the graph has inputs {self.input_names}, got {len(shapes)} "
+                             f"shapes")
+        self._check_pins(shapes)
+        return self._walk_shapes(list(shapes), None)
+
+    def _check_pins(self, shapes):
+        if self._pins is None:
+            return
+        for name, shape, pins in zip(self.input_names, shapes, self._pins):
+            if len(shape) != len(pins) or any(
+                    p is not None and p != d for p, d in zip(pins, shape)):
+                raise GraphError(f"input {name!r} of per-sample shape {tuple(shape)} does not "
+                                 f"fit its fixed dims {_spec_text(pins)} (set_input_spec)")
+
+    @property
+    def input_spec(self):
+        """{input name: (None, d1, d2, ...)}, batch first: an int where the dim is fixed
+        (by a layer: Flatten -> Linear fixes C*H*W, a weight fixes the channels; or
+        by set_input_spec), None where it is free. Built graphs only."""
+        if self._plan is None:
+            raise GraphError("input_spec: build the graph first (net.build(input_shape))")
+        if self._spec is None:
+            self._spec = self._derive_spec()
+        return {name: (None,) + spec for name, spec in zip(self.input_names, self._spec)}
+
+    def set_input_spec(self, spec):
+        """Fix per-sample dims of a built graph's inputs at their built sizes.
+
+        spec: {name: (None, C, None, None)} (batch first, as input_spec gives
+        it) or one such tuple per input; an int fixes that dim (it must equal
+        the built size), None leaves it to the layers. spec=None frees all.
+        """
+        pins = None
+        if spec is not None and self._plan is None:
+            raise GraphError("set_input_spec: build the graph first (spec=None works "
+                             "unbuilt: it drops fixed dims before a build at another size)")
+        if spec is not None:
+            if isinstance(spec, dict):
+                unknown = set(spec) - set(self.input_names)
+                if unknown:
+                    raise GraphError(f"set_input_spec: no input(s) {sorted(unknown)} "
+                                     f"(inputs: {self.input_names})")
+                rows = [spec.get(n) for n in self.input_names]
+            else:
+                rows = list(spec)
+                if len(rows) != len(self.input_names):
+                    raise GraphError(f"set_input_spec takes one spec per input "
+                                     f"({self.input_names}), got {len(rows)}")
+            pins = []
+            for name, row, built in zip(self.input_names, rows, self.input_shapes):
+                row = (None,) * (len(built) + 1) if row is None else tuple(row)
+                if len(row) != len(built) + 1:
+                    raise GraphError(f"set_input_spec: input {name!r} is (batch,) + {built}, "
+                                     f"got spec {row}")
+                pin = tuple(None if d is None else int(d) for d in row[1:])
+                if any(p is not None and p != d for p, d in zip(pin, built)):
+                    raise GraphError(f"set_input_spec: input {name!r} was built as (batch,) "
+                                     f"+ {built}; a fixed dim must equal it, got {row}")
+                pins.append(pin)
+        self._pins = pins
+        built = tuple(self.input_shapes or ())
+        self._walks = {built: self._walks[built]} if built in self._walks else {}
+        self._spec = None
+        return self
+
+    def _derive_spec(self):
+        """Per input, per-sample dims: an int where no other size passes the shape walk.
+
+        Each dim is tried at 2x and 3x its built size: multiples keep the
+        divisibility a UNet's skip connections need, while a Flatten -> Linear
+        that a pooling's floor lets take 9 as well as 8 stays fixed. A dim failing
+        alone is tried jointly with the same dim of the other inputs (an Add).
+        """
+        base = [list(s) for s in self.input_shapes]
+
+        def passes(changes):
+            shapes = [list(s) for s in base]
+            for i, d, v in changes:
+                shapes[i][d] = v
+            try:
+                self._walk_checked([tuple(s) for s in shapes])
+                return True
+            except Exception:   # noqa: BLE001 - a layer's own error type means "refused" too
+                return False
+
+        spec = [list(p) if p is not None else [None] * len(s)
+                for p, s in zip(self._pins or [None] * len(base), base)]
+        for i, shape in enumerate(base):
+            for d, size in enumerate(shape):
+                if spec[i][d] is not None:
+                    continue
+                tries = (2 * size, 3 * size)
+                if any(passes([(i, d, v)]) for v in tries):
+                    continue
+                alike = [j for j, s in enumerate(base) if len(s) > d and s[d] == size
+                         and spec[j][d] is None]
+                if len(alike) > 1 and any(passes([(j, d, v) for j in alike]) for v in tries):
+                    continue
+                spec[i][d] = size
+        return [tuple(s) for s in spec]
 
     @property
     def built(self):
@@ -337,14 +483,21 @@ class Graph:
             raise GraphError(f"forward takes {plan['n_inputs']} input(s) "
                              f"({self.input_names}), got {len(xs)}")
         dtype = plan["dtype"]
-        out = []
-        for name, x, shape in zip(self.input_names, xs, self.input_shapes):
+        out, other = [], False
+        for x, shape in zip(xs, self.input_shapes):
             if not isinstance(x, np.ndarray) or x.dtype != dtype:
                 x = np.asarray(x, dtype=dtype)
-            if x.shape[1:] != shape:
-                raise GraphError(f"input {name!r} has shape {x.shape}: expected "
-                                 f"(batch,) + {shape} as built")
+            other = other or x.shape[1:] != shape
             out.append(x)
+        if other:   # not the built shape: the (cached) walk says whether the layers take it
+            try:
+                self.shapes_for([x.shape[1:] for x in out])
+            except GraphError as exc:
+                got = ", ".join(f"input {n!r} has shape {x.shape}"
+                                for n, x in zip(self.input_names, out))
+                built = ", ".join(f"{n!r} (batch,) + {s}"
+                                  for n, s in zip(self.input_names, self.input_shapes))
+                raise GraphError(f"{got}: {exc} (the net was built for {built})") from None
         return out
 
     @names_failing_layer("forward")
@@ -558,6 +711,10 @@ class Graph:
             "inputs": list(self.input_names),
             "input_shapes": (None if self.input_shapes is None
                              else [list(s) for s in self.input_shapes]),
+            # which dims are fixed (ints) and free (null), batch first; a config
+            # without it (older files) is loaded with every dim fixed as built
+            "input_spec": (None if self._plan is None
+                           else [list(self.input_spec[n]) for n in self.input_names]),
             "nodes": [{"name": n.name, "type": n.layer.type_name,
                        "config": n.layer.get_config(), "inputs": list(n.inputs)}
                       for n in self.nodes.values()],
@@ -604,28 +761,54 @@ class Graph:
                 net.astype(config["dtype"])
             if config.get("frozen"):
                 net.freeze(config["frozen"])
+            spec = config.get("input_spec")
+            if spec is None:   # written before input_spec existed: fixed as built, as then
+                spec = [[None] + list(s) for s in net.input_shapes]
+            try:
+                net.set_input_spec(spec)
+            except (TypeError, ValueError) as exc:
+                raise GraphError(f"graph config: input_spec {str(spec)[:200]} does not fit "
+                                 f"input_shapes {config['input_shapes']}: {exc}") from None
         return net
 
     # ------------------------------------------------------------ display
     def summary(self):
-        """A table of nodes: name, type, inputs, output shape, parameters."""
+        """A layer table like Keras's: node, layer, inputs, output shape, parameters."""
         shapes = (self._walk_shapes(self.input_shapes, None)
                   if self.input_shapes is not None else {})
-        rows = [("node", "type", "inputs", "output", "params")]
+        rows = [("node", "layer", "inputs", "output (per sample)", "params")]
         for name in self.nodes:
             node = self.nodes[name]
             count = sum(a.size for a in node.layer.params.values())
-            rows.append((name, node.layer.type_name, ",".join(node.inputs),
-                         str(shapes.get(name, "?")), str(count)))
+            shape = shapes.get(name)
+            rows.append((name, _layer_label(node.layer), ",".join(node.inputs),
+                         "?" if shape is None else str(tuple(shape)), f"{count:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-        lines.append(f"total parameters: {self.parameter_count()} "
-                     f"({self.parameter_count(True)} trainable)")
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        if self._plan is None:
+            built = "not built: call build(input_shape)"
+        else:   # ? for a dim the layers leave free (input_spec)
+            spec = self.input_spec
+            built = "inputs " + ", ".join(
+                f"{n} (N, {', '.join('?' if d is None else str(d) for d in spec[n][1:])})"
+                for n in self.input_names)
+            if any(d is None for n in self.input_names for d in spec[n][1:]):
+                built += " (?: any size the layers take)"
+        lines.append("-" * len(lines[0]))
+        lines.append(f"total parameters: {self.parameter_count():,} "
+                     f"({self.parameter_count(True):,} trainable); {built}; "
+                     f"outputs {', '.join(self.output_names)}")
         return "\n".join(lines)
 
     def __repr__(self):
-        return (f"{type(self).__name__}(inputs={self.input_names}, "
-                f"nodes={len(self.nodes)}, outputs={self.output_names})")
+        return f"{type(self).__name__}\n{self.summary()}"
+
+
+def _layer_label(layer, width=48):
+    """The layer's repr, shortened to fit a table column."""
+    text = repr(layer)
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 class Sequential(Graph):

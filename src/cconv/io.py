@@ -8,6 +8,7 @@ trusted to a parser: every offset and size in the header is checked against
 the file's real size before any array is allocated, and every problem is a
 `WeightFileError` (a ValueError) naming the path.
 """
+import errno
 import json
 import os
 import struct
@@ -22,6 +23,8 @@ __all__ = [
     "LoadReport",
     "WeightFileError",
     "WeightsMismatchError",
+    "atomic_write",
+    "export_onnx",
     "load",
     "load_weights",
     "read_safetensors",
@@ -126,6 +129,9 @@ def _atomic_write(path, data):
     """Write bytes to path so that readers see the old file or the new one, never half."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):   # else mkstemp's error names the temp file
+        raise FileNotFoundError(errno.ENOENT, f"cannot write: the folder {directory!r} "
+                                              f"does not exist", path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=directory)
     try:
@@ -153,10 +159,41 @@ def _atomic_write(path, data):
         pass
 
 
-def save(net, path, metadata=None):
+#: public name for writers outside this module (the cconv-onnx exporter)
+atomic_write = _atomic_write
+
+#: what export_onnx tells a user who lacks the exporter plugin
+ONNX_PLUGIN_INSTALL = "pip install ./plugins/cconv-onnx"
+
+
+def export_onnx(net, path, opset=17, dynamic_axes=True, **options):
+    """Write a built net to path as an ONNX model (atomically), through the cconv-onnx plugin.
+
+    dynamic_axes: True (the batch axis and the spatial axes the net leaves
+    free are symbolic), "batch" (only the batch axis) or False (every axis
+    fixed; options: batch_size=1). Returns the onnx.ModelProto. Raises
+    ImportError with the install line when the plugin (or onnx) is missing,
+    and cconv_onnx.OnnxExportError (a ValueError) listing every node that
+    cannot be exported, before anything is written. See docs/onnx.md.
+    """
+    try:
+        from cconv_onnx.exporter import export_onnx as run
+    except ImportError as exc:
+        if exc.name == "onnx" or (exc.name or "").startswith("onnx."):
+            raise ImportError(f"cconv.export_onnx: the cconv-onnx plugin needs the onnx "
+                              f"package: pip install onnx ({exc})") from exc
+        raise ImportError(f"cconv.export_onnx needs the cconv-onnx plugin, which is not "
+                          f"installed: {ONNX_PLUGIN_INSTALL} (from a cconv checkout; it "
+                          f"installs onnx too)") from exc
+    return run(net, path, opset=opset, dynamic_axes=dynamic_axes, **options)
+
+
+def save(net, path, metadata=None, preprocessing=None):
     """Write net's parameters and config to path (safetensors), atomically.
 
     metadata: extra {str: str} entries stored in the file's header.
+    preprocessing: a cconv.preprocessing.Preprocessing (or its dict) recording
+    how raw inputs are scaled for this net; `cconv predict` applies it.
     """
     from safetensors.numpy import save as st_save
 
@@ -166,6 +203,12 @@ def save(net, path, metadata=None):
     tensors = {name: np.ascontiguousarray(a) for name, a in net.named_parameters()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta[CONFIG_KEY] = json.dumps(net.get_config(), separators=(",", ":"))
+    if preprocessing is not None:
+        from .preprocessing import METADATA_KEY, Preprocessing
+
+        if isinstance(preprocessing, dict):
+            preprocessing = Preprocessing(**preprocessing)
+        meta[METADATA_KEY] = json.dumps(preprocessing.to_dict())
     meta["format"] = "np"
     _atomic_write(path, st_save(tensors, metadata=meta))
 
@@ -288,7 +331,7 @@ def _read_source(source, label, loader):
                 return tensors, label or path
             except WeightFileError as why:
                 raise WeightFileError(path, f"{exc}; and it is not a safetensors file "
-                                            f"({why}); pass loader=NAME") from None
+                                            f"({why}); {loader_hint(path)}") from None
     tensors = function(path)
     if isinstance(tensors, tuple):   # read_safetensors-style (tensors, metadata)
         tensors = tensors[0]
@@ -296,6 +339,20 @@ def _read_source(source, label, loader):
         raise TypeError(f"weight loader {function!r} returned {type(tensors).__name__}, "
                         f"expected a dict of arrays")
     return tensors, label or path
+
+
+# suffix -> the plugin that reads it, for the error when none is installed
+_PLUGIN_SUFFIXES = {(".pt", ".pth", ".bin", ".ckpt"): "cconv-torch", (".onnx",): "cconv-onnx"}
+
+
+def loader_hint(path):
+    """How to get a loader for path: the plugin's install line, or loader=NAME."""
+    lower = str(path).lower()
+    for suffixes, plugin in _PLUGIN_SUFFIXES.items():
+        if lower.endswith(suffixes):
+            return (f"{' / '.join(suffixes)} files need the {plugin} plugin: "
+                    f"pip install ./plugins/{plugin} (from a cconv checkout)")
+    return "pass loader=NAME (cconv plugins lists the weight loaders)"
 
 
 def load_weights(net, source, strict=True, label=None, *, mapping=None, layout=None,

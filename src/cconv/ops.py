@@ -273,7 +273,7 @@ def _conv_epilogue(activation, algorithm, plan):
                          f"got {algorithm!r}") from None
     if algorithm in ("winograd", "winograd_f4", "winograd_rows", "depthwise_direct"):
         shape_x, shape_w, stride4, pads4, dil4, groups = plan[:6]
-        able = conv2d_algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)
+        able = _algorithms(shape_x, shape_w, stride4, pads4, dil4, groups)
         if algorithm not in able:
             need = {"winograd_rows": "column dilation 1, column stride <= 4 and at most 4 "
                                      "taps per column phase (kw <= 4 * stride)",
@@ -285,13 +285,30 @@ def _conv_epilogue(activation, algorithm, plan):
     return act, algo
 
 
-@functools.lru_cache(maxsize=512)
-def conv2d_algorithms(x_shape, w_shape, stride, pads, dilation, groups):
-    """Names of the conv2d algorithms that apply, the one "auto" runs first.
+def conv2d_algorithms(x, w, stride=1, padding=0, dilation=1, groups=1):
+    """Names of the conv2d algorithms that apply to this call, the one "auto" runs first.
 
-    Arguments as the C layer takes them: 4-D shapes, (sh, sw), (top, bottom,
-    left, right), (dh, dw).
+    Takes what conv2d takes (x and w as arrays, or just their shapes; padding in
+    any of conv2d's forms, or the four per-side pads (top, bottom, left, right)).
     """
+    x_shape = tuple(x.shape) if hasattr(x, "shape") else tuple(x)
+    w_shape = tuple(w.shape) if hasattr(w, "shape") else tuple(w)
+    if _is_pads4(padding):
+        padding = ((padding[0], padding[1]), (padding[2], padding[3]))
+    plan = _conv_plan("conv2d_algorithms", x_shape, w_shape, None,
+                      *(_hashable(a) for a in (stride, padding, dilation)), groups, 2)
+    return _algorithms(*plan[:6])
+
+
+def _is_pads4(padding):
+    """True for a flat (top, bottom, left, right): the C layer's form of the pads."""
+    return (isinstance(padding, (tuple, list)) and len(padding) == 4
+            and all(isinstance(p, (int, np.integer)) for p in padding))
+
+
+@functools.lru_cache(maxsize=512)
+def _algorithms(x_shape, w_shape, stride, pads, dilation, groups):
+    """conv2d_algorithms on a checked plan: 4-D shapes, pairs and the four pads."""
     auto, winograd, rows = _kernels.conv2d_algorithm(tuple(x_shape), tuple(w_shape),
                                                      tuple(stride), tuple(pads),
                                                      tuple(dilation), groups)

@@ -56,24 +56,41 @@ class Optimizer:
         base["lr"] = self.default_lr if lr is None else lr
         self.net = net
         self.param_groups = []
-        seen = {}
+        self._selectors = []
         for index, group in enumerate(groups):
             bad = set(group) - set(base) - {"params"}
             if bad:
                 raise ValueError(f"parameter group {index} has unknown key(s) {sorted(bad)}")
-            names = net.select(group["params"])
+            full = dict(base, **{k: v for k, v in group.items() if k != "params"})
+            full["params"] = []
+            full.setdefault("initial_lr", full["lr"])
+            self._check_hyper(full)
+            self.param_groups.append(full)
+            self._selectors.append(group["params"])
+        self.state = {}       # name -> {"step": int, buffers...}
+        self._refs = self._refs_plan = None
+        self._bound = False
+        # An unbuilt net has no parameters yet: bind on first use, as Keras does.
+        if getattr(net, "built", True):
+            self.bind()
+
+    def bind(self):
+        """Resolve each group's selector to parameter names (once the net is built)."""
+        if self._bound:
+            return
+        if not getattr(self.net, "built", True):
+            raise RuntimeError(f"{type(self).__name__}: the net is not built yet, so it has "
+                               f"no parameters; call net.build(input_shape) first")
+        seen = {}
+        for index, (group, selector) in enumerate(zip(self.param_groups, self._selectors)):
+            names = self.net.select(selector)
             for name in names:
                 if name in seen:
                     raise ValueError(f"parameter {name!r} is in groups {seen[name]} and "
                                      f"{index}; each parameter may be in one group only")
                 seen[name] = index
-            full = dict(base, **{k: v for k, v in group.items() if k != "params"})
-            full["params"] = names
-            full.setdefault("initial_lr", full["lr"])
-            self._check_hyper(full)
-            self.param_groups.append(full)
-        self.state = {}       # name -> {"step": int, buffers...}
-        self._refs = self._refs_plan = None
+            group["params"] = names
+        self._bound = True
 
     def _check_hyper(self, group):
         if not group["lr"] >= 0:
@@ -86,6 +103,7 @@ class Optimizer:
         another layer (transfer.replace_head): a parameter whose layer changed
         starts with fresh state, so the new head trains, not the old one.
         """
+        self.bind()
         plan = getattr(self.net, "_plan", None)
         if self._refs is None or plan is not self._refs_plan:
             refs = {name: (layer, key) for name, layer, key in self.net._param_refs()}
@@ -128,6 +146,7 @@ class Optimizer:
     # ---- checkpoints
     def state_dict(self):
         """Copies of the per-parameter state and the groups' hyperparameters."""
+        self.bind()
         return {
             "state": {name: {k: (v.copy() if isinstance(v, np.ndarray) else v)
                              for k, v in st.items()} for name, st in self.state.items()},
@@ -136,6 +155,7 @@ class Optimizer:
 
     def load_state_dict(self, state_dict):
         """Restore state_dict(); checks names and shapes before changing anything."""
+        self.bind()
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups) or any(
                 list(a["params"]) != list(b["params"]) for a, b in zip(groups, self.param_groups)):

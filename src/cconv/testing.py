@@ -31,6 +31,9 @@ def temporary_plugins():
     registered = []
 
     def register(plugin, name=None):
+        # an installed plugin is already registered through its entry point: use that
+        if plugins.get_plugin_manager().is_registered(plugin):
+            return plugin
         plugins.register_plugin(plugin, name=name)
         registered.append(plugin)
         return plugin

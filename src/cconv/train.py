@@ -145,6 +145,20 @@ def _seed_unseeded_dropout(net, rng):
             layer.rng = np.random.default_rng(rng.integers(2**63))
 
 
+def _check_optimizer(optimizer, net):
+    """Refuse an optimizer that would leave every weight unchanged without a word."""
+    owner = getattr(optimizer, "net", net)
+    if owner is not net:
+        raise ValueError(f"optimizer {optimizer!r} was made for another net; make it with "
+                         f"this one: {type(optimizer).__name__}(net, ...)")
+    groups = getattr(optimizer, "param_groups", None)
+    if groups is not None and hasattr(optimizer, "bind"):
+        optimizer.bind()
+        if net.parameter_count() and not any(g["params"] for g in groups):
+            raise ValueError(f"optimizer {optimizer!r} holds no parameters of this net, so "
+                             f"training would change nothing")
+
+
 def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy",
         validation_data=None, validation_split=None, seed=0, scheduler=None,
         progress=True, callbacks=None, shuffle=True, checkpoint=None, resume=False):
@@ -184,6 +198,7 @@ def fit(net, x, y, epochs=10, batch_size=64, optimizer=None, loss="cross_entropy
     elif isinstance(optimizer, str):   # a registered name: built-in or from a plugin
         from .plugins import get_optimizer_class
         optimizer = get_optimizer_class(optimizer)(net)
+    _check_optimizer(optimizer, net)
     loss_fn = get_loss(loss)
     callbacks = list(callbacks or [])
     bar = _Progress(progress)

@@ -96,14 +96,15 @@ def as_name_map(mapping):
     if isinstance(mapping, NameMap):
         return mapping
     if isinstance(mapping, str):
-        return NameMap(strip_prefix=mapping)
+        # "by_order" is the one keyword; any other string is a prefix to strip
+        return NameMap(by_order=True) if mapping == "by_order" else NameMap(strip_prefix=mapping)
     if isinstance(mapping, Mapping):
         return NameMap(names=mapping)
     if callable(mapping):
         return _CallableMap(mapping)
     if isinstance(mapping, (list, tuple)):
         return NameMap(rename=mapping)
-    raise TypeError(f"mapping must be None, a prefix string, a dict of names, a list of "
+    raise TypeError(f"mapping must be None, a prefix string, \"by_order\", a dict of names, a list of "
                     f"(pattern, replacement) pairs, a callable or a NameMap; got "
                     f"{type(mapping).__name__}")
 
@@ -272,4 +273,15 @@ def plan_load(net_params, tensors, report, mapping=None, layout=None, cast=False
     prefix = _prefix_hint(report.unexpected, report.missing)
     if prefix:
         report.hints.add(f"names differ by a prefix: try mapping={prefix!r}")
+    elif report.missing and report.unexpected and _order_fits(tensors, targets, net_params):
+        report.hints.add("the names differ but the shapes match in order: try "
+                         "mapping=\"by_order\" (cconv convert --by-order)")
     return plan
+
+
+def _order_fits(tensors, targets, net_params):
+    """True when the kept source tensors have the net's parameter shapes, in order."""
+    kept = [np.shape(tensors[s]) for s, t in targets.items() if t is not None]
+    wanted = [np.shape(p) for p in net_params.values()]
+    return len(kept) == len(wanted) and all(a == b or int(np.prod(a)) == int(np.prod(b))
+                                            for a, b in zip(kept, wanted))

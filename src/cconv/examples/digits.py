@@ -101,8 +101,11 @@ def train(epochs=30, batch_size=32, lr=3e-3, seed=0, out="digits.safetensors",
     log(f"test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}), "
         f"trained in {elapsed:.1f}s")
     if out:
-        # input_scale: `cconv predict` divides raw 0..16 pixels by it.
-        save(net, out, metadata={"example": "digits", "input_scale": str(PIXEL_MAX)})
+        from ..preprocessing import Preprocessing
+
+        # `cconv predict` divides raw 0..16 pixels by 16, and warns on other ranges
+        save(net, out, metadata={"example": "digits"},
+             preprocessing=Preprocessing(scale=PIXEL_MAX, raw_range=(0, PIXEL_MAX)))
         log(f"saved {out}")
     return {"net": net, "history": history, "test_accuracy": result["accuracy"],
             "test_loss": result["loss"], "seconds": elapsed}

@@ -41,15 +41,16 @@ class Flatten(_ShapeLayer):
 
 
 class Reshape(_ShapeLayer):
-    """Reshape each sample to `shape` (one entry may be -1)."""
+    """Reshape each sample to `shape`: one entry may be -1 (the rest), and 0 copies the
+    input's size on that axis (ONNX's rule), so (0, -1) keeps any (C, H, W) as (C, H*W)."""
 
     def __init__(self, shape):
         super().__init__()
         if not isinstance(shape, (tuple, list)):
             raise ValueError(f"shape must be a tuple of ints, got {shape!r}")
         shape = tuple(_util.check_int("shape", d, -1) for d in shape)
-        if shape.count(-1) > 1 or 0 in shape:
-            raise ValueError(f"shape may hold one -1 and no 0, got {shape}")
+        if shape.count(-1) > 1:
+            raise ValueError(f"shape may hold one -1, got {shape}")
         self.shape = shape
 
     def get_config(self):
@@ -57,22 +58,31 @@ class Reshape(_ShapeLayer):
 
     def output_shape(self, input_shapes):
         shape = self._input_shape(input_shapes)
+        target = self.shape
+        if 0 in target:
+            if len(shape) < max(i for i, d in enumerate(target) if d == 0) + 1:
+                raise ValueError(f"Reshape{target}: a 0 copies the input's size on its axis, "
+                                 f"but the per-sample input {shape} has too few axes")
+            target = tuple(shape[i] if d == 0 else d for i, d in enumerate(target))
         size = math.prod(shape)
-        known = math.prod(d for d in self.shape if d != -1)
-        if -1 in self.shape:
-            if size % known:
+        known = math.prod(d for d in target if d != -1)
+        if -1 in target:
+            if known == 0 or size % known:
                 raise ValueError(f"cannot reshape per-sample shape {shape} to {self.shape}")
-            return tuple(size // known if d == -1 else d for d in self.shape)
+            return tuple(size // known if d == -1 else d for d in target)
         if known != size:
             raise ValueError(f"cannot reshape per-sample shape {shape} ({size} elements) to "
                              f"{self.shape} ({known} elements)")
-        return self.shape
+        return target
 
     def forward(self, x, training=False):
         x = np.asarray(x)
         if training:
             self._saved = (x.shape,)
-        return x.reshape((x.shape[0],) + self.shape)
+        shape = self.shape
+        if 0 in shape:   # copied from this input (numpy resolves a -1 itself)
+            shape = self.output_shape([x.shape[1:]])
+        return x.reshape((x.shape[0],) + shape)
 
     def backward(self, grad_out):
         (shape,) = _util.saved(self)

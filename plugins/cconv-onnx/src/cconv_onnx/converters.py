@@ -12,7 +12,7 @@ import numpy as np
 
 from cconv import nn
 
-from .errors import OnnxImportError
+from .errors import OnnxImportError, SizeDependentError
 
 
 def _fail(node, why):
@@ -75,6 +75,8 @@ def conv(im, node, attrs):
         cls, padding = nn.Conv1d, pads[0]
     else:
         _fail(node, f"{len(kernel)}-D convolution is not supported (1-D and 2-D are)")
+    if attrs.get("auto_pad") == "SAME_UPPER" and any(s > 1 for s in strides):
+        padding = "same"   # cconv's "same" is SAME_UPPER at every input size, not this one's pads
     layer = cls(in_ch, out_ch, kernel, stride=strides, padding=padding, dilation=dilations,
                 groups=groups, bias=b is not None)
     params = {"weight": w} if b is None else {"weight": w, "bias": b}
@@ -316,7 +318,9 @@ def global_average_pool(im, node, attrs):
 
 # ------------------------------------------------------------------ shapes
 
-def _reshape_to(im, node, x, full_shape):
+def _reshape_to(im, node, x, full_shape, layer_shape=None):
+    """x reshaped to full_shape (batch first); the layer gets layer_shape (per sample,
+    with 0 = copy the input's size and -1 = the rest) so that it holds at other sizes."""
     full_shape = tuple(int(d) for d in full_shape)
     if len(full_shape) < 1 or full_shape[0] != x.shape[0]:
         _fail(node, f"reshaping {x.shape} to {full_shape} would change the batch axis")
@@ -324,12 +328,31 @@ def _reshape_to(im, node, x, full_shape):
         _fail(node, f"cannot reshape {x.shape} to {full_shape}")
     if full_shape == x.shape:
         return x
-    return im.add(node, nn.Reshape(full_shape[1:]), [x])
+    return im.add(node, nn.Reshape(layer_shape or full_shape[1:]), [x])
+
+
+def _size_free(out, source):
+    """Per-sample Reshape target for a squeeze/unsqueeze to out (batch first), source[j]
+    the input axis that out axis j comes from (None: inserted): an axis that stays in
+    place is copied (0), one other takes the rest (-1), so the layer holds at any size."""
+    target, rest = [], False
+    for j, (d, i) in enumerate(zip(out, source)):
+        if j == 0:
+            continue
+        if i == j:
+            target.append(0)
+        elif i is not None and not rest:
+            target.append(-1)
+            rest = True
+        else:
+            target.append(d)
+    return tuple(target)
 
 
 def reshape(im, node, attrs):
     x = im.dynamic(node)
-    target = [int(d) for d in im.const(node, 1, "shape").reshape(-1)]
+    raw = [int(d) for d in im.const(node, 1, "shape").reshape(-1)]
+    target = list(raw)
     if not attrs.get("allowzero", 0):
         target = [x.shape[i] if d == 0 and i < len(x.shape) else d for i, d in enumerate(target)]
     if target.count(-1) > 1:
@@ -339,7 +362,28 @@ def reshape(im, node, attrs):
         if known == 0 or math.prod(x.shape) % known:
             _fail(node, f"cannot reshape {x.shape} to {target}")
         target = [math.prod(x.shape) // known if d == -1 else d for d in target]
-    return _reshape_to(im, node, x, target)
+    # The file's own 0 (copy) and -1 (the rest) stay in the layer, as onnxruntime
+    # resolves them per input size; a -1 in the batch slot leaves the others literal.
+    layer_shape = None
+    if len(raw) > 1 and raw[0] != -1 and not attrs.get("allowzero", 0) and (
+            0 in raw[1:] or -1 in raw[1:]):
+        layer_shape = tuple(raw[1:])
+    given = im.reshape_targets.get(node.name)
+    if given is not None:   # size-free form of a computed target; it must agree here too
+        try:
+            same = nn.Reshape(given).output_shape([x.shape[1:]]) == tuple(target[1:])
+        except ValueError:
+            same = False
+        if not same:
+            raise SizeDependentError(
+                f"node {node.name!r} (Reshape): its target {target} for input {x.shape} is "
+                f"computed from the input's size in a way cconv's Reshape (0: copy, -1: "
+                f"the rest) cannot follow", node.name)
+        layer_shape = given
+    y = _reshape_to(im, node, x, target, layer_shape)
+    if y is not x:
+        im.reshapes[y.source] = (x.shape, tuple(target))
+    return y
 
 
 def flatten(im, node, attrs):
@@ -367,7 +411,9 @@ def squeeze(im, node, attrs):
     axes = sorted({a % ndim for a in axes})
     if 0 in axes or any(x.shape[a] != 1 for a in axes):
         _fail(node, f"cannot squeeze axes {axes} of {x.shape} (batch axis or size > 1)")
-    return _reshape_to(im, node, x, [d for i, d in enumerate(x.shape) if i not in axes])
+    kept = [i for i in range(ndim) if i not in axes]
+    out = [x.shape[i] for i in kept]
+    return _reshape_to(im, node, x, out, _size_free(out, kept))
 
 
 def unsqueeze(im, node, attrs):
@@ -379,10 +425,11 @@ def unsqueeze(im, node, attrs):
     axes = sorted(a % rank for a in axes)
     if 0 in axes:
         _fail(node, "inserting an axis before the batch axis is not supported")
-    shape = list(x.shape)
+    shape, source = list(x.shape), list(range(len(x.shape)))
     for a in axes:
         shape.insert(a, 1)
-    return _reshape_to(im, node, x, shape)
+        source.insert(a, None)
+    return _reshape_to(im, node, x, shape, _size_free(shape, source))
 
 
 def transpose(im, node, attrs):
@@ -424,6 +471,15 @@ def cast(im, node, attrs):
 
 # ------------------------------------------------------------------ resampling, padding
 
+def _same_floor(scale):
+    """True when floor(n * scale) in float32 (onnxruntime) and float64 (nn.Resize) agree
+    for every input size n up to 16383 (exact for 2, 0.5, 1.5; not for 1.8)."""
+    sizes = np.arange(1, 1 << 14)
+    s32 = np.float32(scale)
+    return bool(np.array_equal(np.floor(sizes.astype(np.float32) * s32),
+                               np.floor(sizes * float(s32))))
+
+
 def resize(im, node, attrs):
     x = im.dynamic(node)
     upsample = node.op_type == "Upsample"
@@ -464,7 +520,10 @@ def resize(im, node, attrs):
         # in float32, as onnxruntime computes it: 5 * 1.8f is 9, not 8.99999...
         size = tuple(math.floor(np.float32(n) * np.float32(s))
                      for n, s in zip(x.shape[2:], scales[2:]))
-        layer = nn.Resize(size=size, scale=tuple(scales[2:]), mode=mode,
+        # Scale alone (the output size follows the input) where cconv's float64
+        # floor(n * s) equals that at every size; else this size only.
+        free = all(_same_floor(s) for s in scales[2:])
+        layer = nn.Resize(size=None if free else size, scale=tuple(scales[2:]), mode=mode,
                           coordinate_transformation_mode=coord, nearest_mode=nearest)
     else:
         _fail(node, "needs constant scales or sizes")

@@ -19,7 +19,7 @@ import cconv
 
 from .converters import CONVERTERS
 from .converters_vision import restore_batch_axis
-from .errors import OnnxImportError, tensor_to_array
+from .errors import OnnxImportError, SizeDependentError, tensor_to_array
 from .folding import CONSTANT_ONLY, FOLDERS, attributes, fold
 from .report import describe, obstacles
 
@@ -33,6 +33,14 @@ __all__ = [
 
 #: the batch size a symbolic batch axis is traced with (see Importer._inputs)
 SYMBOLIC_BATCH = 7
+#: sizes an open (symbolic) per-sample dim is traced with, in order, until one imports
+PLACEHOLDER_SIZES = (64, 224, 32, 128, 512)
+#: offsets from the traced size at which the import is repeated, to check that no
+#: layer depends on the size (parity, divisibility); two that import are enough
+CHECK_OFFSETS = (1, 2, 8, 32, 64)
+CHECKS = 2
+#: computed Reshape targets made size-free (and traced again) per import, at most
+MAX_REPAIRS = 32
 
 SUPPORTED_OPS = frozenset(CONVERTERS) | frozenset(FOLDERS) | {"Shape"}
 
@@ -113,8 +121,13 @@ def _tensor_dims(value_info):
 class Importer:
     """One import: the walk's state, and the helpers converters call."""
 
-    def __init__(self, model, input_shapes=None):
+    def __init__(self, model, input_shapes=None, arrays=None, reshape_targets=None):
         self.model = model
+        self._arrays = {} if arrays is None else arrays   # initializers, shared by traces
+        # ONNX Reshape node -> per-sample target (0/-1) to use instead of its folded one
+        self.reshape_targets = reshape_targets or {}
+        self.reshapes = {}       # cconv node -> (input shape, full target) of each Reshape
+        self.onnx_node_of = {}   # cconv node -> the ONNX node it came from
         self.opset = _opset(model)
         self.values = {}              # ONNX tensor name -> np.ndarray | Dynamic
         self.graph = None
@@ -175,6 +188,7 @@ class Importer:
         except ValueError as exc:
             raise OnnxImportError(f"node {node.name!r} ({node.op_type}): {exc}") from exc
         self.graph.add(name, layer, inputs=[v.source for v in inputs])
+        self.onnx_node_of[name] = node.name
         if params:
             self.weights[name] = params
         return Dynamic(name, (self.batch,) + tuple(out))
@@ -199,7 +213,7 @@ class Importer:
             elif dims is None or len(dims) < 2 or any(d is None or d < 1 for d in dims[1:]):
                 raise OnnxImportError(
                     f"input {vi.name!r} has shape {dims} (None: unknown): cconv needs a "
-                    f"batch axis and known per-sample sizes; pass input_shapes="
+                    f"batch axis and the number of per-sample axes; pass input_shapes="
                     f"{{{vi.name!r}: (C, H, W)}}")
             else:
                 per_sample = tuple(dims[1:])
@@ -215,22 +229,34 @@ class Importer:
         return inputs, shapes
 
     def run(self):
-        model = self.model
-        if any(not node.name for node in model.graph.node):
-            model = onnx.ModelProto()   # name the nodes on a copy, not the caller's model
-            model.CopyFrom(self.model)
-            self.model = model
+        """The built graph with the model's weights."""
+        self.walk()
+        return self.build()
+
+    def build(self):
+        """Build the walked graph (in float64 for a float64 model) and attach the weights."""
+        self.graph.build(self.shapes if len(self.shapes) > 1 else self.shapes[0], seed=0)
+        if self.float64:
+            self.graph.astype(np.float64)
+        self._attach_weights()
+        return self.graph
+
+    def walk(self):
+        """Convert every node into the (unbuilt) graph; weights wait in self.weights."""
+        model = self.model = _named(self.model)
         _check_supported(model)
         inputs, shapes = self._inputs()
         names = [self.unique_name(vi.name) for vi in inputs]
+        self.input_names = [vi.name for vi in inputs]   # ONNX names, in the graph's order
         self.graph = cconv.Graph(inputs=names)
         for vi, name, shape in zip(inputs, names, shapes):
             self.values[vi.name] = Dynamic(name, (self.batch,) + shape)
         for t in model.graph.initializer:
-            self.values[t.name] = tensor_to_array(t)
-        for i, node in enumerate(model.graph.node):
-            if not node.name:
-                node.name = f"{node.op_type}_{i}"
+            array = self._arrays.get(t.name)
+            if array is None:
+                array = self._arrays[t.name] = tensor_to_array(t)
+            self.values[t.name] = array
+        for node in model.graph.node:
             self._convert(node)
         outputs = []
         for vi in model.graph.output:
@@ -243,11 +269,18 @@ class Importer:
         if not self.graph.nodes:
             raise OnnxImportError("the ONNX model computes nothing from its input")
         self.graph.set_outputs(outputs)
-        self.graph.build(shapes if len(shapes) > 1 else shapes[0], seed=0)
-        if all(vi.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE for vi in inputs):
-            self.graph.astype(np.float64)   # a float64 model computes in float64
-        self._attach_weights()
-        return self.graph
+        # a float64 model computes in float64 (see _build)
+        self.float64 = all(vi.type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
+                           for vi in inputs)
+        self.shapes = shapes
+        return self
+
+    def signature(self):
+        """What the walk made, to compare traces at two sizes: per node its name, type,
+        config, wiring and weights."""
+        return [(name, layer.type_name, layer.get_config(), list(self.graph.nodes[name].inputs),
+                 self.weights.get(name, {})) for name, layer in self.graph.layers()] + \
+            [("outputs", None, None, self.graph.output_names, {})]
 
     def _convert(self, node):
         args = [self.value(node, i) for i in range(len(node.input))]
@@ -296,15 +329,220 @@ class Importer:
                 target[...] = array
 
 
+def _named(model):
+    """model with every node named (on a copy, not the caller's model, when one lacks it)."""
+    if all(node.name for node in model.graph.node):
+        return model
+    named = onnx.ModelProto()
+    named.CopyFrom(model)
+    for i, node in enumerate(named.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    return named
+
+
 def import_onnx(source, input_shapes=None):
     """A built cconv.Graph computing the ONNX model `source` (path, bytes or ModelProto).
 
-    input_shapes: {input name: per-sample shape} for inputs whose ONNX shape is
-    not fully known. Before importing anything, every unsupported operator of
-    the model is listed in one OnnxImportError.
+    Axes the file leaves open (symbolic or unknown H, W, batch) stay free: the
+    net runs any size its layers take. input_shapes: {input name: per-sample
+    shape} gives the size to build at, needed only where the file does not give
+    the rank, or where the model fixes an open size (a Reshape to a literal
+    shape computed from it); the net is then fixed at that size. Before
+    importing anything, every unsupported operator of the model is listed in
+    one OnnxImportError.
     """
-    model = read_model(source)
-    return Importer(model, input_shapes).run()
+    model = _named(read_model(source))
+    _check_supported(model)
+    return _import_any_size(model, dict(input_shapes or {}))
+
+
+def _open_dims(model, given):
+    """{input name: per-sample dims the file leaves open and the walk may vary}."""
+    inits = {t.name for t in model.graph.initializer}
+    out = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = _tensor_dims(vi)
+        rank = len(given[vi.name]) if vi.name in given else (
+            len(dims) - 1 if dims is not None else None)
+        if rank is None:
+            continue   # Importer._inputs asks for input_shapes
+        if dims is None or len(dims) != rank + 1:
+            dims = [None] * (rank + 1)
+        out[vi.name] = [i for i, d in enumerate(dims[1:]) if d is None or d < 1]
+    return out
+
+
+def _channels_from_model(model, name):
+    """The channel count a Conv reading input `name` directly takes, or None."""
+    weights = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Conv" and node.input and node.input[0] == name and \
+                len(node.input) > 1 and node.input[1] in weights:
+            w = weights[node.input[1]]
+            group = attributes(node).get("group", 1)
+            return int(w.dims[1]) * int(group)
+    return None
+
+
+def _trace_shapes(model, given, open_dims, size):
+    """{input: per-sample shape} with the open dims not given at size, an open channel
+    axis (axis 0 of a sample with more axes) from the Conv that reads the input."""
+    shapes = {}
+    for vi in model.graph.input:
+        if vi.name not in open_dims:
+            continue
+        base = given.get(vi.name)
+        dims = _tensor_dims(vi)
+        shape = list(base) if base is not None else [
+            d if d is not None and d >= 1 else None for d in dims[1:]]
+        for i in open_dims[vi.name]:
+            if base is None:
+                shape[i] = size
+                if i == 0 and len(shape) > 1:
+                    shape[i] = _channels_from_model(model, vi.name) or size
+        shapes[vi.name] = tuple(shape)
+    return shapes
+
+
+def _first_difference(a, b):
+    """(node name, what differs) between two traces' signatures; None when they agree."""
+    for x, y in zip(a, b):
+        if x[:4] != y[:4]:
+            if x[0] != y[0] or x[1] != y[1]:
+                return x[0], (f"at one size it is {x[1]} node {x[0]!r}, at the other "
+                              f"{y[1]} node {y[0]!r}")
+            return x[0], f"{x[1]}({x[2]}) at one size, {y[1]}({y[2]}) at the other"
+        for p in x[4]:
+            if p not in y[4] or np.shape(x[4][p]) != np.shape(y[4][p]) or \
+                    not np.array_equal(x[4][p], y[4][p]):
+                return x[0], f"its constant {p!r} differs between the sizes"
+        if set(x[4]) != set(y[4]):
+            return x[0], "its constants differ between the sizes"
+    if len(a) == len(b):
+        return None
+    name = (a if len(a) > len(b) else b)[min(len(a), len(b))][0]
+    return name, "the traces have different numbers of nodes"
+
+
+def _import_any_size(model, given):
+    """Import with the open dims traced at a placeholder size, then check at other sizes
+    that nothing the walk made depends on them (see import_onnx)."""
+    open_dims = _open_dims(model, given)
+    varied = {n: [i for i in dims if not (i == 0 and _rank(model, n, given) > 1)]
+              for n, dims in open_dims.items()}
+    arrays = {}
+    if not any(open_dims.values()):   # sizes the file fixes stay fixed (onnxruntime's check)
+        return _pinned(Importer(model, given, arrays).walk(), open_dims, all_open=False)
+    needs_size = any(n not in given for n, d in open_dims.items() if d)
+    first_error, importer = None, None
+    for size in PLACEHOLDER_SIZES if needs_size else (None,):
+        shapes = dict(given, **_trace_shapes(model, given, open_dims, size))
+        try:
+            importer = Importer(model, shapes, arrays).walk()
+            break
+        except OnnxImportError as exc:
+            first_error = first_error or (exc, shapes)
+            importer = None
+    if importer is None:
+        exc, shapes = first_error
+        raise OnnxImportError(f"{exc}\n(the open input sizes were traced at {shapes} and "
+                              f"other sizes: pass input_shapes=, or cconv import "
+                              f"--input-shape NAME=C,H,W, with a size the model takes)") from exc
+    overrides = {}   # ONNX Reshape node -> per-sample target with 0/-1 (see _merge_reshape)
+    for _ in range(MAX_REPAIRS):
+        difference = _check_other_sizes(model, importer, shapes, varied, arrays, overrides)
+        if difference is None:
+            return _pinned(importer, open_dims, all_open=False)
+        node, why, alt, other = difference
+        merged = None if other is None else _merge_reshape(importer, other, node)
+        if merged is None or importer.onnx_node_of[node] in overrides:
+            break
+        # a computed target (H*W as a literal per size): size-free, then traced again
+        overrides[importer.onnx_node_of[node]] = merged
+        try:
+            importer = Importer(model, shapes, arrays, overrides).walk()
+        except SizeDependentError as exc:
+            node, why = exc.node, str(exc)
+            break
+    if needs_size:
+        raise OnnxImportError(
+            f"node {node!r} fixes the size of the input(s) the file leaves open, or depends "
+            f"on it in a way cconv cannot follow (traced at {shapes} and {alt}: {why}); "
+            f"import it for one size with input_shapes={{name: per-sample shape}} (cconv "
+            f"import --input-shape NAME=C,H,W)")
+    return _pinned(Importer(model, shapes, arrays).walk(), open_dims, all_open=True)
+
+
+def _check_other_sizes(model, importer, shapes, varied, arrays, overrides):
+    """None when walks at other sizes make what importer made; else (node, why, the
+    other size, its importer) for the first node that differs."""
+    signature, checked = importer.signature(), 0
+    for offset in CHECK_OFFSETS if any(varied.values()) else ():
+        alt = dict(shapes)
+        for name in varied:
+            base = list(shapes[name])
+            for k, i in enumerate(varied[name]):
+                base[i] += offset * (k + 1)
+            alt[name] = tuple(base)
+        try:
+            other = Importer(model, alt, arrays, overrides).walk()
+        except SizeDependentError as exc:   # a repaired Reshape that does not hold here
+            return exc.node, str(exc), alt, None
+        except OnnxImportError:
+            continue   # a size the model does not take (onnxruntime would refuse it too)
+        difference = _first_difference(signature, other.signature())
+        if difference is not None:
+            return difference + (alt, other)
+        checked += 1
+        if checked == CHECKS:
+            break
+    return None
+
+
+def _merge_reshape(a, b, node):
+    """Per-sample target that gives Reshape node's output at both traces a and b: entries
+    equal at both stay, an input's size copied at both becomes 0, one other -1; or None."""
+    if node not in a.reshapes or node not in b.reshapes:
+        return None
+    (xa, ta), (xb, tb) = a.reshapes[node], b.reshapes[node]
+    if len(ta) != len(tb) or len(xa) != len(xb):
+        return None
+    out, rest = [], False
+    for j in range(1, len(ta)):
+        if ta[j] == tb[j]:
+            out.append(ta[j])
+        elif j < len(xa) and xa[j] == ta[j] and xb[j] == tb[j]:
+            out.append(0)
+        elif not rest:
+            out.append(-1)
+            rest = True
+        else:
+            return None
+    return tuple(out)
+
+
+def _rank(model, name, given):
+    if name in given:
+        return len(given[name])
+    for vi in model.graph.input:
+        if vi.name == name:
+            return len(_tensor_dims(vi)) - 1
+    return 0
+
+
+def _pinned(importer, open_dims, all_open):
+    """Build importer's graph; the dims the file fixes stay fixed, the open ones free
+    (all_open: fixed at the traced size too, since a layer depends on it)."""
+    net = importer.build()
+    spec = []
+    for onnx_name, shape in zip(importer.input_names, net.input_shapes):
+        free = set() if all_open else set(open_dims.get(onnx_name, ()))
+        spec.append((None,) + tuple(None if i in free else d for i, d in enumerate(shape)))
+    net.set_input_spec(spec)
+    return net
 
 
 def load_onnx_weights(path):
