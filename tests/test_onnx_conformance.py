@@ -1,12 +1,28 @@
 """The ONNX backend test cases shipped inside the onnx package (pytorch-converted,
 pytorch-operator): every case in scope imports and matches its expected outputs; the
 out-of-scope ones (onnx_conformance.OUT_OF_SCOPE, docs/onnx.md) are refused up front."""
+import os
+
 import pytest
 
 pytest.importorskip("onnx")
-cconv_onnx = pytest.importorskip("cconv_onnx")
 
 from onnx_conformance import OUT_OF_SCOPE, cases, run_case
+from plugin_helpers import plugin_on_path
+
+from cconv import plugins
+
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "plugins", "cconv-onnx")
+
+
+@pytest.fixture(scope="module")
+def cconv_onnx(tmp_path_factory):
+    """The cconv-onnx package, discoverable by entry point; not installed."""
+    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
+    plugins.reset()
 
 CASES = cases()
 IN_SCOPE = [c for c in CASES if c[1] not in OUT_OF_SCOPE]
@@ -14,12 +30,13 @@ REFUSED = [c for c in CASES if c[1] in OUT_OF_SCOPE]
 
 
 @pytest.mark.parametrize("suite, name, folder", IN_SCOPE, ids=[c[1] for c in IN_SCOPE])
-def test_in_scope_case_matches(suite, name, folder):
+def test_in_scope_case_matches(suite, name, folder, cconv_onnx):
     run_case(cconv_onnx.import_onnx, folder)
 
 
 @pytest.mark.parametrize("suite, name, folder", REFUSED, ids=[c[1] for c in REFUSED])
-def test_out_of_scope_case_is_refused_with_a_clear_error(suite, name, folder):
+def test_out_of_scope_case_is_refused_with_a_clear_error(suite, name, folder,
+                                                         cconv_onnx):
     with pytest.raises(cconv_onnx.OnnxImportError):
         run_case(cconv_onnx.import_onnx, folder)
 

@@ -1,5 +1,7 @@
 """The vision-model operators through the ONNX importer, against onnxruntime and onnx's
 reference evaluator (whichever are installed), and the one report of every obstacle."""
+import os
+
 import numpy as np
 import pytest
 
@@ -7,10 +9,22 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper
 from onnx_models import Builder
+from plugin_helpers import plugin_on_path
 
 import cconv
+from cconv import plugins
 
-cconv_onnx = pytest.importorskip("cconv_onnx")
+PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "plugins", "cconv-onnx")
+
+
+@pytest.fixture(scope="module")
+def cconv_onnx(tmp_path_factory):
+    """The cconv-onnx package, discoverable by entry point; not installed."""
+    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
+    plugins.reset()
 
 
 def _run_onnxruntime(model, feeds):
@@ -153,7 +167,7 @@ REFERENCE_DIFFERS = {"lrn", "softmax_opset11_axis1", "logsoftmax_opset11_axis2"}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_operator_matches_oracle(name, oracle):
+def test_operator_matches_oracle(name, oracle, cconv_onnx):
     if oracle is _run_reference and name in REFERENCE_DIFFERS:
         pytest.skip("onnx.reference differs from onnxruntime and the spec here")
     spec = CASES[name]
@@ -176,14 +190,14 @@ def test_operator_matches_oracle(name, oracle):
     assert np.shape(grad) == x.shape
 
 
-def test_attention_keeps_the_batch_axis_first_inside_the_graph():
+def test_attention_keeps_the_batch_axis_first_inside_the_graph(cconv_onnx):
     model, _ = _model(lambda b, x: _attention(b, x), (5, 12), 13)
     net = cconv_onnx.import_onnx(model)
     types = [layer.type_name for _, layer in net.layers()]
     assert "MoveBatchAxis" not in types and "Gather" in types and "MatMul" in types
 
 
-def test_report_lists_every_obstacle_before_importing():
+def test_report_lists_every_obstacle_before_importing(cconv_onnx):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
     nodes = [helper.make_node("Hardmax", ["x"], ["a"], name="hm"),
@@ -202,7 +216,7 @@ def test_report_lists_every_obstacle_before_importing():
     assert "Sqrt" not in msg.split("supported:")[0]   # Sqrt on activations is supported now
 
 
-def test_batch_axis_reduction_is_refused_with_the_reason():
+def test_batch_axis_reduction_is_refused_with_the_reason(cconv_onnx):
     model, _ = _model(lambda b, x: b.op("ReduceSum", [x], axes=[0]), (3,), 11)
     with pytest.raises(cconv_onnx.OnnxImportError, match="batch axis"):
         cconv_onnx.import_onnx(model)
@@ -216,7 +230,8 @@ def _conv_then(b, x, op, const_shape, rng):
 
 
 @pytest.mark.parametrize("op", ["Add", "Mul", "Sub", "Div"])
-def test_a_conv_bias_or_scale_written_as_a_constant_op_folds_into_the_conv(op, oracle):
+def test_a_conv_bias_or_scale_written_as_a_constant_op_folds_into_the_conv(op, oracle,
+                                                                         cconv_onnx):
     rng = np.random.default_rng(3)
     model, _ = _model(lambda b, x: _conv_then(b, x, op, (1, 4, 1, 1), rng), (3, 5, 5))
     net = cconv_onnx.import_onnx(model)
@@ -227,7 +242,7 @@ def test_a_conv_bias_or_scale_written_as_a_constant_op_folds_into_the_conv(op, o
     np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
 
 
-def test_a_weight_constant_that_cannot_fold_trains_and_a_scalar_stays_constant():
+def test_a_weight_constant_that_cannot_fold_trains_and_a_scalar_stays_constant(cconv_onnx):
     rng = np.random.default_rng(4)
 
     def build(b, x):
@@ -254,7 +269,7 @@ def test_a_weight_constant_that_cannot_fold_trains_and_a_scalar_stays_constant()
 
 @pytest.mark.parametrize("name", ["attention_batch_axis_moves", "transpose_batch_to_output",
                                   "where_less", "layernorm", "split_three"])
-def test_imported_vision_layers_save_and_load_by_config(name, tmp_path):
+def test_imported_vision_layers_save_and_load_by_config(name, tmp_path, cconv_onnx):
     build, shape, opset = (CASES[name] + (17,))[:3]
     model, _ = _model(build, shape, opset)
     net = cconv_onnx.import_onnx(model)
@@ -266,7 +281,7 @@ def test_imported_vision_layers_save_and_load_by_config(name, tmp_path):
 
 @pytest.mark.parametrize("name", ["attention_batch_axis_moves", "sequence_first_head",
                                   "layernorm_as_reducemean_pow_sqrt_div", "masked_fill_minus_inf"])
-def test_imported_graph_gradients_match_finite_differences(name):
+def test_imported_graph_gradients_match_finite_differences(name, cconv_onnx):
     from cconv.gradcheck import check_gradients
 
     build, shape, opset = (CASES[name] + (17,))[:3]
