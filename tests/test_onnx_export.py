@@ -142,12 +142,55 @@ def constant_net():
     return g.build((3, 2, 4), seed=0)
 
 
+def masks_net():
+    """Compare (two inputs and a constant), Where (with and without constants), Nary, Pow."""
+    g = cconv.Graph(inputs=["x", "v"])
+    g.add("less", nn.Compare("less"), inputs=["x", "v"])
+    g.add("big", nn.Compare("greater_equal", value=0.5), inputs=["x"])
+    g.add("pick", nn.Where(), inputs=["less", "x", "v"])
+    g.add("fill", nn.Where({"y": -1e4}), inputs=["big", "pick"])
+    g.add("most", nn.Nary("max"), inputs=["fill", "x", "v"])
+    g.add("mean", nn.Nary("mean"), inputs=["most", "x"])
+    g.add("base", nn.Unary("abs"), inputs=["mean"])
+    g.add("shift", nn.ConstantOp("add", value=0.5))
+    g.add("pow", nn.Pow(), inputs=["shift", "v"])
+    g.add("out", nn.Nary("sum"), inputs=["pow", "less", "x"])
+    return g.build([(3, 4), (4,)], seed=0)
+
+
 def _x_abs_plus_1(net):
     # rdiv in constant_net divides by x: keep the test input away from 0
     return [np.abs(x) + 1.0 for x in inputs_for(net)]
 
 
 CASES = {
+    # the vision-model layers (converters_vision / exporters_vision)
+    "unary_math": lambda: seq((3, 4), nn.Unary("abs"), nn.ConstantOp("add", value=0.5),
+                              nn.Unary("sqrt"), nn.Unary("log"), nn.Unary("neg"),
+                              nn.Unary("exp"), nn.Unary("reciprocal"), nn.Unary("erf"),
+                              nn.Unary("pow", alpha=3.0)),
+    "unary_activations": lambda: seq((3, 4), nn.Unary("elu", alpha=0.5), nn.Unary("selu"),
+                                     nn.Unary("softplus"), nn.Unary("softsign"),
+                                     nn.Unary("mish"), nn.Unary("gelu"),
+                                     nn.Unary("gelu_tanh")),
+    "softmax_flatten_log_softmax": lambda: seq((3, 2, 2), nn.Softmax(1, flatten=True),
+                                               nn.LogSoftmax(-1),
+                                               nn.LogSoftmax(2, flatten=True)),
+    **{f"reduce_{op}": (lambda op=op: seq((3, 4, 5), nn.Reduce(op, axes=(1, -1),
+                                                               keepdims=op != "sum")))
+       for op in ("sum", "mean", "max", "min", "prod", "l1", "l2", "sum_square",
+                  "log_sum_exp")},
+    "reduce_all_axes": lambda: seq((3, 4), nn.Reduce("mean")),
+    "norms": lambda: seq((4, 3, 5), nn.GroupNorm(2, 4), nn.InstanceNorm(4), nn.LRN(3),
+                         nn.LayerNorm(5), nn.LayerNorm((3, 5), affine=False),
+                         nn.GroupNorm(2, 4, affine=False)),
+    "indexing": lambda: seq((4, 5, 6), nn.Slice([1, -1], [3, -10**9], [1, -1], [1, -2]),
+                            nn.Gather(1, [1, 0, 1]), nn.Tile([1, 2, 1]),
+                            nn.Expand([2, 1, 1, 1]), nn.Gather(-1, 0)),
+    "depth_space": lambda: seq((8, 2, 3), nn.DepthToSpace(2, mode="CRD"),
+                               nn.SpaceToDepth(2), nn.DepthToSpace(2)),
+    "masks_where_nary_pow": masks_net,
+    "move_batch_axis_output": lambda: seq((3, 4), nn.Tanh(), nn.MoveBatchAxis(1)),
     "conv2d_asym_pad_dilation_stride": lambda: seq(
         (3, 9, 10), nn.Conv2d(3, 4, 3, stride=(2, 1), padding=((1, 0), (2, 1)),
                               dilation=(1, 2))),

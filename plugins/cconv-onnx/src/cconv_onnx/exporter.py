@@ -119,8 +119,9 @@ class ExportContext:
     def const(self, value, hint, dtype=np.float32):
         """An initializer holding value (float32 by default; np.int64 for shapes, axes, pads)."""
         name = self.fresh(hint)
+        # np.array, not np.ascontiguousarray: that makes a 0-d scalar 1-d (Gather's index)
         self.initializers.append(numpy_helper.from_array(
-            np.ascontiguousarray(np.asarray(value, dtype=dtype)), name))
+            np.array(value, dtype=dtype, order="C"), name))
         return name
 
     def param(self, node, pname, shape=None):

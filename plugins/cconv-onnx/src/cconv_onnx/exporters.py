@@ -280,3 +280,8 @@ BUILTIN_EXPORTERS = {
     "Mul": _binary("Mul"), "Div": _binary("Div"), "MatMul": _binary("MatMul"),
     "ConstantOp": constant_op, "Resize": resize, "Pad": pad,
 }
+
+# the vision-model layers (and Softmax's opset < 13 flattening), in their own module
+from .exporters_vision import VISION_EXPORTERS  # noqa: E402
+
+BUILTIN_EXPORTERS.update(VISION_EXPORTERS)
