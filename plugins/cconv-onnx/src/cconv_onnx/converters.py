@@ -593,6 +593,6 @@ CONVERTERS = {
 }
 
 # the vision-model operators, and the batch-axis bookkeeping around every converter
-from .converters_vision import extend as _extend_with_vision_ops  # noqa: E402
+from .converters_vision import extend as _extend_with_vision_ops
 
 _extend_with_vision_ops(CONVERTERS)

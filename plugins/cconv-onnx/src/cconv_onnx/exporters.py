@@ -282,6 +282,6 @@ BUILTIN_EXPORTERS = {
 }
 
 # the vision-model layers (and Softmax's opset < 13 flattening), in their own module
-from .exporters_vision import VISION_EXPORTERS  # noqa: E402
+from .exporters_vision import VISION_EXPORTERS
 
 BUILTIN_EXPORTERS.update(VISION_EXPORTERS)
