@@ -290,3 +290,44 @@ def test_imported_graph_gradients_match_finite_differences(name, cconv_onnx):
     x = np.random.default_rng(5).standard_normal((2,) + shape)
     errors = check_gradients(net, [x], params=net.named_parameters(trainable_only=True))
     assert "input0" in errors
+
+
+# ---------------------------------------------------------------- open input sizes
+
+def _open_model(build, dims, opset):
+    b = Builder(np.random.default_rng(0), opset=opset)
+    out = build(b, "x")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+    y.type.tensor_type.shape.SetInParent()
+    graph = helper.make_graph(b.nodes, "g", [x], [y], initializer=b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _convnext_block(b, x):
+    """Depthwise 7x7, LayerNorm over channels (NHWC), MLP with exact GELU, residual."""
+    h = b.op("Conv", [b.conv(x, 3, 8, 3), b.weight(8, 1, 7, 7, scale=0.1)],
+             kernel_shape=[7, 7], pads=[3, 3, 3, 3], group=8)
+    t = b.op("Transpose", [h], perm=[0, 2, 3, 1])
+    t = b.op("LayerNormalization", [t, b.weight(8), b.weight(8)], axis=-1, epsilon=1e-6)
+    t = b.op("MatMul", [t, b.weight(8, 32)])
+    half = b.op("Mul", [t, _c(b, 0.5)])
+    t = b.op("Mul", [half, b.op("Add", [b.op("Erf", [b.op("Div", [t, _c(b, 2 ** 0.5)])]),
+                                        _c(b, 1.0)])])
+    t = b.op("Transpose", [b.op("MatMul", [t, b.weight(32, 8)])], perm=[0, 3, 1, 2])
+    return b.op("ReduceMean", [b.op("Add", [t, h])], axes=[2, 3], keepdims=0)
+
+
+@pytest.mark.parametrize("build, dims, sizes, opset", [
+    (_convnext_block, ["N", 3, "H", "W"], [(3, 9, 11), (3, 16, 16), (3, 5, 7)], 17),
+    (_attention, ["N", "T", 12], [(5, 12), (9, 12), (40, 12)], 13),
+], ids=["convnext_block", "attention"])
+def test_open_sizes_stay_open_through_the_vision_ops(build, dims, sizes, opset, oracle,
+                                                     cconv_onnx):
+    model = _open_model(build, dims, opset)
+    net = cconv_onnx.import_onnx(model)
+    assert None in net.input_spec["x"][1:]
+    rng = np.random.default_rng(6)
+    for size in sizes:
+        x = rng.standard_normal((2,) + size).astype(np.float32)
+        np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
