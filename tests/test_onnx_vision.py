@@ -242,6 +242,18 @@ def test_a_conv_bias_or_scale_written_as_a_constant_op_folds_into_the_conv(op, o
     np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
 
 
+def test_a_matmul_bias_written_as_add_folds_into_the_linear(oracle, cconv_onnx):
+    rng = np.random.default_rng(5)
+    model, _ = _model(lambda b, x: b.op("Mul", [b.op("Add", [
+        b.op("MatMul", [x, b.weight(6, 4)]), b.const(rng.standard_normal(4))]),
+        b.const(rng.uniform(0.5, 2, (1, 1, 4)))]), (3, 6))
+    net = cconv_onnx.import_onnx(model)
+    assert [type(layer).__name__ for _, layer in net.layers()] == ["Linear"]
+    assert len(net.onnx_import_report["folded"]) == 2
+    x = rng.standard_normal((2, 3, 6)).astype(np.float32)
+    np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)
+
+
 def test_a_weight_constant_that_cannot_fold_trains_and_a_scalar_stays_constant(cconv_onnx):
     rng = np.random.default_rng(4)
 

@@ -18,7 +18,7 @@ from cconv import nn
 
 from .errors import OnnxImportError
 from .folding import FOLDERS
-from .weights import fold_into_conv, trainable_constant
+from .weights import fold_into_layer, trainable_constant
 
 
 def _fail(node, why):
@@ -585,7 +585,8 @@ def batch_first_or(original, convert):
 
 def weights_train(convert):
     """convert of Add/Sub/Mul/Div where a float constant operand of several values is a
-    weight: folded into the conv before it where it can be, else a trainable ConstantOp."""
+    weight: folded into the Conv or Linear before it where it can be, else a trainable
+    ConstantOp."""
     def converted(im, node, attrs):
         a, b = im.value(node, 0), im.value(node, 1)
         if hasattr(a, "source") == hasattr(b, "source"):
@@ -598,7 +599,7 @@ def weights_train(convert):
             # x - c is x + (-c), x / c is x * (1 / c): the conv takes either
             op, value = {"Add": ("add", c), "Sub": ("add", -c), "Mul": ("mul", c),
                          "Div": ("mul", 1 / c)}[node.op_type]
-            folded = fold_into_conv(im, node, x, np.asarray(value, np.float64), op)
+            folded = fold_into_layer(im, node, x, np.asarray(value, np.float64), op)
             if folded is not None:
                 return folded
         out = convert(im, node, attrs)

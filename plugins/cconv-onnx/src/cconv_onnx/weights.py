@@ -1,6 +1,6 @@
 """Imported constants that are weights train (a conv's bias written as a separate Add of a
-constant, a channel scale as Mul): folded into the conv where they can be, else trainable
-parameters of the broadcast layer. Scalars (and integer shape constants) stay constants.
+constant, a channel scale as Mul, a MatMul's bias as Add): folded into the Conv or Linear
+where they can be, else trainable parameters of the broadcast layer. Scalars (and integer shape constants) stay constants.
 
 What happened to each is written to `graph.onnx_import_report` (see `record`).
 """
@@ -26,24 +26,42 @@ def _per_channel(c, x):
     return c.reshape(-1)
 
 
+def _per_feature(c, x):
+    """c as one value per feature (the last axis) of x, or None when it is not that."""
+    if c.ndim < 1 or c.ndim > len(x.shape):
+        return None
+    full = (1,) * (len(x.shape) - c.ndim) + c.shape
+    if full[-1] != x.shape[-1] or any(d != 1 for d in full[:-1]):
+        return None
+    return c.reshape(-1)
+
+
 def _sole_reader(im, node, name):
     """True when node alone reads ONNX tensor `name`, and it is not a graph output."""
     readers = sum(name in n.input for n in im.model.graph.node)
     return readers == 1 and name not in {o.name for o in im.model.graph.output}
 
 
-def fold_into_conv(im, node, x, c, op):
-    """x op c folded into the conv that computes x (op add or mul, c per channel): the
-    conv's own (trainable) bias or weights take it. Returns x, or None when it cannot."""
+#: layers whose output units a per-unit constant folds into: (class, units, where they lie)
+_FOLDABLE = ((nn.Conv2d, "out_ch", _per_channel), (nn.Conv1d, "out_ch", _per_channel),
+             (nn.Linear, "out_features", _per_feature))
+
+
+def fold_into_layer(im, node, x, c, op):
+    """x op c folded into the Conv or Linear that computes x (op add or mul, c one value
+    per output unit): the layer's own (trainable) bias or weights take it. Returns x, or
+    None when it cannot."""
     layer = im.graph[x.source] if x.source in im.graph else None
-    if not isinstance(layer, (nn.Conv2d, nn.Conv1d)) or getattr(x, "batch_axis", 0):
+    found = [(units, per_unit) for cls, units, per_unit in _FOLDABLE if type(layer) is cls]
+    if not found or getattr(x, "batch_axis", 0):
         return None
-    per = _per_channel(c, x)
+    units, per_unit = found[0]
+    per = per_unit(c, x)
     if per is None or not _sole_reader(im, node, node.input[0 if im.value(node, 0) is x
                                                           else 1]):
         return None
     params = im.weights.setdefault(x.source, {})
-    out_ch = layer.out_ch
+    out_ch = getattr(layer, units)
     bias = np.asarray(params.get("bias", np.zeros(out_ch)), np.float64)
     if op == "add":
         bias = bias + per
