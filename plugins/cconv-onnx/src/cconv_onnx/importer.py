@@ -18,9 +18,9 @@ import onnx
 import cconv
 
 from .converters import CONVERTERS
-from .converters_vision import restore_batch_axis
 from .errors import OnnxImportError, SizeDependentError, tensor_to_array
 from .folding import CONSTANT_ONLY, FOLDERS, attributes, fold
+from .layout import restore_batch_axis
 from .report import describe, obstacles
 
 __all__ = [
