@@ -114,6 +114,9 @@ def test_progress_output():
                          "val_accuracy": 0.5, "time": 0.1})
     text = stream.getvalue()
     assert "epoch 1/2" in text and "acc 0.7500" in text and "val_loss 0.6000" in text
+    assert "~0s left" in text                       # one epoch of 0.1 s to go
+    bar.end_epoch(2, 2, {"loss": 0.4, "accuracy": 0.8, "val_loss": None, "time": 0.3})
+    assert "left" not in stream.getvalue().splitlines()[-1]
 
 
 @pytest.fixture(scope="module")

@@ -79,8 +79,9 @@ def evaluate(net, x, y, loss="cross_entropy", batch_size=256):
 class _Progress:
     """A one-line progress bar on stderr, redrawn at most 10 times a second.
 
-    Built in rather than tqdm: it is 30 lines, and one dependency fewer. When
-    stderr is not a terminal only the end-of-epoch lines are written.
+    Built in rather than tqdm: training's two-level line (epoch, batch) is 30
+    lines here. When stderr is not a terminal only the end-of-epoch lines are
+    written; each ends with the estimated time left for the remaining epochs.
     """
 
     def __init__(self, enabled, stream=None):
@@ -88,6 +89,7 @@ class _Progress:
         self.enabled = enabled
         self.live = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = 0.0
+        self._seconds = []
 
     def update(self, epoch, epochs, done, total, loss, acc, t0):
         now = time.perf_counter()
@@ -108,6 +110,10 @@ class _Progress:
         if logs.get("val_loss") is not None:
             parts.append(_metrics(logs["val_loss"], logs["val_accuracy"], "val_"))
         parts.append(f"{logs['time']:.2f}s")
+        self._seconds.append(logs["time"])
+        if epoch < epochs:
+            per_epoch = sum(self._seconds) / len(self._seconds)
+            parts.append(f"~{per_epoch * (epochs - epoch):.0f}s left")
         prefix = "\r\x1b[K" if self.live else ""
         self.stream.write(prefix + "  ".join(parts) + "\n")
         self.stream.flush()
