@@ -495,5 +495,6 @@ def test_exponentially_shared_pickle_is_refused_quickly(tmp_path):
         "BININT1", "SETITEM", "STOP"]
     path = tmp_path / "dag.pt"
     path.write_bytes(tf.zip_bytes({}, pickled=b"".join(ops)))
-    with pytest.raises(TorchFileError, match="expand to more than"):
+    # 66 levels deep too: either budget may speak first
+    with pytest.raises(TorchFileError, match="expand to more than|nested more than 64"):
         load_torch(path)

@@ -16,6 +16,7 @@ array is made, and sizes declared anywhere in the file are checked against
 what the file really holds before anything is allocated.
 """
 import os
+import pickle
 import zipfile
 
 import numpy as np
@@ -46,7 +47,14 @@ class _Storage:
     """One storage: its element dtype code and where its bytes are.
 
     `load()` returns the bytes (read once, shared by every tensor viewing it).
+    Slots and a refusing __setstate__: pickle BUILD must never reach it (it
+    could change numel, start or base, and with them the byte budget).
     """
+
+    __slots__ = ("_data", "_load", "base", "code", "key", "numel", "start")
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("the pickle tries to set the state of a storage")
 
     def __init__(self, key, code, numel, load):
         self.key, self.code, self.numel, self._load, self._data = key, code, numel, load, None

@@ -10,18 +10,22 @@ before anything is called.
 Before the unpickler sees the bytes, `scan_pickle` walks the opcodes with
 pickletools: every length the pickle declares (a string, a bytes object, a
 long) is checked against the bytes really there, so a corrupt length can
-not make the C unpickler allocate gigabytes up front.
+not make the C unpickler allocate gigabytes up front; and pickle_scan
+replays them on a model of the objects, refusing deep nesting, runaway
+sharing, huge integers, too many objects and BUILD on anything but an
+OrderedDict, before the real unpickler (which trusts its input) runs.
 """
 import collections
 import io
 import pickle
-import pickletools
 import re
 import reprlib
 
 import numpy as np
 
 from cconv.io import WeightFileError
+
+from . import pickle_scan
 
 __all__ = [
     "ALLOWED",
@@ -142,9 +146,14 @@ class TensorRef:
     storage's real bytes (see reader.materialize).
     """
 
+    __slots__ = ("dtype", "offset", "size", "storage", "stride")
+
     def __init__(self, storage, offset, size, stride, dtype=None):
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
         self.dtype = dtype   # v3 only: the element type over an untyped storage
+
+    def __setstate__(self, state):   # pickle BUILD must not rewrite a tensor's view
+        raise pickle.UnpicklingError("the pickle tries to set the state of a tensor")
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -203,104 +212,20 @@ for _name, _dt in _TORCH_DTYPES.items():
     ALLOWED[("torch", _name)] = DType(_name, _dt)
 
 
-_BUILDERS = {"TUPLE": 0, "LIST": 0, "DICT": 0, "FROZENSET": 0, "INST": 0, "OBJ": 0,
-             "TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3, "STACK_GLOBAL": 2, "REDUCE": 2,
-             "NEWOBJ": 2, "NEWOBJ_EX": 3, "BINPERSID": 1}
-
-
-class _SizeTracker:
-    """How many objects each stack item would be if its shared parts were copied.
-
-    A few bytes of pickle can nest one memoized tuple into another, doubling
-    at each level: 60 levels are 2**60 objects to hash (a dict key), print or
-    walk, from a file of a few hundred bytes. The pickle is run abstractly
-    here, each item carrying that expanded size, and refused once one
-    exceeds `limit` (a real checkpoint stays near its number of opcodes).
-    """
-
-    def __init__(self, path, what, start):
-        self.path, self.what, self.start = path, what, start
-        self.stack, self.marks, self.memo = [], [], {}
-
-    def _pop(self, n=1):
-        items = [self.stack.pop() if self.stack else 1 for _ in range(n)]
-        return sum(items)
-
-    def _push(self, size, pos):
-        limit = 2**20 + 16 * (pos - self.start)   # grows with the bytes read so far
-        if size > limit:
-            raise TorchFileError(self.path, f"{self.what}: shared objects nested at byte {pos} "
-                                            f"expand to more than {limit} objects "
-                                            f"(corrupt or hostile file)")
-        self.stack.append(size)
-
-    def _pop_mark(self):
-        items, self.stack = self.stack, (self.marks.pop() if self.marks else [])
-        return sum(items)
-
-    def step(self, opcode, arg, pos):
-        name = opcode.name
-        if name == "MARK":
-            self.marks.append(self.stack)
-            self.stack = []
-        elif name in _BUILDERS:
-            n = _BUILDERS[name]
-            self._push(1 + (self._pop_mark() if n == 0 else self._pop(n)), pos)
-        elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
-            added = self._pop_mark()
-            self._push(self._pop() + added, pos)
-        elif name in ("APPEND", "BUILD"):
-            added = self._pop()
-            self._push(self._pop() + added, pos)
-        elif name == "SETITEM":
-            added = self._pop(2)
-            self._push(self._pop() + added, pos)
-        elif name == "DUP":
-            self._push(self.stack[-1] if self.stack else 1, pos)
-        elif name == "POP":
-            if self.stack:
-                self.stack.pop()
-            elif self.marks:
-                self.stack = self.marks.pop()
-        elif name == "POP_MARK":
-            self._pop_mark()
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            key = len(self.memo) if name == "MEMOIZE" else arg
-            self.memo[key] = self.stack[-1] if self.stack else 1
-        elif name in ("GET", "BINGET", "LONG_BINGET"):
-            self._push(self.memo.get(arg, 1), pos)
-        elif name in ("PROTO", "FRAME", "READONLY_BUFFER"):
-            pass
-        elif opcode.stack_after:   # a literal, a global, a persistent id, an empty container
-            self._push(1, pos)
-
-
 def scan_pickle(path, data, start, what):
-    """Index just past the pickle that starts at data[start]; every length checked.
+    """Index just past the pickle that starts at data[start]; every length and budget checked.
 
-    Raises TorchFileError (naming `what`) for a truncated or malformed pickle.
+    Raises TorchFileError (naming `what`) for a truncated or malformed pickle,
+    or one beyond a budget of pickle_scan (depth, objects, memo, memory,
+    expansion, integer size, BUILD targets).
     """
-    stream = io.BytesIO(data)
-    stream.seek(start)
-    sizes = _SizeTracker(path, what, start)
     try:
-        for opcode, arg, pos in pickletools.genops(stream):
-            if opcode.name == "STOP":
-                return stream.tell()
-            sizes.step(opcode, arg, pos)
-            # The C unpickler sizes its memo table by the largest index it is
-            # given: LONG_BINPUT 171079263 in a 700-byte file made it allocate
-            # 2.8 GB. A real pickle numbers its memo entries 0, 1, 2...
-            if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and \
-                    not 0 <= int(arg) <= len(data):
-                raise TorchFileError(path, f"{what}: memo index {arg} at byte {pos} is "
-                                           f"beyond the size of the file (corrupt file?)")
-    except TorchFileError:
-        raise
+        return pickle_scan.scan(data, start)
+    except pickle_scan.PickleBudgetError as exc:
+        raise TorchFileError(path, f"{what}: {exc}") from None
     except (ValueError, EOFError, UnicodeDecodeError, OverflowError) as exc:
         raise TorchFileError(path, f"{what} is not a valid pickle (truncated or corrupt "
                                    f"file?): {exc}") from None
-    raise TorchFileError(path, f"{what} ends without a STOP opcode (truncated file?)")
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
