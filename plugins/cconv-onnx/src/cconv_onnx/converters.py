@@ -47,12 +47,26 @@ def _explicit_pads(node, attrs, spatial, kernel, strides, dilations):
     return out
 
 
+#: strides, dilations and pads beyond this are nonsense (a 9x9 input with stride
+#: 2**24 imports, then one inference touches gigabytes): refused at import
+MAX_GEOMETRY = 1 << 16
+
+
+def _geometry(node, attrs, name, default, low):
+    values = tuple(int(v) for v in attrs.get(name, default))
+    bad = [v for v in values if not low <= v <= MAX_GEOMETRY]
+    if bad:
+        _fail(node, f"{name}={list(values)}: each must be in [{low}, {MAX_GEOMETRY}]")
+    return values
+
+
 def _conv_geometry(node, attrs, x, kernel):
     nd = len(kernel)
     if len(x.shape) != nd + 2:
         _fail(node, f"a {nd}-D kernel needs an input (N, C, {nd} spatial axes), got {x.shape}")
-    strides = tuple(int(s) for s in attrs.get("strides", [1] * nd))
-    dilations = tuple(int(d) for d in attrs.get("dilations", [1] * nd))
+    strides = _geometry(node, attrs, "strides", [1] * nd, 1)
+    dilations = _geometry(node, attrs, "dilations", [1] * nd, 1)
+    _geometry(node, attrs, "pads", [0] * 2 * nd, 0)
     pads = _explicit_pads(node, attrs, x.shape[2:], kernel, strides, dilations)
     return strides, dilations, pads
 
@@ -92,9 +106,10 @@ def conv_transpose(im, node, attrs):
         _fail(node, f"only 2-D transposed convolution is supported, got weight {w.shape} "
                     f"and input {x.shape}")
     groups = int(attrs.get("group", 1))
-    strides = tuple(int(s) for s in attrs.get("strides", [1, 1]))
-    dilations = tuple(int(d) for d in attrs.get("dilations", [1, 1]))
-    out_pad = [int(p) for p in attrs.get("output_padding", [0, 0])]
+    strides = _geometry(node, attrs, "strides", [1, 1], 1)
+    dilations = _geometry(node, attrs, "dilations", [1, 1], 1)
+    _geometry(node, attrs, "pads", [0] * 4, 0)
+    out_pad = list(_geometry(node, attrs, "output_padding", [0, 0], 0))
     auto = attrs.get("auto_pad", "NOTSET")
     spatial = x.shape[2:]
     if "output_shape" in attrs or auto in ("SAME_UPPER", "SAME_LOWER"):

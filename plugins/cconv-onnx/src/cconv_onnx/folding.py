@@ -11,17 +11,29 @@ from onnx import helper
 from .errors import OnnxImportError, tensor_to_array
 
 
+def _text(node, name, raw):
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise OnnxImportError(f"node {node.name!r} ({node.op_type}): attribute {name!r} is "
+                              f"not UTF-8 text ({raw[:40]!r}); corrupt model") from None
+
+
 def attributes(node):
     """A node's attributes as {name: python value} (strings decoded, tensors as arrays)."""
     out = {}
     for a in node.attribute:
-        v = helper.get_attribute_value(a)
+        try:
+            v = helper.get_attribute_value(a)
+        except (ValueError, TypeError) as exc:   # an attribute type onnx does not know
+            raise OnnxImportError(f"node {node.name!r} ({node.op_type}): attribute "
+                                  f"{a.name!r} cannot be read: {exc}") from None
         if isinstance(v, bytes):
-            v = v.decode()
+            v = _text(node, a.name, v)
         elif hasattr(v, "data_type") and hasattr(v, "dims"):
             v = tensor_to_array(v)
         elif isinstance(v, list):
-            v = [x.decode() if isinstance(x, bytes) else x for x in v]
+            v = [_text(node, a.name, x) if isinstance(x, bytes) else x for x in v]
         out[a.name] = v
     return out
 
@@ -114,21 +126,7 @@ def _cast(node, args, attrs, opset):
     return np.asarray(args[0]).astype(_CAST_TYPES[to])
 
 
-#: largest constant (elements) folding may create: a corrupt or hostile shape
-#: must not make the importer allocate gigabytes
-MAX_FOLDED_ELEMENTS = 1 << 24
-
-
-def _check_size(node, shape):
-    size = int(np.prod([max(int(d), 0) for d in shape], dtype=np.float64))
-    if size > MAX_FOLDED_ELEMENTS:
-        raise OnnxImportError(f"{node.op_type} node {node.name!r} would create a constant of "
-                              f"shape {list(shape)} ({size} elements, limit "
-                              f"{MAX_FOLDED_ELEMENTS})")
-
-
 def _constant_of_shape(node, args, attrs, opset):
-    _check_size(node, np.reshape(args[0], -1))
     value = attrs.get("value")
     value = np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
     return np.full([int(d) for d in np.reshape(args[0], -1)], value[0], value.dtype)
@@ -144,10 +142,98 @@ def _transpose(node, args, attrs, opset):
 
 def _range(node, args, attrs, opset):
     start, limit, delta = (np.asarray(a).item() for a in args)
-    if delta == 0:
-        raise OnnxImportError(f"Range node {node.name!r} has delta 0")
-    _check_size(node, [max(np.ceil((limit - start) / delta), 0)])
     return np.arange(start, limit, delta, dtype=np.asarray(args[0]).dtype)
+
+
+# ---------------------------------------------------------------- the budget
+
+#: elements every import may fold whatever its size; plus one per byte of the model
+FOLD_SLACK = 1 << 20
+
+
+class FoldBudget:
+    """One element budget for all constant folding of one import, every op alike.
+
+    A 262-byte model (Range(0, 40000), unsqueezed both ways, then Mul) asks
+    for 1.6e9 elements: each result's size is computed from its inputs'
+    shapes and charged here before the op runs. Real models fold shape
+    arithmetic (a few elements) and at most reshape their own weights, so
+    FOLD_SLACK + the model's bytes is ample; at 8 bytes an element it keeps
+    folding within 8x the file + 8 MiB.
+    """
+
+    def __init__(self, model_bytes):
+        self.limit = FOLD_SLACK + int(model_bytes)
+        self.used = 0
+
+    def charge(self, node, size):
+        if self.used + size > self.limit:
+            raise OnnxImportError(f"{node.op_type} node {node.name!r} would fold a constant of "
+                                  f"{size} elements; constant folding may create at most "
+                                  f"{self.limit} in all for this model ({FOLD_SLACK} + one "
+                                  f"per byte of the model), {self.used} used")
+        self.used += size
+
+
+def _count(node, dims):
+    """Elements of a shape given as numbers (from a constant: bounded before multiplying)."""
+    total = 1
+    for d in dims:
+        d = float(d)
+        if not np.isfinite(d):
+            raise OnnxImportError(f"{node.op_type} node {node.name!r}: a non-finite size {d}")
+        total *= max(int(min(d, 2**62)), 0)
+        if total > 2**62:
+            return 2**62
+    return total
+
+
+def _range_size(node, args, attrs):
+    start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in args[:3])
+    if delta == 0 or not np.isfinite([start, limit, delta]).all():
+        raise OnnxImportError(f"Range node {node.name!r}: start {start}, limit {limit}, delta "
+                              f"{delta} do not make a finite range")
+    return _count(node, [np.ceil((limit - start) / delta)])
+
+
+def _broadcast_size(node, args, attrs):
+    try:
+        return _count(node, np.broadcast_shapes(*(np.shape(a) for a in args[:2])))
+    except ValueError as exc:
+        raise OnnxImportError(f"{node.op_type} node {node.name!r}: inputs of shapes "
+                              f"{[np.shape(a) for a in args[:2]]} do not broadcast: "
+                              f"{exc}") from None
+
+
+def _gather_size(node, args, attrs):
+    data, idx = np.shape(args[0]), np.shape(args[1])
+    axis = int(attrs.get("axis", 0))
+    if not -len(data) <= axis < len(data):
+        raise OnnxImportError(f"Gather node {node.name!r}: axis {axis} for data of shape "
+                              f"{data}")
+    axis %= len(data)
+    return _count(node, data[:axis] + idx + data[axis + 1:])
+
+
+_SIZES = {
+    "ConstantOfShape": lambda node, args, attrs: _count(node, np.reshape(args[0], -1)),
+    "Range": _range_size,
+    "Gather": _gather_size,
+    "Add": _broadcast_size, "Sub": _broadcast_size, "Mul": _broadcast_size,
+    "Div": _broadcast_size,
+}
+
+
+def result_size(node, args, attrs):
+    """Upper bound of the elements folding node makes, from its inputs' shapes only.
+
+    Ops without an entry (views, casts, unary maps, Concat, Slice...) make at
+    most as many elements as their inputs hold together.
+    """
+    size = _SIZES.get(node.op_type)
+    if size is not None:
+        return size(node, args, attrs)
+    return sum(int(np.size(a)) for a in args if a is not None)
 
 
 #: op_type -> fn(node, constant inputs (None for absent optional ones), attributes, opset)
@@ -180,10 +266,15 @@ CONSTANT_ONLY = {"Constant", "Gather", "Slice", "ConstantOfShape", "Range", "Flo
                  "Ceil", "Sqrt"}
 
 
-def fold(node, args, opset):
-    """Outputs (a list of arrays) of node evaluated on constant inputs args."""
+def fold(node, args, opset, budget=None):
+    """Outputs (a list of arrays) of node evaluated on constant inputs args.
+
+    budget: the import's FoldBudget, charged with the result's size before
+    anything is evaluated (default: a fresh one of FOLD_SLACK elements).
+    """
     attrs = attributes(node)
     try:
+        (budget or FoldBudget(0)).charge(node, result_size(node, args, attrs))
         out = FOLDERS[node.op_type](node, args, attrs, opset)
     except OnnxImportError:
         raise

@@ -9,6 +9,7 @@ cconv layers (see converters.py). Weights are attached after the graph is
 built, so the graph records BatchNorm statistics as buffers like any other.
 """
 import collections
+import math
 import os
 import re
 
@@ -19,7 +20,7 @@ import cconv
 
 from .converters import CONVERTERS
 from .errors import OnnxImportError, SizeDependentError, tensor_to_array
-from .folding import CONSTANT_ONLY, FOLDERS, attributes, fold
+from .folding import CONSTANT_ONLY, FOLDERS, FoldBudget, attributes, fold
 from .layout import restore_batch_axis
 from .report import describe, obstacles
 
@@ -41,6 +42,9 @@ CHECK_OFFSETS = (1, 2, 8, 32, 64)
 CHECKS = 2
 #: computed Reshape targets made size-free (and traced again) per import, at most
 MAX_REPAIRS = 32
+
+#: elements per sample of any value (2**31 float32: 8 GiB for one sample)
+MAX_ACTIVATION = 2**31
 
 SUPPORTED_OPS = frozenset(CONVERTERS) | frozenset(FOLDERS) | {"Shape"}
 
@@ -135,6 +139,7 @@ class Importer:
         self._names = set()
         self._input_shapes = input_shapes or {}
         self.batch = 1
+        self.fold_budget = FoldBudget(model.ByteSize())
 
     # ---- naming
     def unique_name(self, hint):
@@ -187,6 +192,10 @@ class Importer:
             out = layer.output_shape([v.shape[1:] for v in inputs])
         except ValueError as exc:
             raise OnnxImportError(f"node {node.name!r} ({node.op_type}): {exc}") from exc
+        if math.prod(out) > MAX_ACTIVATION:   # nonsense geometry, refused while it is cheap
+            raise OnnxImportError(f"node {node.name!r} ({node.op_type}): its output "
+                                  f"{tuple(out)} has {math.prod(out)} elements per sample, "
+                                  f"more than {MAX_ACTIVATION}")
         self.graph.add(name, layer, inputs=[v.source for v in inputs])
         self.onnx_node_of[name] = node.name
         if params:
@@ -287,7 +296,7 @@ class Importer:
         present = [a for a in args if a is not None]
         if node.op_type in FOLDERS and (node.op_type == "Constant" or present and all(
                 not isinstance(a, Dynamic) for a in present)):
-            outs = fold(node, args, self.opset)
+            outs = fold(node, args, self.opset, self.fold_budget)
         elif node.op_type == "Shape":
             outs = [self._shape(node, args[0])]
         elif node.op_type in CONVERTERS:

@@ -15,8 +15,10 @@ of those numbers is checked against the storage's actual bytes before an
 array is made, and sizes declared anywhere in the file are checked against
 what the file really holds before anything is allocated.
 """
+import math
 import os
 import pickle
+import struct
 import zipfile
 
 import numpy as np
@@ -73,10 +75,22 @@ def _key(k):
     return k if isinstance(k, str) else str(k) if isinstance(k, int) else short(k)
 
 
+#: sizes, strides, offsets and element counts are bounded before any arithmetic
+MAX_INT = 2**48
+
+
 def _check_int(path, what, value, low=0):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise TorchFileError(path, f"{what} must be an integer >= {low}, got {short(value)}")
+    # the bound first: a 2 MB integer would make every product crawl
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= MAX_INT:
+        shown = _int_repr(value) if isinstance(value, int) else short(value)
+        raise TorchFileError(path, f"{what} must be an integer in [{low}, 2**48], got {shown}")
     return value
+
+
+def _int_repr(value):
+    """A bounded repr of an int (str() of a 2 MB integer takes minutes)."""
+    bits = value.bit_length()
+    return str(value) if bits <= 64 else f"an integer of {bits} bits"
 
 
 def _storage_id(path, pid, legacy):
@@ -125,7 +139,7 @@ def materialize(path, ref, name, byteorder):
     # elements this tensor may touch: its storage (a legacy view: only its window)
     window = storage.numel * numpy_dtype(storage.code).itemsize
     available = min(len(raw) - start, window) // dtype.itemsize
-    count = int(np.prod(size, dtype=object)) if size else 1
+    count = math.prod(size)
     if count == 0:
         return _finish(np.zeros(size, dtype), code)
     last = offset + sum((d - 1) * s for d, s in zip(size, stride))
@@ -179,8 +193,9 @@ class _Converter:
             hit = None
         if hit is not None:
             return hit
-        count = int(np.prod(ref.size, dtype=object)) if isinstance(ref.size, tuple) \
-            and all(isinstance(d, int) for d in ref.size) else 0
+        sizes_ok = isinstance(ref.size, tuple) and len(ref.size) <= MAX_NDIM and all(
+            isinstance(d, int) and 0 <= d <= MAX_INT for d in ref.size)
+        count = math.prod(ref.size) if sizes_ok else 0   # else materialize reports it
         code = ref.dtype.dtype if ref.dtype is not None else \
             getattr(ref.storage, "code", "u1")
         nbytes = count * (4 if code == BF16 else numpy_dtype(code).itemsize)
@@ -236,6 +251,40 @@ def _read_entry(path, zf, info, size_limit):
                                    f"corrupt file?): {exc}") from None
 
 
+def _check_entry_ranges(path, infos, file_size):
+    """Refuse entries whose stored bytes overlap or lie outside the file.
+
+    The central directory may point N entries at one local header: each
+    would then re-read the same 8 MB and count as new storage bytes. Each
+    entry's range (its local header through its data) comes from the local
+    header itself, as zipfile reads it.
+    """
+    ranges = []
+    seen = set()
+    with open(path, "rb") as f:
+        for info in infos:
+            if info.filename in seen:
+                raise TorchFileError(path, f"two zip entries are named {info.filename!r}")
+            seen.add(info.filename)
+            f.seek(info.header_offset)
+            head = f.read(30)
+            if len(head) != 30 or head[:4] != _ZIP_MAGIC:
+                raise TorchFileError(path, f"entry {info.filename!r}: no local header at "
+                                           f"byte {info.header_offset} (corrupt zip)")
+            name_len, extra_len = struct.unpack("<HH", head[26:30])
+            end = info.header_offset + 30 + name_len + extra_len + info.compress_size
+            if end > file_size:
+                raise TorchFileError(path, f"entry {info.filename!r} ends at byte {end}, "
+                                           f"beyond the file's {file_size} (truncated?)")
+            ranges.append((info.header_offset, end, info.filename))
+    ranges.sort()
+    for (_, end, name), (begin, _, other) in zip(ranges, ranges[1:]):
+        if begin < end:
+            raise TorchFileError(path, f"zip entries {name!r} and {other!r} overlap (bytes "
+                                       f"from {begin} to {end} belong to both); refusing "
+                                       f"to read them twice")
+
+
 def _read_zip(path, file_size):
     try:
         zf = zipfile.ZipFile(path)
@@ -244,6 +293,7 @@ def _read_zip(path, file_size):
         raise TorchFileError(path, f"not a readable zip archive (truncated or corrupt "
                                    f"torch checkpoint?): {exc}") from None
     with zf:
+        _check_entry_ranges(path, zf.infolist(), file_size)
         entries = {i.filename: i for i in zf.infolist()}
         roots = [n[: -len("data.pkl")] for n in entries
                  if n.endswith("data.pkl") and n.count("/") == 1]
