@@ -724,8 +724,8 @@ class Graph:
         }
 
     @classmethod
-    def from_config(cls, config, seed=0):
-        """The graph get_config() described, built if it records input shapes.
+    def from_config(cls, config, seed=0, build=True):
+        """The graph get_config() described, built if it records input shapes (and build).
 
         Weights are freshly initialised (with seed): load them after.
         """
@@ -755,7 +755,7 @@ class Graph:
             net.set_outputs(config["outputs"])
         except KeyError as exc:
             raise GraphError(f"graph config lacks the key {exc}") from None
-        if config.get("input_shapes") is not None:
+        if build and config.get("input_shapes") is not None:
             net.build(config["input_shapes"], seed=seed)
             if config.get("dtype"):
                 net.astype(config["dtype"])

@@ -11,6 +11,7 @@ the file's real size before any array is allocated, and every problem is a
 import errno
 import json
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Mapping
@@ -215,10 +216,65 @@ def save(net, path, metadata=None, preprocessing=None):
 
 # ---------------------------------------------------------------- reading
 
+# a JSON string (escapes included), replaced by "" before the structure is checked
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# a list holding anything but integers: never valid in a header (shape, data_offsets)
+_NON_INT_LIST = re.compile(rb"\[[\d,\s-]*[^\d,\s\]-]")
+_LONG_NUMBER = re.compile(rb"\d{21}")   # beyond 64 bits
+
+
+def _check_header_structure(path, header_bytes):
+    """Refuse, before json builds anything, a header no valid file has.
+
+    A valid header is an object of objects whose lists hold integers: nesting
+    at most 3 deep. Checked on the bytes with strings blanked out, so a
+    200,000-deep header never reaches the recursive parser and a 40 MB
+    `[[],[],...]` never becomes 13 million list objects (1.15 GB).
+    """
+    lead = re.match(rb"\s*", header_bytes).end()   # not lstrip(): no 40 MB copy
+    start = header_bytes[lead:lead + 1]
+    if start != b"{":
+        raise WeightFileError(path, f"the safetensors header is not a JSON object (it "
+                                    f"starts with {start!r})")
+    bare = _JSON_STRING.sub(b'""', header_bytes)
+    bad = _NON_INT_LIST.search(bare)
+    if bad:
+        raise WeightFileError(path, f"the safetensors header has a list holding something "
+                                    f"else than integers at byte {bad.end() - 1} (only "
+                                    f"shape and data_offsets lists are valid)")
+    if _LONG_NUMBER.search(bare):
+        raise WeightFileError(path, "the safetensors header has a number of more than 20 "
+                                    "digits")
+    codes = np.frombuffer(bare, np.uint8)
+    braces = codes[(codes == ord("{")) | (codes == ord("}"))]
+    depth = np.cumsum(np.where(braces == ord("{"), 1, -1)) if braces.size else braces
+    if depth.size and depth.max() > 2:
+        raise WeightFileError(path, f"the safetensors header nests objects {int(depth.max())} "
+                                    f"deep; a valid one nests 2 (tensor entries and "
+                                    f"__metadata__ in the top-level object)")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    """object_pairs_hook: a dict, refusing a key given twice (json keeps the last)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _DuplicateKey(f"the key {dup[:100]!r} appears twice in one object")
+    return out
+
+
 def _parse_header(path, header_bytes, data_len):
+    _check_header_structure(path, header_bytes)
     try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise WeightFileError(path, f"the safetensors header is ambiguous: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:   # ValueError: JSON, int digits
         raise WeightFileError(path, f"the safetensors header is not valid JSON ({exc})") from None
     if not isinstance(header, dict):
         raise WeightFileError(path, "the safetensors header is not a JSON object")
@@ -252,7 +308,18 @@ def _parse_header(path, header_bytes, data_len):
                                         f"{info['dtype']} needs {nbytes} bytes, the offsets "
                                         f"give {end - begin}")
         entries[name] = (dtype, tuple(shape), begin, end, info["dtype"] == "BF16")
+    _check_overlaps(path, entries)
     return entries, metadata
+
+
+def _check_overlaps(path, entries):
+    """Refuse two tensors sharing data bytes (each would be a separate array of them)."""
+    spans = sorted((begin, end, name) for name, (_, _, begin, end, _) in entries.items()
+                   if end > begin)
+    for (_, end, name), (begin, _, other) in zip(spans, spans[1:]):
+        if begin < end:
+            raise WeightFileError(path, f"tensors {name!r} and {other!r} overlap in the data "
+                                        f"(bytes {begin} to {end} belong to both)")
 
 
 def read_safetensors(path):
@@ -286,7 +353,13 @@ def read_safetensors(path):
 
 
 def load(path):
-    """The net saved at path: built from its config, weights loaded strictly."""
+    """The net saved at path: built from its config, weights loaded strictly.
+
+    The config is checked against the tensors in the file (names, shapes,
+    dtypes) before any parameter is allocated: a 432-byte file declaring
+    Linear(20000, 20000) and holding no tensors is a WeightsMismatchError
+    at once, not after 4.6 GB of initialisation.
+    """
     from .graph import Graph
 
     tensors, metadata = read_safetensors(path)
@@ -296,14 +369,69 @@ def load(path):
                                     f"net and use net.load_weights(path)")
     try:
         config = json.loads(metadata[CONFIG_KEY])
-        net = Graph.from_config(config)
-    except (ValueError, LookupError, TypeError) as exc:  # JSON, graph, registry errors
+        shell = Graph.from_config(config, build=False)   # layers only, no parameters
+        if not isinstance(config, dict) or config.get("input_shapes") is None:
+            raise WeightFileError(path, "the stored config has no input shapes: cannot "
+                                        "build the net")
+        expected = _expected_parameters(shell, config)
+    except WeightFileError:
+        raise
+    except (ValueError, LookupError, TypeError, RecursionError) as exc:  # JSON, graph, registry
         raise WeightFileError(path, f"the stored network config is unusable: {exc}") from exc
-    if not net.built:
-        raise WeightFileError(path, "the stored config has no input shapes: cannot "
-                                    "build the net")
+    report = _compare_to_file(expected, tensors)
+    if not report.ok:
+        raise WeightsMismatchError(report, path)
+    try:
+        net = Graph.from_config(config)
+    except (ValueError, LookupError, TypeError) as exc:
+        raise WeightFileError(path, f"the stored network config is unusable: {exc}") from exc
     load_weights(net, tensors, strict=True, label=path)
     return net
+
+
+def _declares_params(layer):
+    """Whether layer.param_shapes speaks for layer.build (not inherited past an override)."""
+    mro = type(layer).__mro__
+    owner = {attr: next(c for c in mro if attr in c.__dict__) for attr in ("param_shapes",
+                                                                           "build")}
+    return issubclass(owner["param_shapes"], owner["build"])
+
+
+def _expected_parameters(net, config):
+    """{name: (shape, dtype)} of the parameters net.build would create, allocating nothing.
+
+    Layers that declare param_shapes are asked; any other (a plugin layer that
+    does not say) is built on its own to see, which only trusted code can make
+    expensive.
+    """
+    dtype = np.dtype(config.get("dtype") or "float32")
+    values = net.infer_shapes(config["input_shapes"])
+    expected = {}
+    for name in net.topological_order():
+        node = net.nodes[name]
+        in_shapes = [values[s] for s in node.inputs]
+        shapes = node.layer.param_shapes(in_shapes) if _declares_params(node.layer) else None
+        if shapes is None:
+            node.layer.build(in_shapes, rng=np.random.default_rng(0))
+            shapes = {p: a.shape for p, a in node.layer.params.items()}
+        for p, shape in shapes.items():
+            expected[f"{name}.{p}"] = (tuple(int(d) for d in shape), dtype)
+    return expected
+
+
+def _compare_to_file(expected, tensors):
+    """A LoadReport of expected {name: (shape, dtype)} against the file's tensors."""
+    report = LoadReport()
+    for name, (shape, dtype) in expected.items():
+        if name not in tensors:
+            report.missing.append(name)
+            continue
+        got = tensors[name]
+        if tuple(got.shape) != shape or got.dtype != dtype:
+            report.mismatched.append((name, f"{shape} {dtype}",
+                                      f"{tuple(got.shape)} {got.dtype}"))
+    report.unexpected = [name for name in tensors if name not in expected]
+    return report
 
 
 def _read_source(source, label, loader):

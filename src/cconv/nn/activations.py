@@ -17,6 +17,10 @@ class _Activation(Layer):
         self.check_num_inputs(input_shapes)
         return _util.as_shapes(input_shapes)[0]
 
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        return {}
+
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         super().build(input_shapes, rng)
@@ -109,6 +113,10 @@ class PReLU(_Activation):
             raise ValueError(f"PReLU with num_parameters={self.num_parameters} needs that "
                              f"many channels (per-sample shape (C, ...)), got {shape}")
         return shape
+
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        return {"weight": (self.num_parameters,)}
 
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)

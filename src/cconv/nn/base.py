@@ -47,6 +47,15 @@ class Layer:
         """Per-sample output shape for these per-sample input shapes (no side effects)."""
         raise NotImplementedError
 
+    def param_shapes(self, input_shapes):
+        """{name: shape} of the float32 parameters build() would create, creating nothing.
+
+        Lets a saved config be checked against the weights in its file before
+        anything is allocated (cconv.load). None: the layer cannot tell
+        without building (the default; a layer with parameters should say).
+        """
+        return None
+
     def check_num_inputs(self, inputs):
         n = len(inputs)
         if self.num_inputs == -1:

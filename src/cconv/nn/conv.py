@@ -57,6 +57,14 @@ def _init_weight_and_bias(layer, channel_dims, rng):
         layer.add_param("bias", zeros(rng, (layer.out_ch,)))
 
 
+def _weight_and_bias_shapes(layer, channel_dims):
+    """The shapes _init_weight_and_bias makes."""
+    shapes = {"weight": tuple(channel_dims) + layer.kernel_size}
+    if layer.bias:
+        shapes["bias"] = (layer.out_ch,)
+    return shapes
+
+
 class _ConvNd(Layer):
     nd = None
     type_name = None
@@ -110,6 +118,10 @@ class _ConvNd(Layer):
             raise ValueError(f"{self.type_name}: kernel_size={self.kernel_size} (dilation "
                              f"{self.dilation}) does not fit the padded input {shape}")
         return (self.out_ch,) + out
+
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        return _weight_and_bias_shapes(self, (self.out_ch, self.in_ch // self.groups))
 
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)

@@ -10,7 +10,13 @@ import numpy as np
 from . import _util
 from ._util import run_kernel
 from .base import Layer
-from .conv import _init_weight_and_bias, _jsonable, _norm_padding, _pads_per_axis
+from .conv import (
+    _init_weight_and_bias,
+    _jsonable,
+    _norm_padding,
+    _pads_per_axis,
+    _weight_and_bias_shapes,
+)
 from .init import get_initializer
 
 
@@ -72,6 +78,10 @@ class ConvTranspose2d(Layer):
             raise ValueError(f"ConvTranspose2d: padding={self.padding} removes the whole "
                              f"output of input {shape}")
         return (self.out_ch,) + out
+
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        return _weight_and_bias_shapes(self, (self.in_ch, self.out_ch // self.groups))
 
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)

@@ -163,6 +163,10 @@ class ConstantOp(Layer):
                              f"than the per-sample input {shape}")
         return _broadcast("ConstantOp", [shape, self.shape])
 
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        return {"value": self.shape or (1,)}
+
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         self.params, self.grads, self.trainable = {}, {}, {}

@@ -40,6 +40,13 @@ class Linear(Layer):
                              f"{self.in_features}), got {shape}")
         return shape[:-1] + (self.out_features,)
 
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         rng = _util.as_rng(rng)

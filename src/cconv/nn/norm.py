@@ -37,6 +37,11 @@ class _BatchNorm(Layer):
                              f"C={self.num_features}, got {shape}")
         return shape
 
+    def param_shapes(self, input_shapes):
+        self.output_shape(input_shapes)
+        names = ("weight", "bias") * self.affine + ("running_mean", "running_var")
+        return {name: (self.num_features,) for name in names}
+
     def build(self, input_shapes, rng=None):
         self.output_shape(input_shapes)
         self.params, self.grads, self.trainable = {}, {}, {}
