@@ -14,6 +14,10 @@ Engines: "atheris" (coverage-guided, libFuzzer; `pip install atheris`) when it
 imports, else "mutate": random byte mutations (flip, insert, delete, splice,
 interesting integers, JSON edits) of the seeds. Prints one JSON line of
 statistics at the end; exit status 0 when nothing was found.
+
+Seeds: a few well-formed files per loader plus the small variants of the
+hostile corpus (tests/hostile_corpus.py), so fuzzing starts from every
+known attack.
 """
 import argparse
 import io
@@ -63,6 +67,22 @@ RSS_GROWTH = 512 * 2**20
 
 # ---------------------------------------------------------------- seeds
 
+def corpus_seeds(*targets):
+    """The small variants of tests/hostile_corpus.py for these targets (bytes each).
+
+    Fuzzing starts from every attack already known, so mutations explore
+    around the budgets rather than only around well-formed files.
+    """
+    tests = os.path.join(ROOT, "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    try:
+        import hostile_corpus
+    except ImportError:   # an installed copy without the tests
+        return []
+    return [c.data for c in hostile_corpus.cases(small=True, targets=targets)]
+
+
 def _small_net():
     from cconv import nn
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(),
@@ -77,15 +97,27 @@ def safetensors_seeds(tmp):
     plain = st_save({"a": np.arange(6, dtype=np.float32).reshape(2, 3),
                      "b": np.ones(3, np.float64), "c": np.zeros((0, 2), np.int64)})
     with open(path, "rb") as f:
-        return [f.read(), plain]
+        return [f.read(), plain] + corpus_seeds("safetensors", "load")
+
+
+def _hand_written_torch_seeds():
+    """torch.save's two formats, written by tests/torch_files.py (no torch needed)."""
+    tests = os.path.join(ROOT, "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import torch_files as tf
+    sd = tf.state_dict_obj({"conv.weight": np.ones((2, 1, 3, 3), np.float32),
+                            "conv.bias": np.zeros(2, np.float32)})
+    wrapped = {"state_dict": sd, "epoch": 3}
+    return [tf.zip_bytes(wrapped), tf.legacy_bytes(wrapped)]
 
 
 def torch_seeds(tmp):
     try:
         import torch
     except ImportError:
-        return []
-    seeds = []
+        return _hand_written_torch_seeds() + corpus_seeds("torch")
+    seeds = corpus_seeds("torch")
     sd = {"conv.weight": torch.randn(2, 1, 3, 3), "conv.bias": torch.zeros(2),
           "fc.weight": torch.randn(3, 4).t()}   # a non-contiguous one too
     for legacy in (False, True):
@@ -110,7 +142,7 @@ def onnx_seeds(tmp):
                                                           [1, 1, 4, 4])],
         [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, [1, 2, 4, 4])], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    return [model.SerializeToString()]
+    return [model.SerializeToString()] + corpus_seeds("onnx")
 
 
 # ---------------------------------------------------------------- targets
@@ -154,9 +186,8 @@ TARGETS = {
 def available(name):
     """Whether target name can run here (its plugin source and its seeds' makers)."""
     try:
-        if name == "torch":
+        if name == "torch":   # seeds come from torch, else from tests/torch_files.py
             import cconv_torch  # noqa: F401
-            import torch  # noqa: F401
         elif name == "onnx":
             import cconv_onnx  # noqa: F401
             import onnx  # noqa: F401
