@@ -75,22 +75,28 @@ def torch_list_contains_itself(small):
 
 
 def torch_build_on_storage(small):
-    # BUILD on the loader's own storage object: numel, _data, start, base rewritten
-    numel = (1 << 16) if small else (1 << 21)
-    storage = tf.Storage("0", np.zeros(numel, np.float32))
-    state = tf.Raw(b"}(X\x05\x00\x00\x00numelJ\xff\xff\xff\x7fX\x05\x00\x00\x00startK\x00ub")
+    # BUILD on the loader's own 16-element storage: numel = 2**30 and _data = a
+    # payload from the pickle lift the 4x budget; then K views at offsets 0..K-1
+    # are K copies of the payload (8 MB -> 4.8 GB in the issue)
+    payload, views = (1 << 18, 4) if small else (1 << 22, 64)
+    storage = tf.Storage("0", np.zeros(16, np.float32))
     pid = tf.dumps(storage)[2:-1]   # the persistent-id opcodes, without PROTO and STOP
-    tensor = tf.Reduce(tf.Global("torch._utils", "_rebuild_tensor_v2"),
-                       (tf.Raw(pid + state.data), 0, (numel,), (1,), False,
-                        tf.OrderedDict_([])))
-    return _torch_zip(tf.dumps({"w": tensor}), [("0", storage.values.tobytes())])
+    state = (b"}(X\x05\x00\x00\x00numelJ\x00\x00\x00\x40X\x05\x00\x00\x00_data"
+             b"B" + struct.pack("<I", payload) + bytes(payload) + b"ub")
+    size = payload // 4 - views
+    rebuild = tf.Global("torch._utils", "_rebuild_tensor_v2")
+    tensors = {f"t{k}": tf.Reduce(rebuild, (tf.Raw(pid + state + b"q\x00" if k == 0 else
+                                                   b"h\x00"), k, (size,), (1,), False,
+                                            tf.OrderedDict_([])))
+               for k in range(views)}
+    return _torch_zip(tf.dumps(tensors), [("0", storage.values.tobytes())])
 
 
 def torch_build_on_tensor(small):
     storage = tf.Storage("0", np.zeros(4, np.float32))
     tensor = tf.Tensor(storage, 0, (4,))
-    body = tf.dumps({"w": tensor})[:-2]   # up to SETITEM's value: the tensor is on top
-    pickled = body + b"}(X\x04\x00\x00\x00sizeJ\x00\x00\x00\x01ubs."
+    body = tf.dumps({"w": tensor})[:-2]   # up to SETITEMS: the tensor is on top
+    pickled = body + b"}(X\x04\x00\x00\x00sizeJ\x00\x00\x00\x01ubu."
     return _torch_zip(pickled, [("0", storage.values.tobytes())])
 
 
@@ -103,12 +109,13 @@ def _long4(value_bytes):
 
 
 def torch_huge_int_size(small):
-    # a tensor size given as a 2 MB integer: products computed before any bound took minutes
-    n = (64 << 10) if small else (2 << 20)
+    # tensor sizes given as 2 MB integers: their product, computed before any
+    # bound, took minutes of CPU
+    n, count = (64 << 10, 3) if small else (2 << 20, 7)
     storage = tf.Storage("0", np.zeros(4, np.float32))
-    size = tf.Raw(b"(" + _long4(b"\xff" * (n - 1) + b"\x7f") + b"t")
+    size = tf.Raw(b"(" + _long4(b"\xff" * (n - 1) + b"\x7f") * count + b"t")
     tensor = tf.Reduce(tf.Global("torch._utils", "_rebuild_tensor_v2"),
-                       (storage, 0, size, (1,), False, tf.OrderedDict_([])))
+                       (storage, 0, size, (1,) * count, False, tf.OrderedDict_([])))
     return _torch_zip(tf.dumps({"w": tensor}), [("0", storage.values.tobytes())])
 
 
@@ -248,7 +255,7 @@ def load_config_deep_json(small):
 
 # ---------------------------------------------------------------- ONNX
 
-def _onnx_model(nodes, inits=(), opset=13, x_shape=(1, 1, 9, 9), y_shape=None):
+def _onnx_model(nodes, inits=(), opset=13, x_shape=(1, 1, 9, 9), y_shape=(1, 1, 9, 9)):
     import onnx
     from onnx import helper, numpy_helper
     graph = helper.make_graph(
@@ -258,10 +265,10 @@ def _onnx_model(nodes, inits=(), opset=13, x_shape=(1, 1, 9, 9), y_shape=None):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def onnx_range_mul(small):
+def onnx_range_mul(small, n=40000):
     # Range(0, 40000) unsqueezed both ways, then Mul: 1.6e9 elements folded (6 GB)
     from onnx import helper
-    n = 4000 if small else 40000
+    n = 4000 if small else n
     nodes = [helper.make_node("Range", ["s", "l", "d"], ["r"]),
              helper.make_node("Unsqueeze", ["r", "a0"], ["r0"]),
              helper.make_node("Unsqueeze", ["r", "a1"], ["r1"]),
@@ -271,6 +278,12 @@ def onnx_range_mul(small):
              ("d", np.array(1, np.int64)), ("a0", np.array([0], np.int64)),
              ("a1", np.array([1], np.int64))]
     return _onnx_model(nodes, inits).SerializeToString()
+
+
+def onnx_range_mul_fits(small):
+    # the same with 12000: 1.15 GB, within the address-space cap, so that only
+    # the budget (not a MemoryError) can refuse it
+    return onnx_range_mul(small, 12000)
 
 
 def onnx_constant_of_shape(small):
@@ -291,7 +304,8 @@ def onnx_huge_strides(small):
     # a 564-byte Conv with strides 2**24: imported, then one inference took 9 s and 4.7 GB
     from onnx import helper
     node = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2**24, 2**24])
-    return _onnx_model([node], [("w", np.ones((1, 1, 1, 1), np.float32))]).SerializeToString()
+    return _onnx_model([node], [("w", np.ones((1, 1, 1, 1), np.float32))],
+                       y_shape=(1, 1, 1, 1)).SerializeToString()
 
 
 # ---------------------------------------------------------------- the table
@@ -323,6 +337,7 @@ CASES = [
     (load_config_wrong_shapes, "load", _MISMATCH, "issue 23.7 with tensors of other shapes"),
     (load_config_deep_json, "load", _WEIGHTS, "a config nested 100,000 deep"),
     (onnx_range_mul, "onnx", _ONNX, "issue 23.6: 6 GB of folding from 262 bytes"),
+    (onnx_range_mul_fits, "onnx", _ONNX, "issue 23.6 at 1.15 GB (under the memory cap)"),
     (onnx_constant_of_shape, "onnx", _ONNX, "ConstantOfShape 40000x40000"),
     (onnx_non_utf8_attribute, "onnx", _ONNX, "issue 23.12: UnicodeDecodeError"),
     (onnx_huge_strides, "onnx", _ONNX, "issue 23.8: Conv strides 2**24"),
