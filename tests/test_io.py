@@ -275,3 +275,98 @@ def test_free_input_dims_round_trip_and_old_files_load_fixed(tmp_path):
     np.testing.assert_array_equal(was(x[:, :, :8, :8].copy()), net(x[:, :, :8, :8].copy()))
     with pytest.raises(ValueError, match="input 'x' has shape"):
         was(x)
+
+
+def _saved_with(tmp_path, net, tensors):
+    """A file with net's config and these tensors instead of its own."""
+    from safetensors.numpy import save as st_save
+    path = tmp_path / "edited.safetensors"
+    meta = {io.CONFIG_KEY: json.dumps(net.get_config()), "format": "np"}
+    path.write_bytes(st_save(tensors, metadata=meta))
+    return path
+
+
+def test_load_checks_config_against_the_file_before_building(tmp_path, monkeypatch):
+    # issue 23: a config declaring big layers over a file without their tensors
+    # must fail before any parameter is allocated
+    net = small_net()
+    tensors = {k: v.copy() for k, v in net.named_parameters()}
+    del tensors["5_linear.weight"]
+    tensors["1_batchnorm2d.bias"] = np.zeros(3, np.float32)
+    path = _saved_with(tmp_path, net, tensors)
+
+    def no_params(self, *args, **kwargs):
+        raise AssertionError("a parameter was made before the check")
+    monkeypatch.setattr(cconv.nn.base.Layer, "add_param", no_params)
+    with pytest.raises(WeightsMismatchError) as info:
+        cconv.load(path)
+    report = info.value.report
+    assert report.missing == ["5_linear.weight"]
+    assert report.mismatched == [("1_batchnorm2d.bias", "(4,) float32", "(3,) float32")]
+
+
+def test_param_shapes_match_what_build_makes():
+    from cconv.nn import ConvTranspose2d, PReLU
+    from cconv.nn.elementwise import ConstantOp
+    cases = [(Conv2d(4, 6, 3, groups=2), (4, 9, 9)), (Conv2d(2, 3, (1, 2), bias=False), (2, 5, 5)),
+             (ConvTranspose2d(4, 6, 3, groups=2), (4, 5, 5)), (Linear(7, 3), (2, 7)),
+             (BatchNorm2d(3), (3, 4, 4)), (BatchNorm2d(3, affine=False), (3, 4, 4)),
+             (PReLU(3), (3, 4, 4)), (ReLU(), (3, 4, 4)), (ConstantOp("add", shape=(3, 1, 1)),
+                                                           (3, 4, 4))]
+    for layer, shape in cases:
+        declared = layer.param_shapes([shape])
+        layer.build([shape], rng=0)
+        assert declared == {k: v.shape for k, v in layer.params.items()}, layer
+        assert io._declares_params(layer)
+
+
+def test_layer_without_param_shapes_is_built_alone_to_see(tmp_path):
+    from cconv.nn.base import Layer
+
+    class Scale(Layer):   # a plugin-style layer that does not declare its parameters
+        def output_shape(self, input_shapes):
+            return tuple(input_shapes[0])
+
+        def build(self, input_shapes, rng=None):
+            self.add_param("s", np.ones(input_shapes[0][0], np.float32))
+            super().build(input_shapes, rng)
+
+    class Quiet(ReLU):   # inherits ReLU's {} but builds a parameter: not trusted
+        def build(self, input_shapes, rng=None):
+            self.add_param("q", np.ones(2, np.float32))
+            super().build(input_shapes, rng)
+
+    g = Graph(inputs=["x"])
+    g.add("a", Scale(), inputs=["x"])
+    g.add("b", Quiet(), inputs=["a"])
+    g.set_outputs(["b"])
+    expected = io._expected_parameters(g, {"input_shapes": [(3, 2, 2)]})
+    assert expected == {"a.s": ((3,), np.dtype("float32")), "b.q": ((2,), np.dtype("float32"))}
+    assert not io._declares_params(Quiet())
+
+
+@pytest.mark.parametrize("header", [
+    b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+    b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',                # duplicate key
+    b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+    b'"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',                # overlap
+    b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",                             # deep list
+    b'{"a":' + b'{"b":' * 5000 + b"1" + b"}" * 5000 + b"}",                  # deep object
+    b"[" + b"[]," * 1000 + b"[]]",                                            # not an object
+    b'{"a":{},"b":{},"c":{}}',                                                # empty entries
+    b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,8]}}',
+])
+def test_hostile_headers_are_weight_file_errors(tmp_path, header):
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    with pytest.raises(WeightFileError, match="h.safetensors"):
+        io.read_safetensors(path)
+
+
+def test_header_strings_may_hold_any_brackets(tmp_path):
+    from safetensors.numpy import save as st_save
+    meta = {"c": 'x"{[[{\\"}', "d": "\\", "e": "{" * 100}
+    path = tmp_path / "ok.safetensors"
+    path.write_bytes(st_save({"a\\\"{": np.ones(2, np.float32)}, metadata=meta))
+    tensors, metadata = io.read_safetensors(path)
+    assert metadata == meta and list(tensors) == ['a\\"{']

@@ -498,3 +498,43 @@ def test_exponentially_shared_pickle_is_refused_quickly(tmp_path):
     # 66 levels deep too: either budget may speak first
     with pytest.raises(TorchFileError, match="expand to more than|nested more than 64"):
         load_torch(path)
+
+
+def test_state_dict_metadata_set_by_build_still_loads(tmp_path):
+    # model.state_dict() pickles its `_metadata` attribute with BUILD on the
+    # OrderedDict (after SETITEMS): the one BUILD the scan allows
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    sd = tf.state_dict_obj({"fc.weight": w})
+    body = tf.dumps(sd)[:-1]   # the OrderedDict with its items, still on the stack
+    meta = (b"}(X\x09\x00\x00\x00_metadata" b"ccollections\nOrderedDict\n)R"
+            b"X\x00\x00\x00\x00}X\x07\x00\x00\x00versionK\x01ssub")   # {"": {"version": 1}}
+    path = tmp_path / "sd.pt"
+    path.write_bytes(tf.zip_bytes(sd, pickled=body + meta + b"."))
+    np.testing.assert_array_equal(load_torch(path)["fc.weight"], w)
+
+
+@pytest.mark.parametrize("pickled,match", [
+    (b"\x80\x02}" + b")" + b"\x85" * 5000 + b"K\x01s.", "nested more than 64"),
+    (b"\x80\x02]q\x00h\x00a.", "contains itself"),
+    (b"\x80\x02ccollections\nOrderedDict\n)\x81.", "NEWOBJ"),
+    (b"\x80\x02\x8a\x20" + b"\xff" * 31 + b"\x7f.", "integer of 255 bits"),
+    (b"\x80\x02h\x05.", "read before it is written"),
+    (b"\x80\x02a.", "stack underflow"),
+])
+def test_pickle_budgets_refuse_before_unpickling(tmp_path, pickled, match):
+    path = tmp_path / "b.pt"
+    path.write_bytes(tf.zip_bytes({}, pickled=pickled))
+    with pytest.raises(TorchFileError, match=match):
+        load_torch(path)
+
+
+def test_lists_filled_after_memoisation_are_refused(tmp_path):
+    # issue 23: 41 lists memoised empty, then L[i] = [L[i-1], L[i-1]]: 2**40 paths
+    ops = [b"\x80\x02"] + [b"]q" + bytes([i]) + b"0" for i in range(41)]
+    ops += [b"h" + bytes([i]) + b"h" + bytes([i - 1]) + b"ah" + bytes([i - 1]) + b"a0"
+            for i in range(40, 0, -1)]
+    ops.append(b"}X\x01\x00\x00\x00wh\x28s.")
+    path = tmp_path / "lists.pt"
+    path.write_bytes(tf.zip_bytes({}, pickled=b"".join(ops)))
+    with pytest.raises(TorchFileError, match="expand to more than"):
+        load_torch(path)
