@@ -25,7 +25,7 @@ from collections import namedtuple
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch_files as tf  # noqa: E402
+import torch_files as tf
 
 Case = namedtuple("Case", "name target suffix data error why")
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import hostile_corpus  # noqa: E402
+import hostile_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN_SRC = [os.path.join(ROOT, "plugins", p, "src") for p in ("cconv-torch", "cconv-onnx")]
@@ -65,15 +65,15 @@ def _run_child(target, path):
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(AS_CAP), target, path,
                              json.dumps(PLUGIN_SRC)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    status = usage = None
+    status = None
     while time.monotonic() - start < TIMEOUT:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         time.sleep(0.02)
     else:
         proc.kill()
-        _, status, usage = os.wait4(proc.pid, 0)
+        os.wait4(proc.pid, 0)
         proc.returncode = -signal.SIGKILL
         raise AssertionError(f"{path}: no answer in {TIMEOUT} s (a hang)")
     seconds = time.monotonic() - start
@@ -99,7 +99,7 @@ def test_hostile_file_is_refused_within_budget(corpus_dir, entry):
     with open(path, "wb") as f:
         f.write(case.data)
     try:
-        result, code, seconds, output = _run_child(case.target, path)
+        result, code, _, output = _run_child(case.target, path)
     finally:
         os.unlink(path)
     assert code == 0, f"{case.name} ({case.why}): the child died with {code}:\n{output[-3000:]}"

@@ -346,10 +346,10 @@ def test_layer_without_param_shapes_is_built_alone_to_see(tmp_path):
 
 
 @pytest.mark.parametrize("header", [
-    b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
-    b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}',                # duplicate key
-    b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
-    b'"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',                # overlap
+    (b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+     b'"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'),               # duplicate key
+    (b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+     b'"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'),               # overlap
     b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",                             # deep list
     b'{"a":' + b'{"b":' * 5000 + b"1" + b"}" * 5000 + b"}",                  # deep object
     b"[" + b"[]," * 1000 + b"[]]",                                            # not an object

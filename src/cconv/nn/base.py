@@ -54,7 +54,6 @@ class Layer:
         anything is allocated (cconv.load). None: the layer cannot tell
         without building (the default; a layer with parameters should say).
         """
-        return None
 
     def check_num_inputs(self, inputs):
         n = len(inputs)

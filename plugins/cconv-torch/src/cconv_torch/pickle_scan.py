@@ -263,8 +263,7 @@ def _check_graph(g, limit):
             total, deepest = 1, 0
             for c in kids[starts[node]:starts[node + 1]]:
                 total += size[c]
-                if depth[c] > deepest:
-                    deepest = depth[c]
+                deepest = max(deepest, depth[c])
             if total > limit:
                 raise PickleBudgetError(f"shared objects expand to more than {limit} "
                                         f"objects (corrupt or hostile file)")
