@@ -8,6 +8,7 @@ import importlib
 import importlib.metadata
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -609,3 +610,59 @@ def test_dynamic_import_exports_with_open_axes_again(head, cconv_onnx, rng):
         x = rng.standard_normal((2, 3) + hw).astype(np.float32)
         got = _run_onnxruntime(back, {back.graph.input[0].name: x})[0]
         np.testing.assert_allclose(got, net(x), atol=1e-5, rtol=1e-5)
+
+
+def _fold_model(nodes, inits, opset=13):
+    from onnx import numpy_helper
+    graph = helper.make_graph(
+        nodes + [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [numpy_helper.from_array(np.asarray(a), n) for n, a in inits])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_every_folded_op_is_charged_before_it_runs(cconv_onnx):
+    # issue 23: Range(0, n) unsqueezed both ways, then Mul, allocated n*n elements;
+    # the result size comes from the inputs' shapes, so nothing that big is made
+    from cconv_onnx.folding import FOLD_SLACK
+    nodes = [helper.make_node("Range", ["s", "l", "d"], ["r"]),
+             helper.make_node("Unsqueeze", ["r", "a0"], ["r0"]),
+             helper.make_node("Unsqueeze", ["r", "a1"], ["r1"]),
+             helper.make_node("Mul", ["r0", "r1"], ["m"])]
+    inits = [("s", np.array(0, np.int64)), ("d", np.array(1, np.int64)),
+             ("a0", np.array([0], np.int64)), ("a1", np.array([1], np.int64))]
+    small = _fold_model(nodes, inits + [("l", np.array(100, np.int64))])
+    cconv_onnx.import_onnx(small)   # 10,000 elements: within the budget
+    big = _fold_model(nodes, inits + [("l", np.array(4000, np.int64))])
+    with pytest.raises(cconv_onnx.OnnxImportError,
+                       match=r"Mul node .* 16000000 elements.*at most (\d+) in all") as info:
+        cconv_onnx.import_onnx(big)
+    limit = int(re.search(r"at most (\d+)", str(info.value)).group(1))
+    assert FOLD_SLACK + big.ByteSize() <= limit < FOLD_SLACK + 2 * big.ByteSize()
+
+
+def test_fold_budget_is_shared_by_all_ops_of_an_import(cconv_onnx):
+    # eight ConstantOfShape of 2**17 elements each fit alone; together they pass 2**20
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], [f"c{i}"]) for i in range(9)]
+    model = _fold_model(nodes, [("shape", np.array([1 << 17], np.int64))])
+    with pytest.raises(cconv_onnx.OnnxImportError, match="ConstantOfShape node .* used"):
+        cconv_onnx.import_onnx(model)
+
+
+@pytest.mark.parametrize("attrs,match", [
+    ({"auto_pad": b"\xff\xfeSAME"}, "not UTF-8"),
+    ({"strides": [2**24, 2**24]}, r"strides=\[16777216, 16777216\]"),
+    ({"pads": [0, 0, 2**20, 0]}, r"pads=.* each must be in \[0, 65536\]"),
+    ({"dilations": [0, 1]}, r"dilations=\[0, 1\]"),
+])
+def test_nonsense_conv_attributes_are_import_errors(cconv_onnx, attrs, match):
+    from onnx import numpy_helper
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], **attrs)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 9, 9])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 9, 9])],
+        [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(cconv_onnx.OnnxImportError, match=match):
+        cconv_onnx.import_onnx(model.SerializeToString())
