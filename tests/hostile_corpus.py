@@ -345,7 +345,12 @@ CASES = [
 
 
 def available_targets():
-    """Targets whose loader can be imported here."""
+    """Targets whose loader can be imported here (the plugins from their source if need be)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for plugin in ("cconv-torch", "cconv-onnx"):
+        src = os.path.join(root, "plugins", plugin, "src")
+        if os.path.isdir(src) and src not in sys.path:
+            sys.path.append(src)
     found = {"safetensors", "load"}
     for target, module in (("torch", "cconv_torch"), ("onnx", "cconv_onnx")):
         try:
