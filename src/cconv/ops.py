@@ -28,7 +28,7 @@ __all__ = [
     "avg_pool1d", "avg_pool2d", "avg_pool1d_backward", "avg_pool2d_backward",
     "global_avg_pool1d", "global_avg_pool2d",
     "global_avg_pool1d_backward", "global_avg_pool2d_backward",
-    "gemm", "convolve", "correlate", "conv_output_size", "pool_output_size",
+    "gemm", "matmul", "contract_axis", "convolve", "correlate", "conv_output_size", "pool_output_size",
     "conv2d_runner", "max_pool2d_runner", "gemm_runner", "conv2d_algorithms",
     "set_flush_denormal", "get_flush_denormal", "clear_weight_cache",
 ]
@@ -727,6 +727,51 @@ def gemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, c=None):
     _kernels.gemm(bool(trans_a), bool(trans_b), alpha, _prepare("a", a, dtype),
                   _prepare("b", b, dtype), beta, out, get_num_threads())
     return out
+
+
+def matmul(a, b):
+    """numpy.matmul's result (leading axes broadcast) computed with cconv's GEMM, so
+    that it runs on cconv's threads and never wakes OpenBLAS's pool beside them."""
+    a = _as_array("a", a)
+    b = _as_array("b", b)
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError(f"matmul needs arrays of >= 2 dimensions, got a.shape={a.shape}, "
+                         f"b.shape={b.shape}")
+    if a.shape[-1] != b.shape[-2]:
+        raise ValueError(f"matmul: inner dimensions differ (a.shape={a.shape}, "
+                         f"b.shape={b.shape})")
+    dtype = _result_dtype([("a", a), ("b", b)])
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    lead = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    _check_size("matmul output", lead + (m, n))
+    out = np.empty(lead + (m, n), dtype)
+    threads = get_num_threads()
+    if b.ndim == 2 and a.ndim > 2:            # one GEMM: stack a's rows
+        rows = _prepare("a", np.ascontiguousarray(a).reshape(-1, k), dtype)
+        _kernels.gemm(False, False, 1.0, rows, _prepare("b", b, dtype), 0.0,
+                      out.reshape(-1, n), threads)
+        return out
+    a_b = np.broadcast_to(a, lead + (m, k))
+    b_b = np.broadcast_to(b, lead + (k, n))
+    flat = out.reshape(-1, m, n)
+    for i, index in enumerate(np.ndindex(*lead)):
+        _kernels.gemm(False, False, 1.0, _prepare("a", a_b[index], dtype),
+                      _prepare("b", b_b[index], dtype), 0.0, flat[i], threads)
+    return out
+
+
+def contract_axis(x, m, axis):
+    """y with y[..., o, ...] = sum_i m[o, i] x[..., i, ...] along `axis`, on cconv's
+    GEMM (one call: the axis is moved to the front, the rest flattened)."""
+    x = _as_array("x", x)
+    m = _as_array("m", m)
+    axis = axis % x.ndim
+    if m.ndim != 2 or m.shape[1] != x.shape[axis]:
+        raise ValueError(f"contract_axis: m must be (out, {x.shape[axis]}), got {m.shape}")
+    moved = np.moveaxis(x, axis, 0)
+    rest = moved.shape[1:]
+    y = gemm(m, np.ascontiguousarray(moved).reshape(moved.shape[0], -1))
+    return np.moveaxis(y.reshape((m.shape[0],) + rest), 0, axis)
 
 
 # ---------------------------------------------------------------- planned calls

@@ -9,6 +9,7 @@ the weights and may be trained.
 """
 import numpy as np
 
+from .. import ops
 from . import _util
 from .base import Layer
 
@@ -278,7 +279,7 @@ class MatMul(Layer):
         r = max(a.ndim, b.ndim)
         a2 = a.reshape((a.shape[0],) + (1,) * (r - a.ndim) + a.shape[1:])
         b2 = b.reshape((b.shape[0],) + (1,) * (r - b.ndim) + b.shape[1:])
-        y = np.matmul(a2, b2)
+        y = ops.matmul(a2, b2)   # cconv's GEMM: never a second (OpenBLAS) thread pool
         if training:
             self._saved = (a2, b2, a.shape, b.shape)
         return y
@@ -286,7 +287,7 @@ class MatMul(Layer):
     def backward(self, grad_out):
         a2, b2, sa, sb = _util.saved(self)
         g = np.asarray(grad_out)
-        ga = np.matmul(g, np.swapaxes(b2, -1, -2))
-        gb = np.matmul(np.swapaxes(a2, -1, -2), g)
+        ga = ops.matmul(g, np.swapaxes(b2, -1, -2))
+        gb = ops.matmul(np.swapaxes(a2, -1, -2), g)
         return (_unbroadcast(ga, a2.shape).reshape(sa),
                 _unbroadcast(gb, b2.shape).reshape(sb))

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from .. import ops
 from . import _util
 from .base import Layer
 
@@ -139,7 +140,7 @@ class Resize(Layer):
         for axis, m in enumerate(mats, start=2):
             if transpose:
                 m = m.T
-            x = np.moveaxis(np.matmul(m, np.moveaxis(x, axis, -2)), -2, axis)
+            x = ops.contract_axis(x, m, axis)   # cconv's GEMM, not OpenBLAS's pool
         return np.ascontiguousarray(x)
 
     def forward(self, x, training=False):
