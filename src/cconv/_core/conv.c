@@ -169,9 +169,22 @@ static int winograd_rows_pays(const cconv_conv2d_params *p)
 #define CCONV_WINOGRAD_OVER_DIRECT_MIN_CHANNELS 24
 #define CCONV_WINOGRAD_OVER_DIRECT_MIN_TILES 100
 
+/* The depthwise forward pass copies each plane into a zero-bordered one:
+ * only while that stays near the input and output sizes, so that a padding
+ * far beyond the input (2^20) costs what its output costs (im2col instead). */
+static int dw_plane_bounded(const cconv_conv2d_params *p)
+{
+    const double hp = (double)p->h + (double)p->pad_top + (double)p->pad_bottom;
+    const double wp = (double)p->w + (double)p->pad_left + (double)p->pad_right;
+    const double need = (double)p->h * (double)p->w +
+                        (double)p->out_h * (double)p->out_w * (double)(p->kh * p->kw);
+    return hp * wp <= 4.0 * need + 4096.0;
+}
+
 int cconv_conv2d_algo(const cconv_conv2d_params *p)
 {
-    if (p->groups == p->c_in && p->groups > 1) return CCONV_ALGO_DEPTHWISE;
+    if (p->groups == p->c_in && p->groups > 1 && dw_plane_bounded(p))
+        return CCONV_ALGO_DEPTHWISE;
     const int64_t k = p->c_in / p->groups * p->kh * p->kw;
     const int direct = k <= CCONV_DIRECT_MAX_K && p->kh * p->kw > 1;
     const int64_t tiles4 = p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4);

@@ -110,7 +110,7 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
     int64_t rows = SFX(dir_job_rows)(p, cin_g);   /* chunks of a big map, as forward */
     int64_t chunks = (OH + rows - 1) / rows;
-    if (nt > 1 && p->n * G * chunks < 4 * nt) {
+    if (nt > 1 && p->n * G * chunks < 4 * nt && rows > 1) {
         /* few images (a stem at batch 1): 4 chunks of rows per thread */
         const int64_t want = (4 * nt + p->n * G - 1) / (p->n * G);
         if (want > chunks) {
