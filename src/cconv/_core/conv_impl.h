@@ -609,6 +609,58 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #include "winograd_grad_impl.h"
 #include "direct_impl.h"
 
+/* Whether v[0, n) holds a NaN or an infinity (v - v is 0 for every finite v):
+ * an integer OR over a compare, so it vectorises. */
+CCONV_CLONES static int SFX(any_nonfinite)(const T *CCONV_RESTRICT v, int64_t n)
+{
+    int bad = 0;
+    for (int64_t q = 0; q < n; ++q) bad |= !(v[q] - v[q] == 0);
+    return bad;
+}
+
+/* Winograd's transforms mix a tile's whole input patch into each of its
+ * outputs, so one NaN/inf input makes outputs non-finite whose receptive
+ * field is finite. A non-finite input never gives a finite transformed sum
+ * (NaN and inf survive every add and multiply; zeros are skipped, not
+ * multiplied), so the finite outputs are right, and only the non-finite
+ * ones are recomputed here as direct sums over their own receptive field,
+ * with the same bias and activation. Costs one vectorised scan of y when
+ * everything is finite. */
+static void SFX(fix_nonfinite)(const cconv_conv2d_params *p, const T *x, const T *w,
+                               const T *bias, T *y, int act, int nthreads)
+{
+    const int64_t OHW = p->out_h * p->out_w, planes = p->n * p->c_out;
+    const int64_t cin_g = p->c_in / p->groups, cout_g = p->c_out / p->groups;
+    const int64_t H = p->h, W = p->w, kh = p->kh, kw = p->kw;
+    const int nt = cconv_threads_for(nthreads, (double)planes * (double)OHW);
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t pl = 0; pl < planes; ++pl) {
+        T *yp = y + pl * OHW;
+        if (!SFX(any_nonfinite)(yp, OHW)) continue;
+        const int64_t n = pl / p->c_out, co = pl % p->c_out, g = co / cout_g;
+        const T *wc = w + co * cin_g * kh * kw;
+        const T *xg = x + (n * p->c_in + g * cin_g) * H * W;
+        for (int64_t q = 0; q < OHW; ++q) {
+            if (yp[q] - yp[q] == 0) continue;
+            const int64_t ih0 = (q / p->out_w) * p->stride_h - p->pad_top;
+            const int64_t iw0 = (q % p->out_w) * p->stride_w - p->pad_left;
+            T s = 0;
+            for (int64_t c = 0; c < cin_g; ++c)
+                for (int64_t i = 0; i < kh; ++i) {
+                    const int64_t ih = ih0 + i * p->dil_h;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int64_t j = 0; j < kw; ++j) {
+                        const int64_t iw = iw0 + j * p->dil_w;
+                        if (iw < 0 || iw >= W) continue;
+                        s += wc[(c * kh + i) * kw + j] * xg[(c * H + ih) * W + iw];
+                    }
+                }
+            s += bias ? bias[co] : (T)0;
+            yp[q] = act == CCONV_ACT_RELU && s < 0 ? (T)0 : s;
+        }
+    }
+}
+
 int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
                                  const T *w, const T *bias, T *y, int act, int algo,
                                  int nthreads)
@@ -618,7 +670,8 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
     if ((algo == CCONV_ALGO_WINOGRAD || algo == CCONV_ALGO_WINOGRAD4) &&
         !cconv_conv2d_winograd_ok(p))
         return CCONV_EINVAL;
-    if (algo == CCONV_ALGO_DEPTHWISE && !SFX(is_depthwise)(p)) return CCONV_EINVAL;
+    if (algo == CCONV_ALGO_DEPTHWISE && (!SFX(is_depthwise)(p) || !dw_plane_bounded(p)))
+        return CCONV_EINVAL;
     if (algo == CCONV_ALGO_WINOGRAD_ROWS && !cconv_conv2d_winograd_rows_ok(p))
         return CCONV_EINVAL;
     if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_WINOGRAD_ROWS) return CCONV_EINVAL;
@@ -639,6 +692,9 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
 #endif
     else
         status = SFX(gemm_forward)(p, x, w, bias, y, act, nthreads);
+    if (status == CCONV_OK && (algo == CCONV_ALGO_WINOGRAD || algo == CCONV_ALGO_WINOGRAD4 ||
+                               algo == CCONV_ALGO_WINOGRAD_ROWS))
+        SFX(fix_nonfinite)(p, x, w, bias, y, act, nthreads);
     cconv_fp_leave(fpm);
     return status;
 }
@@ -706,6 +762,8 @@ static int SFX(backward_input_as_conv)(const cconv_conv2d_params *p, const T *dy
         ? SFX(direct_forward)(&q, dy, wf, NULL, dx, CCONV_ACT_NONE, 0, nthreads)
         : SFX(wino_forward)(&q, dy, wf, NULL, dx, CCONV_ACT_NONE, nthreads,
                             algo == CCONV_ALGO_WINOGRAD4 ? 4 : 2);
+    if (st == CCONV_OK && algo != CCONV_ALGO_DIRECT)   /* NaN in dy stays local in dx too */
+        SFX(fix_nonfinite)(&q, dy, wf, NULL, dx, CCONV_ACT_NONE, nthreads);
     cconv_work_free(4, wf);
     return st;
 }
