@@ -127,6 +127,17 @@ int cconv_gemm_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
                    const double *B, int64_t ldb, double beta,
                    double *C, int64_t ldc, int nthreads);
 
+/* The same, never by the direct loops for tiny sizes: a product cut into
+ * pieces (per thread) rounds each element as the whole one does. */
+int cconv_gemm_blocked_f32(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                           float alpha, const float *A, int64_t lda,
+                           const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc, int nthreads);
+int cconv_gemm_blocked_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                           double alpha, const double *A, int64_t lda,
+                           const double *B, int64_t ldb, double beta,
+                           double *C, int64_t ldc, int nthreads);
+
 /* op(A) packed once for many products with the same A (weights): size in
  * elements of the packed copy, the packing, and the product that uses it
  * (small products read A in place when it is passed; with A == NULL every

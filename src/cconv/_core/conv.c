@@ -207,10 +207,40 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
     return CCONV_ALGO_GEMM;
 }
 
+/* Weight gradients sum over images and tiles; for the same bits at any
+ * thread count no sum may be split by thread. Layers of >= 16 input channels
+ * per group split dw itself among the threads (by input channel: im2col +
+ * GEMM; by Winograd point: the adjoint), each element summed by one thread
+ * in job order. The others (LeNet's, stems: dw is small, the reduction long)
+ * cut their jobs into `parts` (from the problem, never the thread count),
+ * each summed from zero into its own copy of dw, the copies added in part
+ * order. A part must do CCONV_GRAD_PART_WORK multiply-adds per element of
+ * its copy (zeroing and adding a copy costs about 20 multiply-adds per
+ * element, so the copies stay near 3% of the work even at 1 thread); parts
+ * are 1, 2, 4, 6 or 12 (even shares for 2, 3, 4 and 6 threads), with at most
+ * CCONV_GRAD_COPY_BYTES of copies. */
+#define CCONV_GRAD_SPLIT_MIN_CIN 16
+#define CCONV_GRAD_PARTS 12
+#define CCONV_GRAD_PART_WORK 700.0
+#define CCONV_GRAD_COPY_BYTES ((size_t)64 << 20)
+
+static int64_t grad_parts(int64_t njobs, double work, int64_t copy_elems, size_t elem)
+{
+    static const int64_t even[] = {12, 6, 4, 2, 1};
+    double most = 1.0 + work / ((double)copy_elems * CCONV_GRAD_PART_WORK);
+    const double fit = (double)CCONV_GRAD_COPY_BYTES / ((double)copy_elems * (double)elem);
+    if (most > fit) most = fit;
+    if (most > (double)njobs) most = (double)njobs;
+    for (int i = 0; i < 5; ++i)
+        if ((double)even[i] <= most) return even[i];
+    return 1;
+}
+
 #define T float
 #define DIR_LANES 8   /* floats per 32-byte vector, for the preprocessor */
 #define SFX(name) name##_f32
 #define GEMM cconv_gemm_f32
+#define GEMM_BLOCKED cconv_gemm_blocked_f32
 #define GEMM_PA cconv_gemm_pa_f32
 #define GEMM_PACK_A cconv_gemm_pack_a_f32
 #define GEMM_PACK_A_BLOCK cconv_gemm_pack_a_block_f32
@@ -220,6 +250,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef DIR_LANES
 #undef SFX
 #undef GEMM
+#undef GEMM_BLOCKED
 #undef GEMM_PA
 #undef GEMM_PACK_A
 #undef GEMM_PACK_A_BLOCK
@@ -229,6 +260,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define DIR_LANES 4
 #define SFX(name) name##_f64
 #define GEMM cconv_gemm_f64
+#define GEMM_BLOCKED cconv_gemm_blocked_f64
 #define GEMM_PA cconv_gemm_pa_f64
 #define GEMM_PACK_A cconv_gemm_pack_a_f64
 #define GEMM_PACK_A_BLOCK cconv_gemm_pack_a_block_f64
@@ -238,6 +270,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef DIR_LANES
 #undef SFX
 #undef GEMM
+#undef GEMM_BLOCKED
 #undef GEMM_PA
 #undef GEMM_PACK_A
 #undef GEMM_PACK_A_BLOCK
