@@ -103,14 +103,12 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * 8x64x56x56 (1 thread), 512 KiB blocks (16 tiles) 39 ms, 2 MiB 34 ms,
  * 8 MiB 41 ms. */
 #define CCONV_WINOGRAD_GRAD_BLOCK_BYTES 2097152
-/* Each thread of the Winograd weight gradient sums into its own 36 x C_out
- * x C_in copy of dU: taken only where one copy stays under
+/* The Winograd weight gradient sums into one 36 x C_out x C_in dU (each
+ * thread its output channels' rows): taken only where dU stays under
  * CCONV_WINOGRAD_GRAD_MAX_BYTES (256 channels in float32: 9.4 MB; at 512
- * the forward pass's F(4x4) is cached, but 38 MB per thread would be), and
- * with no more threads than CCONV_WINOGRAD_GRAD_TEAM_BYTES of copies allow
- * (a 16-core machine would otherwise hold 150 MB of them at 256 channels). */
+ * the forward pass's F(4x4) is cached, but dU would be 38 MB; the bound was
+ * measured when every thread kept its own copy). */
 #define CCONV_WINOGRAD_GRAD_MAX_BYTES ((size_t)16 << 20)
-#define CCONV_WINOGRAD_GRAD_TEAM_BYTES ((size_t)64 << 20)
 
 /* Reductions up to this long run the direct kernel: measured on Zen 3, 1
  * thread, it beats im2col + GEMM by 1.2-2x on LeNet's layers, 7x7 stems and

@@ -123,21 +123,23 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     }
     const SFX(dir_geom) geo = SFX(dir_geometry)(p, rows);
     const int64_t bstride = cin_g * geo.CS;
+    /* the parts first (from the work), then image groups whole per part: one
+     * long job per part keeps a tile's sums in registers over more images */
+    int64_t parts = grad_parts(p->n * G * chunks, work, wsize * DIR_VL, sizeof(T));
     int64_t imgs = 1;
     const int64_t dsample = cout_g * P;   /* dy elements of one image */
     if (chunks == 1 && p->n > 1) {
         imgs = DG_JOB_BYTES / ((bstride + dsample) * (int64_t)sizeof(T));
         if (imgs < 1) imgs = 1;
         if (imgs > p->n) imgs = p->n;
-        int64_t ngroups = (p->n + imgs - 1) / imgs;   /* image groups, whole per thread */
-        if (G == 1 && ngroups % CCONV_GRAD_PARTS)
-            ngroups += CCONV_GRAD_PARTS - ngroups % CCONV_GRAD_PARTS;
+        int64_t ngroups = (p->n + imgs - 1) / imgs;
+        if (G == 1 && ngroups % parts) ngroups += parts - ngroups % parts;
         if (ngroups > p->n) ngroups = p->n;
         imgs = (p->n + ngroups - 1) / ngroups;
     }
     const int64_t ngroups = (p->n + imgs - 1) / imgs;
     const int64_t njobs = ngroups * G * chunks;
-    const int64_t parts = grad_parts(njobs, work, wsize * DIR_VL, sizeof(T));
+    if (parts > njobs) parts = grad_parts(njobs, work, wsize * DIR_VL, sizeof(T));
     if (nt > parts) nt = (int)parts;
     /* dy rows padded to whole vectors (zeros after OW) when OW is not */
     const int64_t nvr = (OW + DIR_VL - 1) / DIR_VL;          /* vectors per row */

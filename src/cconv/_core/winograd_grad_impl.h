@@ -114,11 +114,9 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
     {
         const unsigned fpm = cconv_fp_enter();
         const int tid = CCONV_THREAD_NUM(), team = nt > 1 ? nt : 1;
-        /* whole micro-tile rows of the GEMM per thread where possible */
-        const int64_t rows = (cout + CCONV_GEMM_MR - 1) / CCONV_GEMM_MR;
-        int64_t co0 = tid * rows / team * CCONV_GEMM_MR, co1 = (tid + 1) * rows / team * CCONV_GEMM_MR;
-        if (co0 > cout) co0 = cout;
-        if (co1 > cout) co1 = cout;
+        /* even shares: aligning them to the GEMM's 6-row slivers left 18 of 32
+         * channels to one of 2 threads */
+        const int64_t co0 = tid * cout / team, co1 = (tid + 1) * cout / team;
         const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
         const size_t rsz = (size_t)(36 * tb + 4 * TW + 8), dsz = (size_t)(40 * tb);
         T *buf = (T *)cconv_work_alloc(0, (vsz + msz + (rsz > dsz ? rsz : dsz)) * sizeof(T));
