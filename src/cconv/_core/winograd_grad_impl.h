@@ -97,51 +97,68 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
     tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb / 16 * 16);
     if (tb > tiles) tb = tiles;
     const int64_t nblocks = (tiles + tb - 1) / tb;
-    /* One dU for the team, no per-thread copies: each thread owns the rows
-     * of dU of its output channels (all 36 points) and, per block of tiles,
-     * transforms dY for those channels and the input for all (the input
-     * transform is done by every thread: ~5% of the work per thread at 64
-     * channels, against a copy of dU per thread and their sum). Every dU
-     * element is summed by one thread in block order, with no barrier: the
-     * same bits at any thread count. */
-    if (nt > cout / 8) nt = (int)(cout / 8 > 1 ? cout / 8 : 1);
+    /* One dU for the team, no per-thread copies: per block the team first
+     * transforms the tiles (V by input channels, dM by output channels, into
+     * one shared buffer), then each thread adds the products of its own
+     * points xi (36 = 2, 3, 4, 6, 12 even shares). Every dU element is summed
+     * by one thread in block order: the same bits at any thread count. */
+    const int64_t CH = 4;   /* channels per transform job */
+    const int64_t ncj = (cin + CH - 1) / CH, noj = (cout + CH - 1) / CH;
+    if (nt > A2) nt = (int)A2;
     T *dU = (T *)calloc((size_t)usz, sizeof(T));
-    if (!dU) return CCONV_ENOMEM;
+    const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
+    T *V = (T *)cconv_work_alloc(3, (vsz + msz) * sizeof(T));
+    if (!dU || !V) {
+        free(dU);
+        cconv_work_free(3, V);
+        return CCONV_ENOMEM;
+    }
+    T *dM = V + vsz;
     int status = CCONV_OK;
 #ifdef _OPENMP
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
         const unsigned fpm = cconv_fp_enter();
-        const int tid = CCONV_THREAD_NUM(), team = nt > 1 ? nt : 1;
-        /* even shares: aligning them to the GEMM's 6-row slivers left 18 of 32
-         * channels to one of 2 threads */
-        const int64_t co0 = tid * cout / team, co1 = (tid + 1) * cout / team;
-        const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
         const size_t rsz = (size_t)(36 * tb + 4 * TW + 8), dsz = (size_t)(40 * tb);
-        T *buf = (T *)cconv_work_alloc(0, (vsz + msz + (rsz > dsz ? rsz : dsz)) * sizeof(T));
-        if (!buf) {
+        T *scratch = (T *)cconv_work_alloc(0, (rsz > dsz ? rsz : dsz) * sizeof(T));
+        if (!scratch) {
             CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
-        } else if (co1 > co0) {
-            T *V = buf, *dM = buf + vsz, *scratch = dM + msz;
-            for (int64_t blk = 0; blk < nblocks; ++blk) {
-                const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
-                SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, scratch, 0, cin);
-                SFX(wino4_grad_dy)(p, dy, TH, TW, t0, cnt, tb, dM, scratch, co0, co1);
-                for (int64_t xi = 0; xi < A2; ++xi) {
-                    /* dU_xi (co rows x cin) += dM_xi (co rows x cnt) V_xi^T (cnt x cin) */
-                    if (GEMM_BLOCKED(0, 1, co1 - co0, cin, cnt, (T)1, dM + (xi * cout + co0) * tb, tb,
-                             V + xi * cin * tb, tb, (T)1, dU + (xi * cout + co0) * cin, cin,
-                             1) != CCONV_OK) {
-                        CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
-                        break;
-                    }
+        }
+        for (int64_t blk = 0; blk < nblocks; ++blk) {
+            const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
+            int64_t j;
+#ifdef _OPENMP
+            #pragma omp for schedule(static)
+#endif
+            for (j = 0; j < ncj + noj; ++j) {
+                if (!scratch) continue;
+                const int64_t c0 = (j < ncj ? j : j - ncj) * CH;
+                if (j < ncj)
+                    SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, scratch, c0,
+                                     c0 + CH < cin ? c0 + CH : cin);
+                else
+                    SFX(wino4_grad_dy)(p, dy, TH, TW, t0, cnt, tb, dM, scratch, c0,
+                                       c0 + CH < cout ? c0 + CH : cout);
+            }
+            int64_t xi;
+#ifdef _OPENMP
+            #pragma omp for schedule(static)
+#endif
+            for (xi = 0; xi < A2; ++xi) {
+                if (status != CCONV_OK) continue;
+                /* dU_xi (cout x cin) += dM_xi (cout x cnt) V_xi^T (cnt x cin) */
+                if (GEMM(0, 1, cout, cin, cnt, (T)1, dM + xi * cout * tb, tb,
+                         V + xi * cin * tb, tb, (T)1, dU + xi * cout * cin, cin,
+                         1) != CCONV_OK) {
+                    CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                 }
             }
         }
-        cconv_work_free(0, buf);
+        cconv_work_free(0, scratch);
         cconv_fp_leave(fpm);
     }
+    cconv_work_free(3, V);
     if (status == CCONV_OK) {
         /* dw = G^T dU G for every (co, ci) */
         const int64_t S = cout * cin;
