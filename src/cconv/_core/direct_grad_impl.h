@@ -98,6 +98,16 @@ CCONV_CLONES static void SFX(dg_rows)(int64_t K, const int64_t *koff, int64_t co
     }
 }
 
+/* The most parts (12, 6, 4, 2 or 1; at most cap) that njobs jobs share out
+ * evenly: a whole number each, or at least 4 each. */
+static int64_t SFX(dg_even_parts)(int64_t cap, int64_t njobs)
+{
+    static const int64_t even[] = {12, 6, 4, 2};
+    for (int i = 0; i < 4; ++i)
+        if (even[i] <= cap && (njobs % even[i] == 0 || njobs >= 4 * even[i])) return even[i];
+    return 1;
+}
+
 /* dw (overwritten; no bias) of a layer the direct kernel runs forward.
  * Small images go several to a job (a tile's sums then stay in registers
  * over all of them: LeNet conv2's 8x8 outputs gave a tile 8 vectors of
@@ -112,34 +122,38 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     int nt = cconv_threads_for(nthreads, work);
     int64_t rows = SFX(dir_job_rows)(p, cin_g);   /* chunks of a big map, as forward */
     int64_t chunks = (OH + rows - 1) / rows;
-    /* the jobs depend on the problem only (they set the order of the sums) */
-    if (p->n * G * chunks < CCONV_GRAD_PARTS && rows > 1) {
-        /* few images (a stem at batch 1): rows enough for the parts */
-        const int64_t want = (CCONV_GRAD_PARTS + p->n * G - 1) / (p->n * G);
-        if (want > chunks) {
-            rows = (OH + (want < OH ? want : OH) - 1) / (want < OH ? want : OH);
-            chunks = (OH + rows - 1) / rows;
-        }
+    /* The parts from the work (a part's own sums, vacc, mostly stay in cache:
+     * half a copy's cost), then jobs that share them out evenly; the jobs
+     * depend on the problem only, as they set the order of the sums. */
+    const int64_t parts_w = grad_parts(INT64_MAX, work, wsize * DIR_VL / 2, sizeof(T));
+    const int grouped = chunks == 1 && p->n > 1;
+    int64_t parts = SFX(dg_even_parts)(parts_w, p->n * G * chunks);
+    if (!grouped && parts < parts_w && p->n * G * chunks < 4 * parts_w && rows > 1) {
+        /* few images (a stem at batch 1): rows cut for two jobs per part */
+        int64_t want = (2 * parts_w + p->n * G - 1) / (p->n * G);
+        if (want > OH) want = OH;
+        rows = (OH + want - 1) / want;
+        chunks = (OH + rows - 1) / rows;
+        parts = SFX(dg_even_parts)(parts_w, p->n * G * chunks);
     }
     const SFX(dir_geom) geo = SFX(dir_geometry)(p, rows);
     const int64_t bstride = cin_g * geo.CS;
-    /* the parts first (from the work), then image groups whole per part: one
-     * long job per part keeps a tile's sums in registers over more images */
-    int64_t parts = grad_parts(p->n * G * chunks, work, wsize * DIR_VL, sizeof(T));
     int64_t imgs = 1;
     const int64_t dsample = cout_g * P;   /* dy elements of one image */
-    if (chunks == 1 && p->n > 1) {
+    if (grouped) {
+        /* image groups whole per part: one long job per part keeps a tile's
+         * sums in registers over more images */
         imgs = DG_JOB_BYTES / ((bstride + dsample) * (int64_t)sizeof(T));
         if (imgs < 1) imgs = 1;
         if (imgs > p->n) imgs = p->n;
         int64_t ngroups = (p->n + imgs - 1) / imgs;
-        if (G == 1 && ngroups % parts) ngroups += parts - ngroups % parts;
+        if (G == 1 && ngroups % parts_w) ngroups += parts_w - ngroups % parts_w;
         if (ngroups > p->n) ngroups = p->n;
         imgs = (p->n + ngroups - 1) / ngroups;
     }
     const int64_t ngroups = (p->n + imgs - 1) / imgs;
     const int64_t njobs = ngroups * G * chunks;
-    if (parts > njobs) parts = grad_parts(njobs, work, wsize * DIR_VL, sizeof(T));
+    if (grouped) parts = SFX(dg_even_parts)(parts_w, njobs);
     if (nt > parts) nt = (int)parts;
     /* dy rows padded to whole vectors (zeros after OW) when OW is not */
     const int64_t nvr = (OW + DIR_VL - 1) / DIR_VL;          /* vectors per row */
