@@ -104,7 +104,7 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * 8 MiB 41 ms. */
 #define CCONV_WINOGRAD_GRAD_BLOCK_BYTES 2097152
 /* The Winograd weight gradient sums into one 36 x C_out x C_in dU (each
- * thread its output channels' rows): taken only where dU stays under
+ * thread its own points' matrices): taken only where dU stays under
  * CCONV_WINOGRAD_GRAD_MAX_BYTES (256 channels in float32: 9.4 MB; at 512
  * the forward pass's F(4x4) is cached, but dU would be 38 MB; the bound was
  * measured when every thread kept its own copy). */

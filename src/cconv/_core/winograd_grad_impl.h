@@ -10,8 +10,9 @@
  * which is 36 GEMMs whose reduction runs over the tiles, and
  *   dg = G^T dU G.
  * V is the forward pass's input transform; tiles past the output's edge
- * have dY = 0. The threads share one dU, each its own output channels' rows
- * (see wino4_backward_weight): the same bits at any thread count. */
+ * have dY = 0. The threads share one dU, each adding the products of its
+ * own points xi (see wino4_backward_weight): the same bits at any thread
+ * count. */
 
 /* dM[xi][co][t - t0] = (A dY A^T)[xi] for the tiles [t0, t0 + cnt), output
  * channels [co0, co1). D: scratch of 40 * ldm. */
