@@ -33,7 +33,12 @@ LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
         tests/test_conv_paths.py::test_direct_weight_gradient_matches_the_reference \
         tests/test_conv_paths.py::test_direct_weight_gradient_ignores_inputs_the_layer_never_reads \
         tests/test_conv_paths.py::test_winograd_rows_accuracy \
-        tests/test_conv_paths.py::test_winograd_rows_non_finite_inputs
+        tests/test_conv_paths.py::test_winograd_rows_non_finite_inputs \
+        tests/test_conv_paths.py::test_winograd_non_finite_input_stays_in_its_receptive_field \
+        tests/test_conv_paths.py::test_winograd_input_gradient_keeps_a_non_finite_grad_local \
+        tests/test_conv_paths.py::test_huge_strides_cost_what_the_output_costs \
+        tests/test_threads.py::test_conv_is_bit_identical_at_any_thread_count \
+        tests/test_capi.py::test_huge_strides_and_paddings_cost_what_the_output_costs
 
 # The public C API (include/cconv.h) from C: bad arguments -> status codes,
 # naive references for every operation, concurrent calls (tests/c/test_capi.c),

@@ -1,5 +1,6 @@
 """Hessian of a loss: HVPs, dense Hessian, Lanczos, trace, density, classification, Taylor."""
 import copy
+import importlib.util
 import logging
 
 import numpy as np
@@ -601,8 +602,8 @@ def test_taylor_model_error_shrinks_like_t_cubed():
     assert steep.slope < 0 and steep.actual[0] < steep.loss0
 
 
-@pytest.mark.skipif(pytest.importorskip("torch", reason="torch not installed") is None,
-                    reason="torch not installed")
+# importorskip in the decorator skipped the whole module when torch is absent
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch not installed")
 def test_against_torch_autograd_hessian():
     import torch
     import torch.nn.functional as F
@@ -629,3 +630,18 @@ def test_against_torch_autograd_hessian():
 
     theirs = torch.autograd.functional.hessian(loss, flat).numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-12 * max(1, np.abs(theirs).max()))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, -0.5, "1e9", None, True,
+                                 np.float64("nan"), [1]])
+def test_dense_hessian_refuses_a_max_bytes_that_is_not_a_size(bad):
+    """NaN passed every `need > max_bytes` test and went on to allocate the matrix."""
+    net = small_cnn(seed=8)
+    with pytest.raises(ValueError, match=r"max_bytes must be a finite number of bytes >= 0, "
+                                         r"got "):
+        analysis.hessian(net, "cross_entropy", X6, Y6, max_bytes=bad)
+    op = HessianOperator(net, "cross_entropy", X6, Y6)
+    with pytest.raises(ValueError, match="max_bytes"):
+        op.dense(max_bytes=bad)
+    assert isinstance(analysis.hessian(net, "cross_entropy", X6, Y6, max_bytes=np.int64(10**9)),
+                      np.ndarray)

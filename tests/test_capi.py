@@ -621,3 +621,69 @@ def test_cython_extension_abi_mismatch(user_ext):
     out = run([sys.executable, "-c", code], cwd=d)
     assert "cconv C API version mismatch" in out
     assert "ABI 1.0" in out and "ABI 2.0" in out and "rebuild" in out
+
+
+def _windows_reference(x, w, stride, pads, groups):
+    """conv2d by explicit windows, for outputs few and far apart (no padded copy)."""
+    n, c, h, wd = x.shape
+    co, cg, kh, kw = w.shape
+    (sh, sw), (pt, pb, pl, pr) = stride, pads
+    oh_n, ow_n = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
+    y = np.zeros((n, co, oh_n, ow_n))
+    for oh in range(oh_n):
+        for ow in range(ow_n):
+            patch = np.zeros((n, c, kh, kw))
+            for i in range(kh):
+                for j in range(kw):
+                    ih, iw = oh * sh - pt + i, ow * sw - pl + j
+                    if 0 <= ih < h and 0 <= iw < wd:
+                        patch[:, :, i, j] = x[:, :, ih, iw]
+            for g in range(groups):
+                pg = patch[:, g * cg:(g + 1) * cg]
+                wg = w[g * (co // groups):(g + 1) * (co // groups)]
+                y[:, g * (co // groups):(g + 1) * (co // groups), oh, ow] = \
+                    np.einsum("nckl,ockl->no", pg, wg)
+    return y
+
+
+def _peak_rss_mb():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# stride, pads (t, b, l, r), groups: strides and paddings far beyond a 9x9 input
+HUGE_CASES = [((1 << 24, 1 << 24), (0, 0, 0, 0), 1),
+              ((1 << 28, 3), (0, 0, 0, 0), 1),
+              ((1 << 40, 1 << 40), (1, 1, 1, 1), 1),
+              ((1 << 20, 1 << 20), (1 << 20, 1 << 20, 1 << 20, 1 << 20), 4),   # depthwise
+              ((1 << 20, 1 << 20), (1 << 20, 1 << 20, 1 << 20, 1 << 20), 1),
+              ((2, 1 << 24), (0, 0, 1 << 24, 1 << 24), 2)]
+
+
+@pytest.mark.parametrize("case", HUGE_CASES, ids=str)
+def test_huge_strides_and_paddings_cost_what_the_output_costs(lib, rng, case):
+    """A 1x1 output of a 9x9 input with stride 2^24 touched 6 GB (the direct
+    kernel stored every column phase of the stride); padding 2^20 made the
+    depthwise path allocate the padded plane (2^42 elements)."""
+    import time
+    stride, pads, groups = case
+    x = rng.standard_normal((2, 4, 9, 9))
+    w = rng.standard_normal((4, 4 // groups, 3, 3))
+    ref = _windows_reference(x, w, stride, pads, groups)
+    p = Conv2d.make(np.float64, n=2, c_in=4, h=9, w=9, c_out=4, kh=3, kw=3,
+                    stride_h=stride[0], stride_w=stride[1], pad_top=pads[0], pad_bottom=pads[1],
+                    pad_left=pads[2], pad_right=pads[3], groups=groups)
+    rss0, t0 = _peak_rss_mb(), time.perf_counter()
+    y = np.full(ref.shape, np.nan)
+    ok(lib, "conv2d_forward", p, x, w, None, y)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(ref.shape)
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(4)
+    ok(lib, "conv2d_backward_input", p, dy, w, dx)
+    ok(lib, "conv2d_backward_weight", p, dy, x, dw, db)
+    # the adjoint identity <dy, conv(x)> = <dx, x> and = <dw, w>
+    np.testing.assert_allclose(np.vdot(dx, x), np.vdot(dy, ref), rtol=1e-10)
+    np.testing.assert_allclose(np.vdot(dw, w), np.vdot(dy, ref), rtol=1e-10)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    assert time.perf_counter() - t0 < 5
+    assert _peak_rss_mb() - rss0 < 200, "a buffer was sized by the stride or padding"

@@ -450,3 +450,120 @@ def test_direct_weight_gradient_ignores_inputs_the_layer_never_reads(rng, nthrea
     _, got_w, _ = ops.conv2d_backward(gy, x, w, need_input=False, **kw)
     assert np.isfinite(got_w).all()
     assert_close(got_w, want_w, np.float32)
+
+
+# ---------------------------------------------------------------- NaN stays local
+
+# where a single NaN/inf goes: interior, the four edges, corners (a 20x20 map)
+NONFINITE_POSITIONS = [(10, 10), (0, 7), (19, 5), (7, 0), (5, 19), (0, 0), (19, 19), (0, 19),
+                       (2, 3), (4, 4)]
+# 64-channel 3x3 layers (Winograd F(2x2) and F(4x4)) and the 7x7 stride-2 stem (Winograd
+# along rows), each with the algorithm auto picks and the forced ones
+NONFINITE_LAYERS = [
+    ("3x3", (2, 64, 20, 20), (64, 64, 3, 3), {"padding": 1},
+     ["auto", "winograd", "winograd_f4"]),
+    ("stem", (1, 3, 20, 70), (64, 3, 7, 7), {"stride": 2, "padding": 3},
+     ["auto", "winograd_rows"]),
+]
+
+
+def _nonfinite_cases(rng, layer, dtype):
+    _, xs, ws, kw, algos = layer
+    x = rng.standard_normal(xs).astype(dtype)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    for pos in NONFINITE_POSITIONS:
+        for value in (np.nan, np.inf, -np.inf):
+            bad = x.copy()
+            bad[-1, 1, pos[0], pos[1] * xs[3] // 20] = value
+            yield bad, w, b, kw, algos
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layer", NONFINITE_LAYERS, ids=[layer[0] for layer in NONFINITE_LAYERS])
+def test_winograd_non_finite_input_stays_in_its_receptive_field(rng, nthreads, dtype, layer):
+    """One NaN/inf input: the outputs that are non-finite are exactly those whose
+    receptive field holds it (Winograd's transforms spread it over whole tiles:
+    448 outputs of a 64-channel layer, 64 of the stem); the others are right."""
+    for x, w, b, kw, algos in _nonfinite_cases(rng, layer, dtype):
+        ref = R.conv2d(x, w, b, **kw)
+        for algo in algos:
+            for act in (None, "relu"):
+                got = ops.conv2d(x, w, b, algorithm=algo, activation=act, **kw)
+                want = ref if act is None else np.where(ref < 0, 0, ref)
+                bad = ~np.isfinite(got)
+                np.testing.assert_array_equal(bad, ~np.isfinite(want), err_msg=algo)
+                assert_close(np.where(bad, 0, got), np.where(bad, 0, want), dtype)
+                # a NaN input stays NaN; an inf gives inf or NaN as in the reference
+                np.testing.assert_array_equal(np.isnan(got) & ~np.isnan(want),
+                                              np.zeros_like(bad), err_msg=algo)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_input_gradient_keeps_a_non_finite_grad_local(rng, dtype):
+    """The input gradient of a 3x3 layer runs as a Winograd convolution of grad_out."""
+    x = rng.standard_normal((2, 64, 20, 20)).astype(dtype)
+    w = (rng.standard_normal((64, 64, 3, 3)) / 24).astype(dtype)
+    for pos in NONFINITE_POSITIONS[:5]:
+        dy = rng.standard_normal((2, 64, 20, 20)).astype(dtype)
+        dy[0, 3, pos[0], pos[1]] = np.nan
+        dx = ops.conv2d_backward(dy, x, w, padding=1, need_weight=False, need_bias=False)[0]
+        ref = R.conv2d_backward(dy, x, w, padding=1)[0]
+        np.testing.assert_array_equal(~np.isfinite(dx), ~np.isfinite(ref))
+        assert_close(np.where(np.isfinite(dx), dx, 0), np.where(np.isfinite(ref), ref, 0),
+                     dtype)
+
+
+def test_non_finite_outputs_match_torch(rng):
+    torch = pytest.importorskip("torch")
+    for layer in NONFINITE_LAYERS:
+        for x, w, b, kw, _ in list(_nonfinite_cases(rng, layer, np.float32))[::4]:
+            got = ops.conv2d(x, w, b, **kw)
+            want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w),
+                                              torch.from_numpy(b), **kw).numpy()
+            np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+            fin = np.isfinite(want)
+            np.testing.assert_allclose(got[fin], want[fin], rtol=1e-4,
+                                       atol=1e-4 * np.abs(want[fin]).max())
+
+
+# ---------------------------------------------------------------- strides beyond the input
+
+@pytest.mark.parametrize("stride", [2**24, 2**28, 2**40, (2, 2**30)])
+def test_huge_strides_cost_what_the_output_costs(rng, stride):
+    """A 9x9 input with stride 2^24 (a 1x1 output) touched 6 GB through the direct
+    kernel, 2^28 raised MemoryError; every path now sizes its buffers by the output."""
+    import resource
+    import time
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    x = rng.standard_normal((2, 4, 9, 9))
+    for w, groups, algos in ((rng.standard_normal((6, 4, 3, 3)), 1, ["auto", "direct", "im2col_gemm"]),
+                             (rng.standard_normal((8, 1, 3, 3)), 4, ["auto", "depthwise_direct"]),
+                             (rng.standard_normal((6, 4, 7, 7)), 1, ["auto", "direct"])):
+        for padding in (0, 1, (0, 2**20)):
+            huge = padding == (0, 2**20)
+            ref = None if huge else R.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+            for algo in algos:
+                if huge and algo == "depthwise_direct":
+                    # its padded copy of the plane would be 2^42 elements: refused
+                    with pytest.raises(ValueError, match="depthwise_direct"):
+                        ops.conv2d(x, w, stride=stride, padding=padding, groups=groups,
+                                   algorithm=algo)
+                    continue
+                y = ops.conv2d(x, w, stride=stride, padding=padding, groups=groups,
+                               algorithm=algo)
+                if ref is not None:
+                    assert_close(y, ref, np.float64)
+                dy = np.ones_like(y)
+                gx, gw, gb = ops.conv2d_backward(dy, x, w, stride=stride, padding=padding,
+                                                 groups=groups)
+                np.testing.assert_allclose(np.vdot(gx, x), y.sum(), rtol=1e-10)
+                np.testing.assert_allclose(np.vdot(gw, w), y.sum(), rtol=1e-10)
+    for pool in (ops.max_pool2d, ops.avg_pool2d):
+        y = pool(x, 3, stride=stride, padding=1)
+        assert y.shape[2:] == tuple(1 if s > 9 else (9 + 2 - 3) // s + 1
+                                    for s in (stride if isinstance(stride, tuple) else (stride,) * 2))
+    assert time.perf_counter() - t0 < 20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert rss - rss0 < 200, f"peak RSS grew by {rss - rss0:.0f} MB"

@@ -102,9 +102,47 @@ def test_killing_a_process_mid_save_leaves_a_loadable_file(tmp_path):
         net = cio.load(path)   # whole: one version or the other
         bias = net[0].params["bias"]
         assert bias[0] in (0.0, 1.0) and np.all(bias == bias[0])
-    leftovers = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
-    # a killed process cannot clean up its temporary file; it never replaces the model
-    assert all(f.startswith(".m.safetensors.") for f in leftovers)
+    leftovers = [f for f in os.listdir(tmp_path) if ".cconv-tmp-" in f]
+    # a killed process cannot clean up its temporary file; it never replaces the model,
+    # and the next save to the path removes it (each saver removed its dead predecessors')
+    assert len(leftovers) <= 1 and all(f.startswith(".m.safetensors.cconv-tmp-")
+                                       for f in leftovers), leftovers
+    cio.save(cio.load(path), path)
+    assert sorted(os.listdir(tmp_path)) == ["m.safetensors", "saver.py"]
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temp files are found by pid on POSIX")
+def test_next_save_removes_temp_files_of_killed_saves(tmp_path):
+    path = tmp_path / "m.safetensors"
+    dead = _dead_pid()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        orphans = [f".m.safetensors.cconv-tmp-{dead}-a1b2c3", f".m.safetensors.cconv-tmp-{dead}-zz_9"]
+        keep = [f".m.safetensors.cconv-tmp-{alive.pid}-x7y8z9",      # still writing
+                f".m.safetensors.cconv-tmp-{os.getpid()}-q1w2e3",    # another thread of ours
+                f".other.safetensors.cconv-tmp-{dead}-a1b2c3",       # another target
+                f".m.safetensors.cconv-tmp-{dead}-a1b2c3.bak",       # not our name
+                "m.safetensors.cconv-tmp-1-abc",                     # not hidden: not ours
+                f".m.safetensors.{dead}.tmp"]                         # the old naming: left alone
+        for name in orphans + keep:
+            (tmp_path / name).write_bytes(b"x" * 100)
+        cio.save(_net(0), path)
+        assert sorted(os.listdir(tmp_path)) == sorted(keep + ["m.safetensors"])
+        # checkpoints share the writer
+        ckpt = tmp_path / "run.ckpt"
+        (tmp_path / f".run.ckpt.cconv-tmp-{dead}-k9").write_bytes(b"x")
+        net = _net(0)
+        save_checkpoint(ckpt, net, cconv.optim.Adam(net, lr=1e-2), epoch=1)
+        assert not (tmp_path / f".run.ckpt.cconv-tmp-{dead}-k9").exists()
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 # ---------------------------------------------------------------- resume
@@ -168,3 +206,137 @@ def test_checkpoint_of_another_net_or_optimizer_is_refused_unchanged(tmp_path):
     cio.save(net, tmp_path / "plain.safetensors")
     with pytest.raises(CheckpointError, match="not a cconv training checkpoint"):
         load_checkpoint(tmp_path / "plain.safetensors", net, opt)
+
+
+def _snapshot(net, opt, sched, rng):
+    return ({k: v.copy() for k, v in net.named_parameters()},
+            {n: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+             for n, st in opt.state.items()},
+            [dict(g) for g in opt.param_groups],
+            None if sched is None else dict(sched.state_dict()),
+            rng.bit_generator.state)
+
+
+def _assert_unchanged(before, net, opt, sched, rng):
+    after = _snapshot(net, opt, sched, rng)
+    weights, state, groups, sched_state, rng_state = before
+    assert after[0].keys() == weights.keys()
+    assert all(np.array_equal(after[0][k], weights[k]) for k in weights), "weights changed"
+    assert after[1].keys() == state.keys()
+    for name, st in state.items():
+        for key, value in st.items():
+            assert np.array_equal(after[1][name][key], value), f"{name}.{key} changed"
+    assert after[2] == groups and after[3] == sched_state and after[4] == rng_state
+
+
+def _trained_checkpoint(tmp_path, sched_cls=cconv.optim.StepLR):
+    """A checkpoint after 2 epochs of _net(0) with Adam and sched_cls."""
+    ckpt = tmp_path / "run.ckpt"
+    net = _net(0)
+    opt = cconv.optim.Adam(net, lr=1e-2)
+    sched = (sched_cls(opt, step_size=2) if sched_cls is cconv.optim.StepLR
+             else sched_cls(opt, T_max=4))
+    x, y = _data()
+    cconv.fit(net, x, y, epochs=2, batch_size=16, optimizer=opt, scheduler=sched, seed=5,
+              progress=False, checkpoint=ckpt)
+    return ckpt
+
+
+def _fresh(seed=3, width=8, opt_cls=cconv.optim.Adam, sched="step"):
+    net = _net(seed, width=width)
+    opt = opt_cls(net, lr=1e-2)
+    x, y = _data()
+    net.forward(x[:16], training=True)       # optimizer state exists: it must survive
+    net.backward(np.ones((16, 3), np.float32), input_grads=False)
+    opt.step()
+    if sched == "step":
+        sched = cconv.optim.StepLR(opt, step_size=2, gamma=0.5)
+    elif sched == "cosine":
+        sched = cconv.optim.CosineAnnealingLR(opt, T_max=4)
+    return net, opt, sched, np.random.default_rng(11)
+
+
+@pytest.mark.parametrize("case", ["scheduler_type", "architecture", "param_shapes",
+                                  "param_dtype", "optimizer_type", "no_scheduler",
+                                  "optimizer_state", "scheduler_state", "layer_config"])
+def test_refused_resume_changes_nothing(tmp_path, case):
+    """Every misfit is found before anything is written into net, optimizer,
+    scheduler or random generator (the old loader copied matching weights first)."""
+    ckpt = _trained_checkpoint(tmp_path)
+    match = None
+    if case == "scheduler_type":
+        net, opt, sched, rng = _fresh(sched="cosine")
+        match = "StepLR"
+    elif case == "architecture":    # same parameters, another activation
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Tanh(),
+                            nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.25),
+                            nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3)).build((1, 8, 8))
+        opt = cconv.optim.Adam(net, lr=1e-2)
+        sched, rng = cconv.optim.StepLR(opt, step_size=2, gamma=0.5), np.random.default_rng(1)
+        match = "architecture"
+    elif case == "layer_config":    # same parameters, another dropout rate
+        net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                            nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.5),
+                            nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3)).build((1, 8, 8))
+        opt = cconv.optim.Adam(net, lr=1e-2)
+        sched, rng = cconv.optim.StepLR(opt, step_size=2, gamma=0.5), np.random.default_rng(1)
+        match = "Dropout"
+    elif case == "param_shapes":
+        net, opt, sched, rng = _fresh(width=6)
+    elif case == "param_dtype":
+        net, opt, sched, rng = _fresh()
+        net.astype(np.float64)
+        opt = cconv.optim.Adam(net, lr=1e-2)
+        sched = cconv.optim.StepLR(opt, step_size=2, gamma=0.5)
+    elif case == "optimizer_type":
+        net, opt, sched, rng = _fresh(opt_cls=cconv.optim.SGD)
+        match = "Adam"
+    elif case == "no_scheduler":
+        net, opt, sched, rng = _fresh(sched=None)
+        match = "scheduler"
+    elif case in ("optimizer_state", "scheduler_state"):
+        # a hand-edited checkpoint: the weights fit, one state entry does not
+        import json
+
+        from safetensors.numpy import load_file, save_file
+        tensors = load_file(str(ckpt))
+        meta = json.loads(cio.read_safetensors(ckpt)[1]["cconv_checkpoint"])
+        if case == "optimizer_state":
+            key = next(k for k in tensors if k.startswith("opt/") and k.endswith("exp_avg_sq"))
+            tensors[key] = tensors[key][..., :1].copy()
+            match = "exp_avg_sq"
+        else:
+            meta["scheduler"]["last_epoch"] = "two"
+            match = "last_epoch"
+        save_file(tensors, str(ckpt), metadata={"cconv_checkpoint": json.dumps(meta)})
+        net, opt, sched, rng = _fresh()
+    before = _snapshot(net, opt, sched, rng)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(ckpt, net, opt, sched, rng)
+    assert "run.ckpt" in str(info.value)
+    _assert_unchanged(before, net, opt, sched, rng)
+    # and through fit(resume=True): refused before the first epoch
+    x, y = _data()
+    before = _snapshot(net, opt, sched, rng)
+    with pytest.raises(CheckpointError):
+        cconv.fit(net, x, y, epochs=3, batch_size=16, optimizer=opt, scheduler=sched,
+                  progress=False, checkpoint=ckpt, resume=True)
+    _assert_unchanged(before, net, opt, sched, rng)
+
+
+def test_step_lr_checkpoint_refused_by_cosine_scheduler(tmp_path):
+    ckpt = _trained_checkpoint(tmp_path)
+    net = _net(0)
+    opt = cconv.optim.Adam(net, lr=1e-2)
+    x, y = _data()
+    with pytest.raises(CheckpointError, match="StepLR.*CosineAnnealingLR"):
+        cconv.fit(net, x, y, epochs=4, batch_size=16, optimizer=opt,
+                  scheduler=cconv.optim.CosineAnnealingLR(opt, T_max=4), seed=5,
+                  progress=False, checkpoint=ckpt, resume=True)
+    # the matching scheduler resumes
+    net = _net(0)
+    opt = cconv.optim.Adam(net, lr=1e-2)
+    hist = cconv.fit(net, x, y, epochs=3, batch_size=16, optimizer=opt,
+                     scheduler=cconv.optim.StepLR(opt, step_size=2), seed=5,
+                     progress=False, checkpoint=ckpt, resume=True)
+    assert len(hist["loss"]) == 3

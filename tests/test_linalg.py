@@ -163,3 +163,22 @@ def test_import_cconv_does_not_load_scipy_linalg():
             "assert 'scipy.linalg' not in sys.modules, 'loaded early'; "
             "cconv.linalg.eigh([[1.0]]); assert 'cconv._lapack' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_entries_near_the_largest_float(dtype):
+    """Finite entries near the type's maximum: the solve works on A / max|A|."""
+    big = np.finfo(dtype).max / 4
+    a = sym(6, seed=3).astype(np.float64)
+    a /= np.abs(a).max()
+    w_ref, v_ref = np.linalg.eigh(a)
+    w, v = linalg.eigh((a * big).astype(dtype))
+    assert np.isfinite(w).all() and np.isfinite(v).all()
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(w / big, w_ref, atol=tol * 6)
+    np.testing.assert_allclose(np.abs(v.T @ v_ref), np.eye(6), atol=1e3 * tol)
+    for driver in ("evd", "evr"):
+        np.testing.assert_allclose(linalg.eigvalsh(a * 1e308, driver=driver) / 1e308, w_ref,
+                                   atol=1e-12)
+    with pytest.raises(ValueError, match="finite"):
+        linalg.eigh(np.array([[1e308, np.inf], [np.inf, 1.0]]))

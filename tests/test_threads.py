@@ -189,3 +189,77 @@ def test_import_bounds_openmp_spin_wait():
 ])
 def test_user_openmp_wait_settings_are_kept(env, expected):
     assert _openmp_env_in_subprocess(env) == expected
+
+
+# ---------------------------------------------------------------- bit-identical at 1, 2, 3
+
+# (x shape, w shape, kwargs, algorithms): every forward algorithm, and the backward
+# paths they lead to (direct gradient, Winograd adjoint, im2col + GEMM, depthwise)
+EXACT_LAYERS = [
+    ((4, 64, 20, 20), (64, 64, 3, 3), {"padding": 1}, ["auto", "winograd", "winograd_f4"]),
+    ((8, 32, 56, 56), (32, 32, 3, 3), {"padding": 1}, ["auto"]),          # Winograd adjoint
+    ((3, 16, 24, 24), (32, 16, 3, 3), {"padding": 1}, ["auto", "direct", "im2col_gemm"]),
+    ((2, 3, 40, 70), (64, 3, 7, 7), {"stride": 2, "padding": 3}, ["auto", "winograd_rows"]),
+    ((6, 6, 12, 12), (16, 6, 5, 5), {}, ["auto"]),                        # LeNet conv2
+    ((64, 1, 28, 28), (6, 1, 5, 5), {"padding": 2}, ["auto"]),            # LeNet conv1
+    ((4, 16, 18, 18), (32, 1, 3, 3), {"padding": 1, "groups": 16}, ["auto", "im2col_gemm"]),
+    ((2, 128, 14, 14), (256, 128, 3, 3), {"padding": 1, "stride": 2}, ["auto"]),
+    ((16, 64, 9, 9), (96, 64, 1, 1), {}, ["auto"]),                       # pointwise
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", EXACT_LAYERS, ids=lambda c: "x".join(map(str, c[1])))
+def test_conv_is_bit_identical_at_any_thread_count(rng, dtype, layer):
+    """Forward, input, weight and bias gradients: the same bits at 1, 2 and 3 threads
+    (reductions run over fixed chunks, summed in chunk order)."""
+    xs, ws, kw, algos = layer
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    y = ops.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    runs = {}
+    for n in (1, 2, 3):
+        with cconv.threads(n):
+            outs = [ops.conv2d(x, w, b, algorithm=a, **kw) for a in algos]
+            outs += list(ops.conv2d_backward(dy, x, w, **kw))
+            outs += list(ops.conv2d_backward(dy, x, w, algorithm="im2col_gemm", **kw))
+        runs[n] = outs
+    names = [f"forward {a}" for a in algos] + ["dx", "dw", "db", "dx gemm", "dw gemm", "db gemm"]
+    for n in (2, 3):
+        for name, a, b1 in zip(names, runs[n], runs[1]):
+            np.testing.assert_array_equal(a, b1, err_msg=f"{name} at {n} threads vs 1")
+
+
+def test_training_with_thread_count_changed_mid_run_is_bit_identical():
+    """A fit whose thread count changes every epoch ends with the weights of a
+    fixed-thread fit (the docs promise it; the weight gradient used to differ by 1e-5)."""
+    from cconv import nn
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((96, 3, 16, 16)).astype(np.float32)
+    y = rng.integers(0, 4, 96)
+
+    def net():
+        return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(32 * 8 * 8, 4)).build((3, 16, 16), seed=0)
+
+    fixed = net()
+    with cconv.threads(1):
+        cconv.fit(fixed, x, y, epochs=3, batch_size=32, seed=1, progress=False)
+    flipping = net()
+    counts = iter([2, 3, 1, 2])
+
+    def flip(epoch, logs):
+        cconv.set_num_threads(next(counts))
+    before = cconv.get_num_threads()
+    try:
+        cconv.set_num_threads(3)
+        cconv.fit(flipping, x, y, epochs=3, batch_size=32, seed=1, progress=False,
+                  callbacks=[flip])
+    finally:
+        cconv.set_num_threads(before)
+    for (name, a), (_, b) in zip(fixed.named_parameters(), flipping.named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)

@@ -11,6 +11,7 @@ the file's real size before any array is allocated, and every problem is a
 import errno
 import json
 import os
+import re
 import struct
 import tempfile
 from collections.abc import Mapping
@@ -127,15 +128,57 @@ def _default_file_mode():
     return 0o666 & ~umask
 
 
+_TEMP_TAG = ".cconv-tmp-"   # temp files: .<name>.cconv-tmp-<pid>-<random>
+
+
+def _pid_alive(pid):
+    """Whether process pid exists (POSIX); unknown elsewhere, so assumed alive."""
+    if os.name != "posix":
+        return True    # os.kill(pid, 0) is not a probe on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True     # another user's process, or a pid we cannot ask about
+    return True
+
+
+def _remove_stale_temps(directory, name):
+    """Delete temp files of saves to `name` whose writer died (SIGKILL, power loss)."""
+    pattern = re.compile(re.escape("." + name + _TEMP_TAG) + r"(\d{1,10})-[A-Za-z0-9_]+")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        # our own pid may be another thread saving to the same path right now
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            pass
+
+
 def _atomic_write(path, data):
-    """Write bytes to path so that readers see the old file or the new one, never half."""
+    """Write bytes to path so that readers see the old file or the new one, never half.
+
+    The temp file is named .<name>.cconv-tmp-<pid>-<random>; ones left by a
+    killed writer (pid no longer alive) are removed here, before writing.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):   # else mkstemp's error names the temp file
         raise FileNotFoundError(errno.ENOENT, f"cannot write: the folder {directory!r} "
                                               f"does not exist", path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    name = os.path.basename(path)
+    _remove_stale_temps(directory, name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}{_TEMP_TAG}{os.getpid()}-", dir=directory)
     try:
         # mkstemp creates the file private (0600); the saved model should get
         # the permissions a plain open() would give it

@@ -277,7 +277,8 @@ def _conv_epilogue(activation, algorithm, plan):
         if algorithm not in able:
             need = {"winograd_rows": "column dilation 1, column stride <= 4 and at most 4 "
                                      "taps per column phase (kw <= 4 * stride)",
-                    "depthwise_direct": "groups == input channels > 1"}.get(
+                    "depthwise_direct": "groups == input channels > 1 and a padded plane "
+                                        "within a few times the input and output sizes"}.get(
                         algorithm, "a 3x3 kernel, stride 1, dilation 1 and groups 1")
             raise ValueError(f"algorithm={algorithm!r} needs {need}; got x.shape={shape_x}, "
                              f"w.shape={shape_w}, stride={stride4}, dilation={dil4}, "
@@ -319,7 +320,9 @@ def _algorithms(x_shape, w_shape, stride, pads, dilation, groups):
         names.remove("winograd_f4")
     if not rows:
         names.remove("winograd_rows")
-    if not (groups > 1 and groups == x_shape[1]):
+    # auto picks depthwise_direct for every depthwise shape except those whose
+    # zero-bordered plane copy would dwarf input and output (padding >> input)
+    if not (groups > 1 and groups == x_shape[1] and auto == "depthwise_direct"):
         names.remove("depthwise_direct")
     return tuple(names)
 

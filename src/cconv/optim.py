@@ -153,22 +153,60 @@ class Optimizer:
             "param_groups": [dict(g, params=list(g["params"])) for g in self.param_groups],
         }
 
-    def load_state_dict(self, state_dict):
-        """Restore state_dict(); checks names and shapes before changing anything."""
+    # per-parameter state keys this optimizer writes; None: not declared (plugins)
+    state_keys: ClassVar = None
+
+    def check_state_dict(self, state_dict):
+        """Raise ValueError if state_dict (as state_dict() wrote it) does not fit; changes nothing."""
         self.bind()
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            raise ValueError("optimizer state_dict must be {'state': ..., 'param_groups': ...}")
         groups = state_dict["param_groups"]
-        if len(groups) != len(self.param_groups) or any(
-                list(a["params"]) != list(b["params"]) for a, b in zip(groups, self.param_groups)):
+        if not isinstance(groups, list) or len(groups) != len(self.param_groups) or any(
+                not isinstance(a, dict) or list(a.get("params", ())) != list(b["params"])
+                for a, b in zip(groups, self.param_groups)):
             raise ValueError("optimizer state_dict has other parameter groups than this "
                              "optimizer (names or order differ)")
+        for index, (saved, own) in enumerate(zip(groups, self.param_groups)):
+            if set(saved) != set(own):
+                raise ValueError(f"parameter group {index} has keys {sorted(saved)}, this "
+                                 f"{type(self).__name__} {sorted(own)}")
+            try:
+                self._check_hyper(dict(saved))
+            except (TypeError, KeyError) as exc:
+                raise ValueError(f"parameter group {index}: bad hyperparameters ({exc})") from None
         params = dict(self.net.named_parameters())
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError("optimizer state must be a dict by parameter name")
         for name, st in state_dict["state"].items():
             if name not in params:
                 raise ValueError(f"optimizer state for unknown parameter {name!r}")
+            if not isinstance(st, dict):
+                raise ValueError(f"optimizer state for {name!r} must be a dict, got "
+                                 f"{type(st).__name__}")
+            if self.state_keys is not None and not set(st) <= set(self.state_keys):
+                raise ValueError(f"optimizer state {name}: keys {sorted(st)}, a "
+                                 f"{type(self).__name__} keeps {sorted(self.state_keys)}")
+            step = st.get("step", 0)
+            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+                raise ValueError(f"optimizer state {name}.step must be an int >= 0, "
+                                 f"got {step!r}")
             for key, value in st.items():
-                if isinstance(value, np.ndarray) and value.shape != params[name].shape:
-                    raise ValueError(f"optimizer state {name}.{key} has shape {value.shape}, "
-                                     f"the parameter {params[name].shape}")
+                if key == "step":
+                    continue
+                if not isinstance(value, np.ndarray):
+                    raise ValueError(f"optimizer state {name}.{key} must be an array, got "
+                                     f"{type(value).__name__}")
+                if value.shape != params[name].shape or value.dtype.kind != "f":
+                    raise ValueError(f"optimizer state {name}.{key} is {value.dtype} "
+                                     f"{value.shape}, the parameter {params[name].dtype} "
+                                     f"{params[name].shape}")
+
+    def load_state_dict(self, state_dict):
+        """Restore state_dict(); checks everything (check_state_dict) before changing anything."""
+        self.check_state_dict(state_dict)
+        params = dict(self.net.named_parameters())
+        groups = state_dict["param_groups"]
         self.param_groups = [dict(g, params=list(g["params"])) for g in groups]
         self.state = {name: {k: (np.array(v, dtype=params[name].dtype)
                                  if isinstance(v, np.ndarray) else v)
@@ -185,6 +223,7 @@ class SGD(Optimizer):
     """torch.optim.SGD: g += wd*p; buf = mu*buf + (1-dampening)*g; p -= lr*(g + mu*buf | buf)."""
 
     defaults: ClassVar[dict] = {"momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
+    state_keys = ("step", "momentum_buffer")
 
     def _check_hyper(self, group):
         super()._check_hyper(group)
@@ -210,6 +249,7 @@ class Adam(Optimizer):
 
     defaults: ClassVar[dict] = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
     decoupled = False
+    state_keys = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def _update(self, param, grad, state, group):
         lr, wd = group["lr"], group["weight_decay"]
@@ -279,7 +319,23 @@ class LRScheduler:
     def state_dict(self):
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
+    def check_state_dict(self, state):
+        """Raise ValueError if state (from state_dict()) is not this scheduler's; changes nothing."""
+        own = self.state_dict()
+        if not isinstance(state, dict) or set(state) != set(own):
+            keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"scheduler state has keys {keys}, a {type(self).__name__} "
+                             f"{sorted(own)}")
+        for key in ("base_lrs", "_last_lr"):
+            if not isinstance(state[key], list) or len(state[key]) != len(own[key]):
+                raise ValueError(f"scheduler state {key} must be a list of "
+                                 f"{len(own[key])} learning rates, got {state[key]!r}")
+        epoch = state["last_epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"scheduler state last_epoch must be an int >= 0, got {epoch!r}")
+
     def load_state_dict(self, state):
+        self.check_state_dict(state)
         self.__dict__.update(state)
 
 

@@ -746,6 +746,80 @@ static void test_threads(void)
     cconv_set_num_threads(0);
 }
 
+/* Strides and paddings far beyond a 9x9 input: the work and the buffers follow
+ * the output (1x1 or 3x3 here), not stride * width (2^24 phases were 6 GB). */
+static void test_huge_strides(void)
+{
+    double x[2 * 9 * 9], w[2 * 2 * 9], y[2 * 9], dx[2 * 9 * 9], dw[2 * 2 * 9], db[2];
+    for (int i = 0; i < 2 * 9 * 9; ++i) x[i] = urand();
+    for (int i = 0; i < 2 * 2 * 9; ++i) w[i] = urand();
+    const int64_t big[] = {(int64_t)1 << 24, (int64_t)1 << 30, (int64_t)1 << 40};
+    for (int k = 0; k < 3; ++k)
+        for (int groups = 1; groups <= 2; ++groups) {
+            cconv_conv2d_params_t p;
+            cconv_conv2d_params_init(&p);
+            p.dtype = CCONV_FLOAT64;
+            p.n = 1; p.c_in = 2; p.h = p.w = 9; p.c_out = 2; p.kh = p.kw = 3;
+            p.groups = groups;
+            p.stride_h = p.stride_w = big[k];
+            /* k == 2: padding 2^20 on every side and stride 2^20, a 3x3 output */
+            if (k == 2) {
+                p.stride_h = p.stride_w = (int64_t)1 << 20;
+                p.pad_top = p.pad_bottom = p.pad_left = p.pad_right = (int64_t)1 << 20;
+            }
+            int64_t oh = 0, ow = 0;
+            EXPECT_STATUS(CCONV_SUCCESS, cconv_conv2d_output_shape(&p, &oh, &ow));
+            EXPECT(oh == (k == 2 ? 3 : 1) && ow == oh);
+            const int64_t ny = 2 * oh * ow, cg = 2 / groups;
+            EXPECT_STATUS(CCONV_SUCCESS, cconv_conv2d_forward(&p, x, 162, w, 18 * cg, NULL, 0,
+                                                              y, ny));
+            /* the one window over the image: output (1, 1) with padding, else (0, 0) */
+            const int64_t at = k == 2 ? 1 * ow + 1 : 0;
+            for (int64_t co = 0; co < 2; ++co) {
+                double want = 0;
+                for (int64_t c = 0; c < cg; ++c)
+                    for (int i = 0; i < 9; ++i)
+                        want += w[(co * cg + c) * 9 + i] *
+                                x[((groups == 2 ? co : c) * 9 + i / 3) * 9 + i % 3];
+                EXPECT(fabs(y[co * oh * ow + at] - want) < 1e-12);
+                for (int64_t q = 0; q < oh * ow; ++q)
+                    if (q != at) EXPECT(y[co * oh * ow + q] == 0);
+            }
+            for (int64_t i = 0; i < ny; ++i) y[i] = 1;      /* as dy */
+            EXPECT_STATUS(CCONV_SUCCESS, cconv_conv2d_backward_input(&p, y, ny, w, 18 * cg,
+                                                                     dx, 162));
+            EXPECT_STATUS(CCONV_SUCCESS, cconv_conv2d_backward_weight(&p, y, ny, x, 162,
+                                                                      dw, 18 * cg, db, 2));
+            EXPECT(dx[4 * 9 + 4] == 0 && db[0] == (double)(oh * ow));
+            EXPECT(dw[0] == x[(groups == 2 ? 0 : 0) * 81]);
+        }
+}
+
+/* cconv_eigh on finite entries near the largest double: solved on A / max|A|.
+ * An eigenvalue beyond the range (2 * 1e308) is CCONV_ERR_OVERFLOW. */
+static void test_eigh_extreme_scale(void)
+{
+    cconv_eigh_params_t p;
+    cconv_eigh_params_init(&p);
+    p.dtype = CCONV_FLOAT64;
+    p.n = 3;
+    double a[9] = {2e307, 1e307, 0, 1e307, 2e307, 1e307, 0, 1e307, 2e307}, w[3], v[9];
+    EXPECT_STATUS(CCONV_SUCCESS, cconv_eigh(&p, a, 9, w, 3, v, 9));
+    /* eigenvalues of [[2,1,0],[1,2,1],[0,1,2]]: 2 - sqrt 2, 2, 2 + sqrt 2 */
+    EXPECT(fabs(w[0] / 1e307 - (2 - sqrt(2.0))) < 1e-13);
+    EXPECT(fabs(w[1] / 1e307 - 2) < 1e-13);
+    EXPECT(fabs(w[2] / 1e307 - (2 + sqrt(2.0))) < 1e-13);
+    for (int i = 0; i < 9; ++i) a[i] *= 5;   /* 1e308 on the diagonal */
+    EXPECT_STATUS(CCONV_SUCCESS, cconv_eigh(&p, a, 9, w, 3, NULL, 0));
+    EXPECT(isfinite(w[2]) && fabs(w[2] / 5e307 - (2 + sqrt(2.0))) < 1e-13);
+    double big[4] = {1e308, 1e308, 1e308, 1e308};
+    p.n = 2;
+    EXPECT_STATUS(CCONV_ERR_OVERFLOW, cconv_eigh(&p, big, 4, w, 2, v, 4));
+    double tiny[4] = {4e-320, 0, 0, 2e-320};    /* subnormal: scaled up, exact */
+    EXPECT_STATUS(CCONV_SUCCESS, cconv_eigh(&p, tiny, 4, w, 2, v, 4));
+    EXPECT(w[0] == 2e-320 && w[1] == 4e-320);
+}
+
 int main(int argc, char **argv)
 {
     const int rounds = argc > 1 ? atoi(argv[1]) : 40;
@@ -755,6 +829,8 @@ int main(int argc, char **argv)
     test_pool_errors();
     test_gemm_errors();
     test_eigh_errors();
+    test_huge_strides();
+    test_eigh_extreme_scale();
     for (int r = 0; r < rounds; ++r)
         for (int dt = CCONV_FLOAT32; dt <= CCONV_FLOAT64; ++dt) {
             const int nt = 1 + r % 2;

@@ -42,7 +42,7 @@ const char *cconv_strerror(int status)
     case CCONV_ERR_DTYPE: return "unknown dtype (expected CCONV_FLOAT32 or CCONV_FLOAT64)";
     case CCONV_ERR_SHAPE: return "the sizes are inconsistent (groups, kernel larger than the padded input, ...)";
     case CCONV_ERR_SIZE: return "a buffer is smaller than the operation needs";
-    case CCONV_ERR_OVERFLOW: return "a size or a product of sizes is too large";
+    case CCONV_ERR_OVERFLOW: return "a size or a product of sizes is too large (cconv_eigh: an eigenvalue beyond the dtype's range)";
     case CCONV_ERR_OVERLAP: return "an output buffer overlaps an input buffer";
     case CCONV_ERR_STRUCT: return "params struct_size too small (initialise the params with its cconv_*_params_init function)";
     case CCONV_ERR_NOCONV: return "the eigensolver did not converge (NaN or infinity in the matrix?)";
@@ -634,6 +634,7 @@ int cconv_eigh(const cconv_eigh_params_t *p, const void *a, int64_t a_len,
         ? cconv_eigh_f32(n, (const float *)a, lda, p->upper, (float *)w, (float *)v)
         : cconv_eigh_f64(n, (const double *)a, lda, p->upper, (double *)w, (double *)v);
     if (st == CCONV_ENOCONV) return CCONV_ERR_NOCONV;
+    if (st == CCONV_ERANGE) return CCONV_ERR_OVERFLOW;
     return from_core(st);
 }
 

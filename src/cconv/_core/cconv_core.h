@@ -127,6 +127,17 @@ int cconv_gemm_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
                    const double *B, int64_t ldb, double beta,
                    double *C, int64_t ldc, int nthreads);
 
+/* The same, never by the direct loops for tiny sizes: a product cut into
+ * pieces (per thread) rounds each element as the whole one does. */
+int cconv_gemm_blocked_f32(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                           float alpha, const float *A, int64_t lda,
+                           const float *B, int64_t ldb, float beta,
+                           float *C, int64_t ldc, int nthreads);
+int cconv_gemm_blocked_f64(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                           double alpha, const double *A, int64_t lda,
+                           const double *B, int64_t ldb, double beta,
+                           double *C, int64_t ldc, int nthreads);
+
 /* op(A) packed once for many products with the same A (weights): size in
  * elements of the packed copy, the packing, and the product that uses it
  * (small products read A in place when it is passed; with A == NULL every
@@ -390,9 +401,11 @@ int cconv_sepfilter2d_f64(const cconv_filter2d_params *p, const void *x,
  * w: eigenvalues ascending; v (n x n, may be NULL, may alias a): eigenvectors
  * as columns. Householder tridiagonalisation + implicit QL with shifts, in
  * double also for f32: a portable reference, not LAPACK speed. Serial.
- * Returns CCONV_OK, CCONV_ENOMEM or CCONV_ENOCONV (NaN/inf in A, or the
- * iteration limit was reached). */
-enum { CCONV_ENOCONV = 3 };
+ * A is scaled by a power of two near max|a_ij| first (exact), so entries up
+ * to the type's maximum work. Returns CCONV_OK, CCONV_ENOMEM, CCONV_ENOCONV
+ * (NaN/inf in A, or the iteration limit was reached) or CCONV_ERANGE (an
+ * eigenvalue exceeds the type's range: |w| can reach n * max|a_ij|). */
+enum { CCONV_ENOCONV = 3, CCONV_ERANGE = 4 };
 int cconv_eigh_f32(int64_t n, const float *a, int64_t lda, int upper, float *w,
                    float *v);
 int cconv_eigh_f64(int64_t n, const double *a, int64_t lda, int upper, double *w,

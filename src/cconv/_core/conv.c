@@ -103,14 +103,12 @@ int cconv_conv2d_winograd_ok(const cconv_conv2d_params *p)
  * 8x64x56x56 (1 thread), 512 KiB blocks (16 tiles) 39 ms, 2 MiB 34 ms,
  * 8 MiB 41 ms. */
 #define CCONV_WINOGRAD_GRAD_BLOCK_BYTES 2097152
-/* Each thread of the Winograd weight gradient sums into its own 36 x C_out
- * x C_in copy of dU: taken only where one copy stays under
+/* The Winograd weight gradient sums into one 36 x C_out x C_in dU (each
+ * thread its own points' matrices): taken only where dU stays under
  * CCONV_WINOGRAD_GRAD_MAX_BYTES (256 channels in float32: 9.4 MB; at 512
- * the forward pass's F(4x4) is cached, but 38 MB per thread would be), and
- * with no more threads than CCONV_WINOGRAD_GRAD_TEAM_BYTES of copies allow
- * (a 16-core machine would otherwise hold 150 MB of them at 256 channels). */
+ * the forward pass's F(4x4) is cached, but dU would be 38 MB; the bound was
+ * measured when every thread kept its own copy). */
 #define CCONV_WINOGRAD_GRAD_MAX_BYTES ((size_t)16 << 20)
-#define CCONV_WINOGRAD_GRAD_TEAM_BYTES ((size_t)64 << 20)
 
 /* Reductions up to this long run the direct kernel: measured on Zen 3, 1
  * thread, it beats im2col + GEMM by 1.2-2x on LeNet's layers, 7x7 stems and
@@ -169,9 +167,22 @@ static int winograd_rows_pays(const cconv_conv2d_params *p)
 #define CCONV_WINOGRAD_OVER_DIRECT_MIN_CHANNELS 24
 #define CCONV_WINOGRAD_OVER_DIRECT_MIN_TILES 100
 
+/* The depthwise forward pass copies each plane into a zero-bordered one:
+ * only while that stays near the input and output sizes, so that a padding
+ * far beyond the input (2^20) costs what its output costs (im2col instead). */
+static int dw_plane_bounded(const cconv_conv2d_params *p)
+{
+    const double hp = (double)p->h + (double)p->pad_top + (double)p->pad_bottom;
+    const double wp = (double)p->w + (double)p->pad_left + (double)p->pad_right;
+    const double need = (double)p->h * (double)p->w +
+                        (double)p->out_h * (double)p->out_w * (double)(p->kh * p->kw);
+    return hp * wp <= 4.0 * need + 4096.0;
+}
+
 int cconv_conv2d_algo(const cconv_conv2d_params *p)
 {
-    if (p->groups == p->c_in && p->groups > 1) return CCONV_ALGO_DEPTHWISE;
+    if (p->groups == p->c_in && p->groups > 1 && dw_plane_bounded(p))
+        return CCONV_ALGO_DEPTHWISE;
     const int64_t k = p->c_in / p->groups * p->kh * p->kw;
     const int direct = k <= CCONV_DIRECT_MAX_K && p->kh * p->kw > 1;
     const int64_t tiles4 = p->n * ((p->out_h + 3) / 4) * ((p->out_w + 3) / 4);
@@ -194,10 +205,40 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
     return CCONV_ALGO_GEMM;
 }
 
+/* Weight gradients sum over images and tiles; for the same bits at any
+ * thread count no sum may be split by thread. Layers of >= 16 input channels
+ * per group split dw itself among the threads (by input channel: im2col +
+ * GEMM; by Winograd point: the adjoint), each element summed by one thread
+ * in job order. The others (LeNet's, stems: dw is small, the reduction long)
+ * cut their jobs into `parts` (from the problem, never the thread count),
+ * each summed from zero into its own copy of dw, the copies added in part
+ * order. A part must do CCONV_GRAD_PART_WORK multiply-adds per element of
+ * its copy (zeroing and adding a copy costs about 20 multiply-adds per
+ * element, so the copies stay near 3% of the work even at 1 thread); parts
+ * are 1, 2, 4, 6 or 12 (even shares for 2, 3, 4 and 6 threads), with at most
+ * CCONV_GRAD_COPY_BYTES of copies. */
+#define CCONV_GRAD_SPLIT_MIN_CIN 16
+#define CCONV_GRAD_PARTS 12
+#define CCONV_GRAD_PART_WORK 700.0
+#define CCONV_GRAD_COPY_BYTES ((size_t)64 << 20)
+
+static int64_t grad_parts(int64_t njobs, double work, int64_t copy_elems, size_t elem)
+{
+    static const int64_t even[] = {12, 6, 4, 2, 1};
+    double most = 1.0 + work / ((double)copy_elems * CCONV_GRAD_PART_WORK);
+    const double fit = (double)CCONV_GRAD_COPY_BYTES / ((double)copy_elems * (double)elem);
+    if (most > fit) most = fit;
+    if (most > (double)njobs) most = (double)njobs;
+    for (int i = 0; i < 5; ++i)
+        if ((double)even[i] <= most) return even[i];
+    return 1;
+}
+
 #define T float
 #define DIR_LANES 8   /* floats per 32-byte vector, for the preprocessor */
 #define SFX(name) name##_f32
 #define GEMM cconv_gemm_f32
+#define GEMM_BLOCKED cconv_gemm_blocked_f32
 #define GEMM_PA cconv_gemm_pa_f32
 #define GEMM_PACK_A cconv_gemm_pack_a_f32
 #define GEMM_PACK_A_BLOCK cconv_gemm_pack_a_block_f32
@@ -207,6 +248,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef DIR_LANES
 #undef SFX
 #undef GEMM
+#undef GEMM_BLOCKED
 #undef GEMM_PA
 #undef GEMM_PACK_A
 #undef GEMM_PACK_A_BLOCK
@@ -216,6 +258,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #define DIR_LANES 4
 #define SFX(name) name##_f64
 #define GEMM cconv_gemm_f64
+#define GEMM_BLOCKED cconv_gemm_blocked_f64
 #define GEMM_PA cconv_gemm_pa_f64
 #define GEMM_PACK_A cconv_gemm_pack_a_f64
 #define GEMM_PACK_A_BLOCK cconv_gemm_pack_a_block_f64
@@ -225,6 +268,7 @@ int cconv_conv2d_algo(const cconv_conv2d_params *p)
 #undef DIR_LANES
 #undef SFX
 #undef GEMM
+#undef GEMM_BLOCKED
 #undef GEMM_PA
 #undef GEMM_PACK_A
 #undef GEMM_PACK_A_BLOCK

@@ -609,6 +609,58 @@ static int SFX(gemm_forward)(const cconv_conv2d_params *p, const T *x, const T *
 #include "winograd_grad_impl.h"
 #include "direct_impl.h"
 
+/* Whether v[0, n) holds a NaN or an infinity (v - v is 0 for every finite v):
+ * an integer OR over a compare, so it vectorises. */
+CCONV_CLONES static int SFX(any_nonfinite)(const T *CCONV_RESTRICT v, int64_t n)
+{
+    int bad = 0;
+    for (int64_t q = 0; q < n; ++q) bad |= !(v[q] - v[q] == 0);
+    return bad;
+}
+
+/* Winograd's transforms mix a tile's whole input patch into each of its
+ * outputs, so one NaN/inf input makes outputs non-finite whose receptive
+ * field is finite. A non-finite input never gives a finite transformed sum
+ * (NaN and inf survive every add and multiply; zeros are skipped, not
+ * multiplied), so the finite outputs are right, and only the non-finite
+ * ones are recomputed here as direct sums over their own receptive field,
+ * with the same bias and activation. Costs one vectorised scan of y when
+ * everything is finite. */
+static void SFX(fix_nonfinite)(const cconv_conv2d_params *p, const T *x, const T *w,
+                               const T *bias, T *y, int act, int nthreads)
+{
+    const int64_t OHW = p->out_h * p->out_w, planes = p->n * p->c_out;
+    const int64_t cin_g = p->c_in / p->groups, cout_g = p->c_out / p->groups;
+    const int64_t H = p->h, W = p->w, kh = p->kh, kw = p->kw;
+    const int nt = cconv_threads_for(nthreads, (double)planes * (double)OHW);
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t pl = 0; pl < planes; ++pl) {
+        T *yp = y + pl * OHW;
+        if (!SFX(any_nonfinite)(yp, OHW)) continue;
+        const int64_t n = pl / p->c_out, co = pl % p->c_out, g = co / cout_g;
+        const T *wc = w + co * cin_g * kh * kw;
+        const T *xg = x + (n * p->c_in + g * cin_g) * H * W;
+        for (int64_t q = 0; q < OHW; ++q) {
+            if (yp[q] - yp[q] == 0) continue;
+            const int64_t ih0 = (q / p->out_w) * p->stride_h - p->pad_top;
+            const int64_t iw0 = (q % p->out_w) * p->stride_w - p->pad_left;
+            T s = 0;
+            for (int64_t c = 0; c < cin_g; ++c)
+                for (int64_t i = 0; i < kh; ++i) {
+                    const int64_t ih = ih0 + i * p->dil_h;
+                    if (ih < 0 || ih >= H) continue;
+                    for (int64_t j = 0; j < kw; ++j) {
+                        const int64_t iw = iw0 + j * p->dil_w;
+                        if (iw < 0 || iw >= W) continue;
+                        s += wc[(c * kh + i) * kw + j] * xg[(c * H + ih) * W + iw];
+                    }
+                }
+            s += bias ? bias[co] : (T)0;
+            yp[q] = act == CCONV_ACT_RELU && s < 0 ? (T)0 : s;
+        }
+    }
+}
+
 int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
                                  const T *w, const T *bias, T *y, int act, int algo,
                                  int nthreads)
@@ -618,7 +670,8 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
     if ((algo == CCONV_ALGO_WINOGRAD || algo == CCONV_ALGO_WINOGRAD4) &&
         !cconv_conv2d_winograd_ok(p))
         return CCONV_EINVAL;
-    if (algo == CCONV_ALGO_DEPTHWISE && !SFX(is_depthwise)(p)) return CCONV_EINVAL;
+    if (algo == CCONV_ALGO_DEPTHWISE && (!SFX(is_depthwise)(p) || !dw_plane_bounded(p)))
+        return CCONV_EINVAL;
     if (algo == CCONV_ALGO_WINOGRAD_ROWS && !cconv_conv2d_winograd_rows_ok(p))
         return CCONV_EINVAL;
     if (algo < CCONV_ALGO_GEMM || algo > CCONV_ALGO_WINOGRAD_ROWS) return CCONV_EINVAL;
@@ -639,6 +692,9 @@ int SFX(cconv_conv2d_forward_ex)(const cconv_conv2d_params *p, const T *x,
 #endif
     else
         status = SFX(gemm_forward)(p, x, w, bias, y, act, nthreads);
+    if (status == CCONV_OK && (algo == CCONV_ALGO_WINOGRAD || algo == CCONV_ALGO_WINOGRAD4 ||
+                               algo == CCONV_ALGO_WINOGRAD_ROWS))
+        SFX(fix_nonfinite)(p, x, w, bias, y, act, nthreads);
     cconv_fp_leave(fpm);
     return status;
 }
@@ -706,6 +762,8 @@ static int SFX(backward_input_as_conv)(const cconv_conv2d_params *p, const T *dy
         ? SFX(direct_forward)(&q, dy, wf, NULL, dx, CCONV_ACT_NONE, 0, nthreads)
         : SFX(wino_forward)(&q, dy, wf, NULL, dx, CCONV_ACT_NONE, nthreads,
                             algo == CCONV_ALGO_WINOGRAD4 ? 4 : 2);
+    if (st == CCONV_OK && algo != CCONV_ALGO_DIRECT)   /* NaN in dy stays local in dx too */
+        SFX(fix_nonfinite)(&q, dy, wf, NULL, dx, CCONV_ACT_NONE, nthreads);
     cconv_work_free(4, wf);
     return st;
 }
@@ -853,19 +911,22 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
     }
 #endif
     const int64_t pt = tile_cols(K, P, sizeof(T));
-    int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
+    const double work = (double)p->n * p->c_out * P * K;
+    int nt = cconv_threads_for(nthreads, work);
     /* Images smaller than a tile share one, as in gemm_forward: a product
      * per LeNet image (16 x 150 x 64 for conv2) ran at 16 GFLOP/s, packing
      * its operands for every 64 columns; `imgs` images side by side make
      * one long reduction. Their dy rows are gathered next to each other
      * (dy holds each image's channels apart). The image groups are evened
-     * out over the threads. */
+     * out over CCONV_GRAD_PARTS (not the threads: the grouping sets the
+     * order of the sums). */
     int64_t imgs = 1;
     if (P < pt && p->n > 1) {
         imgs = pt / P;
         if (imgs > p->n) imgs = p->n;
         int64_t groups_n = (p->n + imgs - 1) / imgs;   /* image groups */
-        if (nt > 1 && G == 1 && groups_n % nt) groups_n += nt - groups_n % nt;
+        if (G == 1 && groups_n % CCONV_GRAD_PARTS)
+            groups_n += CCONV_GRAD_PARTS - groups_n % CCONV_GRAD_PARTS;
         if (groups_n > p->n) groups_n = p->n;
         imgs = (p->n + groups_n - 1) / groups_n;
     }
@@ -874,15 +935,83 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
     const int64_t ntiles = batched ? (p->n + imgs - 1) / imgs : (P + pt - 1) / pt;
     const int64_t njobs = batched ? G * ntiles : p->n * G * ntiles;
     const int64_t colsz = batched ? K * imgs * P : K * pt;
-    const int inner_nt = (njobs < nt) ? nt : 1;
-    if (njobs < nt) nt = 1;
+    if (cin_g >= CCONV_GRAD_SPLIT_MIN_CIN) {
+        /* Each thread its own input channels' columns of dw (their rows of
+         * col, unfolded by that thread alone), summed over every job in
+         * order: no copies of dw, and every element is summed the same way
+         * at any thread count. */
+        const int64_t KK = p->kh * p->kw;
+        if (nt > cin_g / 4) nt = (int)(cin_g / 4);
+        int status = CCONV_OK;
+        memset(dw, 0, (size_t)wsize * sizeof(T));
+#ifdef _OPENMP
+        #pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+        {
+            const int tid = CCONV_THREAD_NUM(), team = nt > 1 ? nt : 1;
+            const int64_t c0 = tid * cin_g / team, nc = (tid + 1) * cin_g / team - c0;
+            const int64_t colt = batched ? nc * KK * imgs * P : nc * KK * pt;
+            T *col = pointwise ? NULL : (T *)cconv_work_alloc(0, (size_t)colt * sizeof(T));
+            T *dyb = batched ? (T *)cconv_work_alloc(1, (size_t)(cout_g * imgs * P) * sizeof(T))
+                             : NULL;
+            if (!((pointwise || col) && (!batched || dyb))) {
+                CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
+            } else {
+                for (int64_t job = 0; job < njobs; ++job) {
+                    const int64_t g = batched ? job % G : (job / ntiles) % G;
+                    T *acc = dw + g * cout_g * K + c0 * KK;
+                    if (batched) {
+                        const int64_t n0 = (job / G) * imgs;
+                        const int64_t nimg = n0 + imgs <= p->n ? imgs : p->n - n0;
+                        const int64_t cols = nimg * P;
+                        for (int64_t j = 0; j < nimg; ++j) {
+                            const int64_t n = n0 + j;
+                            SFX(im2col)(p, x + (n * p->c_in + g * cin_g + c0) * HW, nc, 0, P,
+                                        col + j * P, cols);
+                            for (int64_t m = 0; m < cout_g; ++m)
+                                memcpy(dyb + m * cols + j * P,
+                                       dy + (n * p->c_out + g * cout_g + m) * P,
+                                       (size_t)P * sizeof(T));
+                        }
+                        if (GEMM_BLOCKED(0, 1, cout_g, nc * KK, cols, (T)1, dyb, cols, col, cols, (T)1,
+                                 acc, K, 1) != CCONV_OK) {
+                            CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
+                        }
+                        continue;
+                    }
+                    const int64_t tile = job % ntiles, n = job / ntiles / G;
+                    const int64_t p0 = tile * pt, cols = (p0 + pt <= P) ? pt : P - p0;
+                    const T *xg = x + (n * p->c_in + g * cin_g + c0) * HW;
+                    const T *dyg = dy + (n * p->c_out + g * cout_g) * P + p0;
+                    const T *B = xg + p0;
+                    int64_t ldb = P;
+                    if (!pointwise) {
+                        SFX(im2col)(p, xg, nc, p0, cols, col, cols);
+                        B = col; ldb = cols;
+                    }
+                    if (GEMM_BLOCKED(0, 1, cout_g, nc * KK, cols, (T)1, dyg, P, B, ldb, (T)1,
+                             acc, K, 1) != CCONV_OK) {
+                        CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
+                    }
+                }
+            }
+            cconv_work_free(0, col);
+            cconv_work_free(1, dyb);
+        }
+        if (status != CCONV_OK) return status;
+        SFX(bias_grad)(p, dy, db);
+        return CCONV_OK;
+    }
+    /* Few input channels: fixed parts of the jobs, each summed into its own
+     * copy of dw (conv.c, grad_parts); threads beyond the parts split each
+     * product (the GEMM cuts dw, never the reduction). */
+    const int64_t parts = grad_parts(njobs, work, wsize, sizeof(T));
+    const int inner_nt = nt > parts ? (int)(nt / parts) : 1;
+    if (nt > parts) nt = (int)parts;
     int status = CCONV_OK;
-    /* Each thread accumulates into its own copy of dw (weights are small);
-     * the copies are summed in thread order, so a given thread count always
-     * gives the same bits. */
     T *partial = NULL;
-    if (nt > 1) {
-        partial = (T *)calloc((size_t)(nt - 1) * (size_t)wsize, sizeof(T));
+    if (parts > 1) {
+        partial = (T *)calloc((size_t)(parts - 1) * (size_t)wsize, sizeof(T));
         if (!partial) return CCONV_ENOMEM;
     }
     memset(dw, 0, (size_t)wsize * sizeof(T));
@@ -890,8 +1019,6 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
-        const int tid = CCONV_THREAD_NUM();
-        T *acc = tid == 0 ? dw : partial + (size_t)(tid - 1) * (size_t)wsize;
         T *col = pointwise ? NULL : (T *)cconv_work_alloc(0, (size_t)colsz * sizeof(T));
         T *dyb = batched ? (T *)cconv_work_alloc(1, (size_t)(cout_g * imgs * P) * sizeof(T))
                          : NULL;
@@ -899,54 +1026,58 @@ static int SFX(backward_weight)(const cconv_conv2d_params *p, const T *dy,
         if (!ok) {
             CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
-        int64_t job;
+        int64_t part;
 #ifdef _OPENMP
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
 #endif
-        for (job = 0; job < njobs; ++job) {
-            if (!ok) continue;
-            if (batched) {
-                const int64_t g = job % G, n0 = (job / G) * imgs;
-                const int64_t nimg = n0 + imgs <= p->n ? imgs : p->n - n0;
-                const int64_t cols = nimg * P;
-                for (int64_t j = 0; j < nimg; ++j) {
-                    const int64_t n = n0 + j;
-                    SFX(im2col)(p, x + (n * p->c_in + g * cin_g) * HW, cin_g, 0, P,
-                                col + j * P, cols);
-                    for (int64_t m = 0; m < cout_g; ++m)
-                        memcpy(dyb + m * cols + j * P, dy + (n * p->c_out + g * cout_g + m) * P,
-                               (size_t)P * sizeof(T));
+        for (part = 0; part < parts; ++part) {
+            T *acc = part == 0 ? dw : partial + (size_t)(part - 1) * (size_t)wsize;
+            const int64_t j1 = (part + 1) * njobs / parts;
+            for (int64_t job = part * njobs / parts; job < j1 && ok; ++job) {
+                if (batched) {
+                    const int64_t g = job % G, n0 = (job / G) * imgs;
+                    const int64_t nimg = n0 + imgs <= p->n ? imgs : p->n - n0;
+                    const int64_t cols = nimg * P;
+                    for (int64_t j = 0; j < nimg; ++j) {
+                        const int64_t n = n0 + j;
+                        SFX(im2col)(p, x + (n * p->c_in + g * cin_g) * HW, cin_g, 0, P,
+                                    col + j * P, cols);
+                        for (int64_t m = 0; m < cout_g; ++m)
+                            memcpy(dyb + m * cols + j * P,
+                                   dy + (n * p->c_out + g * cout_g + m) * P,
+                                   (size_t)P * sizeof(T));
+                    }
+                    if (GEMM(0, 1, cout_g, K, cols, (T)1, dyb, cols, col, cols, (T)1,
+                             acc + g * cout_g * K, K, inner_nt) != CCONV_OK) {
+                        CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
+                    }
+                    continue;
                 }
-                if (GEMM(0, 1, cout_g, K, cols, (T)1, dyb, cols, col, cols, (T)1,
+                const int64_t tile = job % ntiles, ng = job / ntiles;
+                const int64_t n = ng / G, g = ng % G;
+                const int64_t p0 = tile * pt, cols = (p0 + pt <= P) ? pt : P - p0;
+                const T *xg = x + (n * p->c_in + g * cin_g) * HW;
+                const T *dyg = dy + (n * p->c_out + g * cout_g) * P + p0;
+                const T *B;
+                int64_t ldb;
+                if (pointwise) {
+                    B = xg + p0; ldb = P;
+                } else {
+                    SFX(im2col)(p, xg, cin_g, p0, cols, col, cols);
+                    B = col; ldb = cols;
+                }
+                /* dw_g (cout_g x K) += dy_g (cout_g x cols) col^T (cols x K) */
+                if (GEMM(0, 1, cout_g, K, cols, (T)1, dyg, P, B, ldb, (T)1,
                          acc + g * cout_g * K, K, inner_nt) != CCONV_OK) {
                     CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
                 }
-                continue;
-            }
-            const int64_t tile = job % ntiles, ng = job / ntiles;
-            const int64_t n = ng / G, g = ng % G;
-            const int64_t p0 = tile * pt, cols = (p0 + pt <= P) ? pt : P - p0;
-            const T *xg = x + (n * p->c_in + g * cin_g) * HW;
-            const T *dyg = dy + (n * p->c_out + g * cout_g) * P + p0;
-            const T *B;
-            int64_t ldb;
-            if (pointwise) {
-                B = xg + p0; ldb = P;
-            } else {
-                SFX(im2col)(p, xg, cin_g, p0, cols, col, cols);
-                B = col; ldb = cols;
-            }
-            /* dw_g (cout_g x K) += dy_g (cout_g x cols) col^T (cols x K) */
-            if (GEMM(0, 1, cout_g, K, cols, (T)1, dyg, P, B, ldb, (T)1,
-                     acc + g * cout_g * K, K, inner_nt) != CCONV_OK) {
-                CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
             }
         }
         cconv_work_free(0, col);
         cconv_work_free(1, dyb);
     }
     if (partial) {
-        SFX(add_copies)(dw, partial, nt - 1, wsize);
+        SFX(add_copies)(dw, partial, parts - 1, wsize);
         free(partial);
     }
     SFX(bias_grad)(p, dy, db);

@@ -12,7 +12,8 @@
  * DG_MR output channels x DG_KB taps keeps its sums in vector registers
  * while it walks the output rows: per vector of outputs DG_MR loads of dy,
  * DG_KB of x and DG_MR * DG_KB multiply-adds. The lanes of each sum are
- * kept apart (vacc, per thread) and added once at the end. */
+ * kept apart (vacc) and added at the end of each of the fixed parts of the
+ * jobs (conv.c, grad_parts): the same bits at any thread count. */
 
 #if DIR_VEC
 #define DG_AVAILABLE 1   /* read by conv_impl.h's backward_weight */
@@ -97,6 +98,16 @@ CCONV_CLONES static void SFX(dg_rows)(int64_t K, const int64_t *koff, int64_t co
     }
 }
 
+/* The most parts (12, 6, 4, 2 or 1; at most cap) that njobs jobs share out
+ * evenly: a whole number each, or at least 4 each. */
+static int64_t SFX(dg_even_parts)(int64_t cap, int64_t njobs)
+{
+    static const int64_t even[] = {12, 6, 4, 2};
+    for (int i = 0; i < 4; ++i)
+        if (even[i] <= cap && (njobs % even[i] == 0 || njobs >= 4 * even[i])) return even[i];
+    return 1;
+}
+
 /* dw (overwritten; no bias) of a layer the direct kernel runs forward.
  * Small images go several to a job (a tile's sums then stay in registers
  * over all of them: LeNet conv2's 8x8 outputs gave a tile 8 vectors of
@@ -107,33 +118,43 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     const int64_t G = p->groups, cin_g = p->c_in / G, cout_g = p->c_out / G;
     const int64_t K = cin_g * p->kh * p->kw, OH = p->out_h, OW = p->out_w, P = OH * OW;
     const int64_t HW = p->h * p->w, wsize = p->c_out * K;
-    int nt = cconv_threads_for(nthreads, (double)p->n * p->c_out * P * K);
+    const double work = (double)p->n * p->c_out * P * K;
+    int nt = cconv_threads_for(nthreads, work);
     int64_t rows = SFX(dir_job_rows)(p, cin_g);   /* chunks of a big map, as forward */
     int64_t chunks = (OH + rows - 1) / rows;
-    if (nt > 1 && p->n * G * chunks < 4 * nt) {
-        /* few images (a stem at batch 1): 4 chunks of rows per thread */
-        const int64_t want = (4 * nt + p->n * G - 1) / (p->n * G);
-        if (want > chunks) {
-            rows = (OH + (want < OH ? want : OH) - 1) / (want < OH ? want : OH);
-            chunks = (OH + rows - 1) / rows;
-        }
+    /* The parts from the work (a part's own sums, vacc, mostly stay in cache:
+     * half a copy's cost), then jobs that share them out evenly; the jobs
+     * depend on the problem only, as they set the order of the sums. */
+    const int64_t parts_w = grad_parts(INT64_MAX, work, wsize * DIR_VL / 2, sizeof(T));
+    const int grouped = chunks == 1 && p->n > 1;
+    int64_t parts = SFX(dg_even_parts)(parts_w, p->n * G * chunks);
+    if (!grouped && parts < parts_w && p->n * G * chunks < 4 * parts_w && rows > 1) {
+        /* few images (a stem at batch 1): rows cut for two jobs per part */
+        int64_t want = (2 * parts_w + p->n * G - 1) / (p->n * G);
+        if (want > OH) want = OH;
+        rows = (OH + want - 1) / want;
+        chunks = (OH + rows - 1) / rows;
+        parts = SFX(dg_even_parts)(parts_w, p->n * G * chunks);
     }
     const SFX(dir_geom) geo = SFX(dir_geometry)(p, rows);
     const int64_t bstride = cin_g * geo.CS;
     int64_t imgs = 1;
     const int64_t dsample = cout_g * P;   /* dy elements of one image */
-    if (chunks == 1 && p->n > 1) {
+    if (grouped) {
+        /* image groups whole per part: one long job per part keeps a tile's
+         * sums in registers over more images */
         imgs = DG_JOB_BYTES / ((bstride + dsample) * (int64_t)sizeof(T));
         if (imgs < 1) imgs = 1;
         if (imgs > p->n) imgs = p->n;
-        int64_t ngroups = (p->n + imgs - 1) / imgs;   /* image groups, whole per thread */
-        if (nt > 1 && G == 1 && ngroups % nt) ngroups += nt - ngroups % nt;
+        int64_t ngroups = (p->n + imgs - 1) / imgs;
+        if (G == 1 && ngroups % parts_w) ngroups += parts_w - ngroups % parts_w;
         if (ngroups > p->n) ngroups = p->n;
         imgs = (p->n + ngroups - 1) / ngroups;
     }
     const int64_t ngroups = (p->n + imgs - 1) / imgs;
     const int64_t njobs = ngroups * G * chunks;
-    if (njobs < nt) nt = (int)njobs;
+    if (grouped) parts = SFX(dg_even_parts)(parts_w, njobs);
+    if (nt > parts) nt = (int)parts;
     /* dy rows padded to whole vectors (zeros after OW) when OW is not */
     const int64_t nvr = (OW + DIR_VL - 1) / DIR_VL;          /* vectors per row */
     const int64_t ldy = OW % DIR_VL ? nvr * DIR_VL : OW;
@@ -142,8 +163,8 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
     const int64_t dstride = padded ? cout_g * dcs : p->c_out * P;   /* and image stride */
     const int64_t maxvec = imgs * rows * nvr;
     int64_t *koff = (int64_t *)cconv_work_alloc(1, (size_t)K * sizeof(int64_t));
-    T *partial = nt > 1 ? (T *)calloc((size_t)(nt - 1) * (size_t)wsize, sizeof(T)) : NULL;
-    if (!koff || (nt > 1 && !partial)) {
+    T *partial = parts > 1 ? (T *)calloc((size_t)(parts - 1) * (size_t)wsize, sizeof(T)) : NULL;
+    if (!koff || (parts > 1 && !partial)) {
         cconv_work_free(1, koff);
         free(partial);
         return CCONV_ENOMEM;
@@ -160,8 +181,6 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
 #endif
     {
         const unsigned fpm = cconv_fp_enter();
-        const int tid = CCONV_THREAD_NUM();
-        T *acc = tid == 0 ? dw : partial + (size_t)(tid - 1) * (size_t)wsize;
         /* + DIR_VL: the last vector of a row may read past its phase row */
         const size_t bufsz = (size_t)(imgs * bstride + DIR_VL);
         const size_t vsz = (size_t)(wsize * DIR_VL);
@@ -179,47 +198,50 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
         T *dyp = vacc ? vacc + vsz : NULL;
         int64_t *xo = vacc ? (int64_t *)(void *)(vacc + vsz + dsz) : NULL;
         int64_t *dof = xo ? xo + maxvec : NULL;
-        int64_t job;
+        int64_t part;
 #ifdef _OPENMP
-        #pragma omp for schedule(static)
+        #pragma omp for schedule(dynamic, 1)
 #endif
-        for (job = 0; job < njobs; ++job) {
+        for (part = 0; part < parts; ++part) {
             if (!buf || !vacc) continue;
-            const int64_t chunk = job % chunks, gg = job / chunks;
-            const int64_t g = gg % G, n0 = (gg / G) * imgs;
-            const int64_t nimg = n0 + imgs <= p->n ? imgs : p->n - n0;
-            const int64_t oh0 = chunk * rows, oh1 = oh0 + rows < OH ? oh0 + rows : OH;
-            for (int64_t i = 0; i < nimg; ++i) {
-                const int64_t n = n0 + i;
-                SFX(dir_fill)(p, x + (n * p->c_in + g * cin_g) * HW, cin_g, oh0, &geo,
-                              buf + i * bstride);
-                if (padded)   /* this chunk's rows, padded (the tails stay zero) */
-                    for (int64_t c = 0; c < cout_g; ++c)
+            memset(vacc, 0, vsz * sizeof(T));   /* a part's sums start from zero */
+            const int64_t j1 = (part + 1) * njobs / parts;
+            for (int64_t job = part * njobs / parts; job < j1; ++job) {
+                const int64_t chunk = job % chunks, gg = job / chunks;
+                const int64_t g = gg % G, n0 = (gg / G) * imgs;
+                const int64_t nimg = n0 + imgs <= p->n ? imgs : p->n - n0;
+                const int64_t oh0 = chunk * rows, oh1 = oh0 + rows < OH ? oh0 + rows : OH;
+                for (int64_t i = 0; i < nimg; ++i) {
+                    const int64_t n = n0 + i;
+                    SFX(dir_fill)(p, x + (n * p->c_in + g * cin_g) * HW, cin_g, oh0, &geo,
+                                  buf + i * bstride);
+                    if (padded)   /* this chunk's rows, padded (the tails stay zero) */
+                        for (int64_t c = 0; c < cout_g; ++c)
+                            for (int64_t oh = oh0; oh < oh1; ++oh)
+                                memcpy(dyp + i * dstride + c * dcs + oh * ldy,
+                                       dy + (n * p->c_out + g * cout_g + c) * P + oh * OW,
+                                       (size_t)OW * sizeof(T));
+                }
+                /* the job's output vectors: whole ones first, then the row tails */
+                const int tail = OW % DIR_VL != 0;
+                int64_t nv = 0;
+                for (int pass = 0; pass < 2; ++pass)
+                    for (int64_t i = 0; i < nimg; ++i)
                         for (int64_t oh = oh0; oh < oh1; ++oh)
-                            memcpy(dyp + i * dstride + c * dcs + oh * ldy,
-                                   dy + (n * p->c_out + g * cout_g + c) * P + oh * OW,
-                                   (size_t)OW * sizeof(T));
+                            for (int64_t v = 0; v < nvr; ++v) {
+                                if ((tail && v == nvr - 1) != pass) continue;
+                                xo[nv] = i * bstride + (oh - oh0) * p->stride_h * geo.RS +
+                                         v * DIR_VL;
+                                dof[nv] = i * dstride + oh * ldy + v * DIR_VL;
+                                ++nv;
+                            }
+                const int64_t ntail = tail ? nimg * (oh1 - oh0) : 0;
+                const T *dyg = padded ? dyp : dy + (n0 * p->c_out + g * cout_g) * P;
+                SFX(dg_rows)(K, koff, cout_g, buf, dyg, dcs, xo, dof, nv, ntail, keepv,
+                             vacc + g * cout_g * K * DIR_VL);
             }
-            /* the job's output vectors: whole ones first, then the row tails */
-            const int tail = OW % DIR_VL != 0;
-            int64_t nv = 0;
-            for (int pass = 0; pass < 2; ++pass)
-                for (int64_t i = 0; i < nimg; ++i)
-                    for (int64_t oh = oh0; oh < oh1; ++oh)
-                        for (int64_t v = 0; v < nvr; ++v) {
-                            if ((tail && v == nvr - 1) != pass) continue;
-                            xo[nv] = i * bstride + (oh - oh0) * p->stride_h * geo.RS +
-                                     v * DIR_VL;
-                            dof[nv] = i * dstride + oh * ldy + v * DIR_VL;
-                            ++nv;
-                        }
-            const int64_t ntail = tail ? nimg * (oh1 - oh0) : 0;
-            const T *dyg = padded ? dyp : dy + (n0 * p->c_out + g * cout_g) * P;
-            SFX(dg_rows)(K, koff, cout_g, buf, dyg, dcs, xo, dof, nv, ntail, keepv,
-                         vacc + g * cout_g * K * DIR_VL);
-        }
-        if (buf && vacc) {
-            /* the lanes of each sum, pairwise */
+            /* the part's sums: the lanes of each, pairwise */
+            T *acc = part == 0 ? dw : partial + (size_t)(part - 1) * (size_t)wsize;
             for (int64_t i = 0; i < wsize; ++i) {
                 T l[DIR_VL];
                 memcpy(l, vacc + i * DIR_VL, sizeof l);
@@ -233,7 +255,7 @@ static int SFX(direct_backward_weight)(const cconv_conv2d_params *p, const T *dy
         cconv_fp_leave(fpm);
     }
     if (partial) {
-        SFX(add_copies)(dw, partial, nt - 1, wsize);
+        SFX(add_copies)(dw, partial, parts - 1, wsize);
         free(partial);
     }
     cconv_work_free(1, koff);

@@ -29,7 +29,8 @@ typedef T SFX(dir_vt) __attribute__((vector_size(32), aligned(sizeof(T)), may_al
 typedef struct {
     int64_t R;     /* input rows held: those under output rows [oh0, oh1) */
     int64_t Wq;    /* elements per phase row (vector over-reads included) */
-    int64_t RS;    /* row stride: sw phases of Wq */
+    int64_t NPH;   /* column phases held: min(sw, dilated kernel width) */
+    int64_t RS;    /* row stride: NPH phases of Wq */
     int64_t CS;    /* channel stride: R rows */
 } SFX(dir_geom);
 
@@ -39,8 +40,12 @@ static SFX(dir_geom) SFX(dir_geometry)(const cconv_conv2d_params *p, int64_t row
     const int64_t sw = p->stride_w;
     const int64_t ow_span = (p->out_w + DIR_VL - 1) / DIR_VL * DIR_VL;
     g.R = (rows - 1) * p->stride_h + (p->kh - 1) * p->dil_h + 1;
+    const int64_t eff_w = (p->kw - 1) * p->dil_w + 1;
     g.Wq = ow_span + ((p->kw - 1) * p->dil_w) / sw;
-    g.RS = sw * g.Wq;
+    /* phases no tap reads are not stored: a stride far beyond the kernel
+     * (2^24) would otherwise size the buffer and the fill by the stride */
+    g.NPH = sw < eff_w ? sw : eff_w;
+    g.RS = g.NPH * g.Wq;
     g.CS = g.R * g.RS;
     return g;
 }
@@ -62,7 +67,7 @@ CCONV_CLONES static void SFX(dir_fill)(const cconv_conv2d_params *p, const T *xg
                 continue;
             }
             const T *CCONV_RESTRICT src = xg + (c * H + ih) * W;
-            for (int64_t ph = 0; ph < sw; ++ph) {
+            for (int64_t ph = 0; ph < g->NPH; ++ph) {
                 T *CCONV_RESTRICT d = dst + ph * g->Wq;
                 /* iw = q * sw + ph - pad_left; valid for q in [lo, hi) */
                 const int64_t iw0 = ph - p->pad_left;
@@ -344,7 +349,9 @@ CCONV_CLONES static void SFX(dir_rows)(const cconv_conv2d_params *p, int64_t K,
 static int64_t SFX(dir_rows_for)(const cconv_conv2d_params *p, int64_t row_bytes)
 {
     int64_t rows = 262144 / (row_bytes > 0 ? row_bytes : 1);
-    if (rows < 1) rows = 1;
+    /* rows between the windows of a stride beyond the kernel are never read:
+     * one output row per job keeps the buffer the kernel's height */
+    if (rows < 1 || p->stride_h > (p->kh - 1) * p->dil_h + 1) rows = 1;
     return rows < p->out_h ? rows : p->out_h;
 }
 

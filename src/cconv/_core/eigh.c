@@ -11,6 +11,7 @@
  * Storage: V (n x n, row-major) holds A and then Q during tred2; it is then
  * transposed so that tql2's rotations act on two contiguous rows (the rows
  * of Z = Q^T are the eigenvectors). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,7 +203,19 @@ static int eigh_work(int64_t n, double *V, double *d, double *e, int want_vector
     return tql2(n, d, e, want_vectors ? V : NULL);
 }
 
-#define EIGH_BODY(T)                                                               \
+/* Power of two near the max |entry|: dividing by it is exact, and the solver then
+ * works on entries < 2 (tred2's row sums overflow near 1e308 otherwise). */
+static double eigh_scale(int64_t n, const double *V)
+{
+    double amax = 0.0;
+    for (int64_t i = 0; i < n * n; ++i) amax = fmax(amax, fabs(V[i]));
+    if (amax == 0.0) return 1.0;
+    int e;
+    frexp(amax, &e);             /* amax = m 2^e, 0.5 <= m < 1 */
+    return ldexp(1.0, e - 1);    /* 2^e overflows for amax near DBL_MAX */
+}
+
+#define EIGH_BODY(T, T_MAX)                                                        \
     double *V = (double *)malloc(((size_t)n * (size_t)n + 2 * (size_t)n) * sizeof(double)); \
     if (!V) return CCONV_ENOMEM;                                                   \
     double *d = V + n * n, *e = d + n;                                             \
@@ -212,7 +225,15 @@ static int eigh_work(int64_t n, double *V, double *d, double *e, int want_vector
             if (!isfinite(x)) { free(V); return CCONV_ENOCONV; }                  \
             V[i * n + j] = V[j * n + i] = x;                                       \
         }                                                                          \
-    const int st = eigh_work(n, V, d, e, v != NULL);                               \
+    const double scale = eigh_scale(n, V);                                         \
+    for (int64_t i = 0; i < n * n; ++i) V[i] /= scale;                             \
+    int st = eigh_work(n, V, d, e, v != NULL);                                     \
+    if (st == CCONV_OK)                                                            \
+        for (int64_t i = 0; i < n; ++i) {                                          \
+            /* |w| <= n * max|a|: it can exceed the type's range */                \
+            if (!(fabs(d[i]) <= (double)(T_MAX) / scale)) { st = CCONV_ERANGE; break; } \
+            d[i] *= scale;                                                         \
+        }                                                                          \
     if (st == CCONV_OK) {                                                          \
         for (int64_t i = 0; i < n; ++i) w[i] = (T)d[i];                            \
         if (v)                                                                     \
@@ -224,11 +245,11 @@ static int eigh_work(int64_t n, double *V, double *d, double *e, int want_vector
 
 int cconv_eigh_f32(int64_t n, const float *a, int64_t lda, int upper, float *w, float *v)
 {
-    EIGH_BODY(float)
+    EIGH_BODY(float, FLT_MAX)
 }
 
 int cconv_eigh_f64(int64_t n, const double *a, int64_t lda, int upper, double *w,
                    double *v)
 {
-    EIGH_BODY(double)
+    EIGH_BODY(double, DBL_MAX)
 }

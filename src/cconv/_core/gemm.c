@@ -1176,14 +1176,25 @@ void S(cconv_gemm_pack_a_block)(int64_t M, int64_t K, int64_t i0, int64_t mr, in
 
 static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                         T alpha, const T *A, int64_t lda, const T *ap, const T *B,
-                        int64_t ldb, T beta, T *C, int64_t ldc, int nthreads);
+                        int64_t ldb, T beta, T *C, int64_t ldc, int nthreads, int blocked);
 
 int S(cconv_gemm)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                   T alpha, const T *A, int64_t lda, const T *B, int64_t ldb,
                   T beta, T *C, int64_t ldc, int nthreads)
 {
     return S(gemm_impl)(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C,
-                        ldc, nthreads);
+                        ldc, nthreads, 0);
+}
+
+/* The same product, never by the direct loops of tiny sizes: a product cut
+ * into pieces (rows or columns of C per thread) then rounds every element
+ * as the whole product does, whatever the pieces' sizes. */
+int S(cconv_gemm_blocked)(int transa, int transb, int64_t M, int64_t N, int64_t K,
+                          T alpha, const T *A, int64_t lda, const T *B, int64_t ldb,
+                          T beta, T *C, int64_t ldc, int nthreads)
+{
+    return S(gemm_impl)(transa, transb, M, N, K, alpha, A, lda, NULL, B, ldb, beta, C,
+                        ldc, nthreads, 1);
 }
 
 /* The same product with op(A) also given packed (ap, from cconv_gemm_pack_a
@@ -1193,13 +1204,13 @@ int S(cconv_gemm_pa)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                      int64_t ldb, T beta, T *C, int64_t ldc, int nthreads)
 {
     return S(gemm_impl)(transa, transb, M, N, K, alpha, A, lda, ap, B, ldb, beta, C,
-                        ldc, nthreads);
+                        ldc, nthreads, 0);
 }
 
 /* ---- entry point ---- */
 static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
                         T alpha, const T *A, int64_t lda, const T *ap, const T *B,
-                        int64_t ldb, T beta, T *C, int64_t ldc, int nthreads)
+                        int64_t ldb, T beta, T *C, int64_t ldc, int nthreads, int blocked)
 {
     if (M <= 0 || N <= 0) return CCONV_OK;
     if (K <= 0) {
@@ -1220,7 +1231,7 @@ static int S(gemm_impl)(int transa, int transb, int64_t M, int64_t N, int64_t K,
     if (!A && !ap) return CCONV_EINVAL;     /* packed only needs the packed copy */
 
     const double work = (double)M * (double)N * (double)K;
-    if (A && (work < GEMM_DIRECT_WORK || M == 1 || N == 1)) {
+    if (A && !blocked && (work < GEMM_DIRECT_WORK || M == 1 || N == 1)) {
         const unsigned fpm = cconv_fp_enter();
 #if GEMM_X86
         if (x.isa == GEMM_ISA_AVX2) S(direct_avx2)(&x);

@@ -10,21 +10,21 @@
  * which is 36 GEMMs whose reduction runs over the tiles, and
  *   dg = G^T dU G.
  * V is the forward pass's input transform; tiles past the output's edge
- * have dY = 0. Each thread sums its blocks of tiles into its own dU; the
- * copies are added in thread order (a given thread count gives the same
- * bits). */
+ * have dY = 0. The threads share one dU, each adding the products of its
+ * own points xi (see wino4_backward_weight): the same bits at any thread
+ * count. */
 
-/* dM[xi][co][t - t0] = (A dY A^T)[xi] for the tiles [t0, t0 + cnt), all
- * output channels. D: scratch of 40 * ldm. */
+/* dM[xi][co][t - t0] = (A dY A^T)[xi] for the tiles [t0, t0 + cnt), output
+ * channels [co0, co1). D: scratch of 40 * ldm. */
 CCONV_CLONES static void SFX(wino4_grad_dy)(const cconv_conv2d_params *p, const T *dy,
                                             int64_t TH, int64_t TW, int64_t t0, int64_t cnt,
                                             int64_t ldm, T *CCONV_RESTRICT dM,
-                                            T *CCONV_RESTRICT D)
+                                            T *CCONV_RESTRICT D, int64_t co0, int64_t co1)
 {
     const int64_t cout = p->c_out, OH = p->out_h, OW = p->out_w, OHW = OH * OW;
     const int64_t S = cout * ldm;
     T *CCONV_RESTRICT E = D + 16 * ldm;
-    for (int64_t co = 0; co < cout; ++co) {
+    for (int64_t co = co0; co < co1; ++co) {
         /* D[4 * i + k][u]: row i, column k of the dY tile t0 + u (0 past
          * the output's edge) */
         for (int64_t t = t0; t < t0 + cnt;) {
@@ -98,51 +98,69 @@ static int SFX(wino4_backward_weight)(const cconv_conv2d_params *p, const T *dy,
     tb = tb < 16 ? 16 : (tb > 512 ? 512 : tb / 16 * 16);
     if (tb > tiles) tb = tiles;
     const int64_t nblocks = (tiles + tb - 1) / tb;
-    if (nt > nblocks) nt = (int)nblocks;
-    const int64_t copies = (int64_t)(CCONV_WINOGRAD_GRAD_TEAM_BYTES / ((size_t)usz * sizeof(T)));
-    if (nt > copies) nt = (int)copies;     /* one dU copy per thread */
-    if (nt < 1) nt = 1;
-    T *dU = (T *)calloc((size_t)nt * (size_t)usz, sizeof(T));
-    if (!dU) return CCONV_ENOMEM;
+    /* One dU for the team, no per-thread copies: per block the team first
+     * transforms the tiles (V by input channels, dM by output channels, into
+     * one shared buffer), then each thread adds the products of its own
+     * points xi (36 = 2, 3, 4, 6, 12 even shares). Every dU element is summed
+     * by one thread in block order: the same bits at any thread count. */
+    const int64_t CH = 4;   /* channels per transform job */
+    const int64_t ncj = (cin + CH - 1) / CH, noj = (cout + CH - 1) / CH;
+    if (nt > A2) nt = (int)A2;
+    T *dU = (T *)calloc((size_t)usz, sizeof(T));
+    const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
+    T *V = (T *)cconv_work_alloc(3, (vsz + msz) * sizeof(T));
+    if (!dU || !V) {
+        free(dU);
+        cconv_work_free(3, V);
+        return CCONV_ENOMEM;
+    }
+    T *dM = V + vsz;
     int status = CCONV_OK;
 #ifdef _OPENMP
     #pragma omp parallel num_threads(nt) if (nt > 1)
 #endif
     {
-        const int tid = CCONV_THREAD_NUM();
         const unsigned fpm = cconv_fp_enter();
-        const size_t vsz = (size_t)(A2 * cin * tb), msz = (size_t)(A2 * cout * tb);
         const size_t rsz = (size_t)(36 * tb + 4 * TW + 8), dsz = (size_t)(40 * tb);
-        T *buf = (T *)cconv_work_alloc(0, (vsz + msz + (rsz > dsz ? rsz : dsz)) * sizeof(T));
-        if (!buf) {
+        T *scratch = (T *)cconv_work_alloc(0, (rsz > dsz ? rsz : dsz) * sizeof(T));
+        if (!scratch) {
             CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
         }
-        T *V = buf, *dM = buf ? buf + vsz : NULL, *scratch = buf ? dM + msz : NULL;
-        T *mine = dU + (size_t)tid * (size_t)usz;
-        int64_t blk;
-#ifdef _OPENMP
-        #pragma omp for schedule(static)
-#endif
-        for (blk = 0; blk < nblocks; ++blk) {
-            if (!buf || status != CCONV_OK) continue;
+        for (int64_t blk = 0; blk < nblocks; ++blk) {
             const int64_t t0 = blk * tb, cnt = t0 + tb <= tiles ? tb : tiles - t0;
-            SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, scratch, 0, cin);
-            SFX(wino4_grad_dy)(p, dy, TH, TW, t0, cnt, tb, dM, scratch);
-            for (int64_t xi = 0; xi < A2; ++xi) {
+            int64_t j;
+#ifdef _OPENMP
+            #pragma omp for schedule(static)
+#endif
+            for (j = 0; j < ncj + noj; ++j) {
+                if (!scratch) continue;
+                const int64_t c0 = (j < ncj ? j : j - ncj) * CH;
+                if (j < ncj)
+                    SFX(wino4_input)(p, x, TH, TW, t0, cnt, tb, V, scratch, c0,
+                                     c0 + CH < cin ? c0 + CH : cin);
+                else
+                    SFX(wino4_grad_dy)(p, dy, TH, TW, t0, cnt, tb, dM, scratch, c0,
+                                       c0 + CH < cout ? c0 + CH : cout);
+            }
+            int64_t xi;
+#ifdef _OPENMP
+            #pragma omp for schedule(static)
+#endif
+            for (xi = 0; xi < A2; ++xi) {
+                if (status != CCONV_OK) continue;
                 /* dU_xi (cout x cin) += dM_xi (cout x cnt) V_xi^T (cnt x cin) */
                 if (GEMM(0, 1, cout, cin, cnt, (T)1, dM + xi * cout * tb, tb,
-                         V + xi * cin * tb, tb, (T)1, mine + xi * cout * cin, cin,
+                         V + xi * cin * tb, tb, (T)1, dU + xi * cout * cin, cin,
                          1) != CCONV_OK) {
                     CCONV_ATOMIC_STORE(status, CCONV_ENOMEM);
-                    break;
                 }
             }
         }
-        cconv_work_free(0, buf);
+        cconv_work_free(0, scratch);
         cconv_fp_leave(fpm);
     }
+    cconv_work_free(3, V);
     if (status == CCONV_OK) {
-        SFX(add_copies)(dU, dU + usz, nt - 1, usz);
         /* dw = G^T dU G for every (co, ci) */
         const int64_t S = cout * cin;
         for (int64_t k = 0; k < S; ++k) {

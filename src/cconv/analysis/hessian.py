@@ -254,6 +254,7 @@ class HessianOperator:
         States the memory it needs first (through log_fn, default the
         "cconv.analysis" logger) and raises HessianTooLargeError above max_bytes.
         """
+        max_bytes = _check_max_bytes(max_bytes)
         n = self.size
         need = hessian_nbytes(n)
         message = (f"{n} parameters -> {_fmt_bytes(need)} for the dense float64 Hessian "
@@ -316,6 +317,16 @@ def gradient(net, loss=None, x=None, y=None, params=None, mode="eval", batch_siz
     return op.loss_and_gradient()
 
 
+def _check_max_bytes(max_bytes):
+    """max_bytes as a number, or ValueError: NaN would pass every `need > max_bytes` test."""
+    ok = isinstance(max_bytes, (int, float, np.integer, np.floating)) \
+        and not isinstance(max_bytes, (bool, np.bool_)) and math.isfinite(max_bytes) \
+        and max_bytes >= 0
+    if not ok:
+        raise ValueError(f"max_bytes must be a finite number of bytes >= 0, got {max_bytes!r}")
+    return max_bytes
+
+
 def hessian(net, loss=None, x=None, y=None, params=None, mode="eval", max_bytes=DEFAULT_MAX_BYTES,
             method="rop", batch_size=None, log_fn=None):
     """The dense Hessian (float64, symmetric) over the selected parameters.
@@ -324,6 +335,7 @@ def hessian(net, loss=None, x=None, y=None, params=None, mode="eval", max_bytes=
     "cconv.analysis" logger) and refuses (HessianTooLargeError) above max_bytes
     (default 1 GB, about 11,000 parameters).
     """
+    _check_max_bytes(max_bytes)     # before any work on the net
     op = as_operator(net, loss, x, y, params=params, mode=mode, method=method,
                      batch_size=batch_size)
     return op.dense(max_bytes=max_bytes, log_fn=log_fn)

@@ -75,7 +75,8 @@ enum {
     CCONV_ERR_SHAPE = 5,     /* sizes disagree (groups do not divide the channels,
                                 kernel larger than the padded input...) */
     CCONV_ERR_SIZE = 6,      /* a buffer is smaller than the operation needs */
-    CCONV_ERR_OVERFLOW = 7,  /* a size, or a product of sizes, is too large */
+    CCONV_ERR_OVERFLOW = 7,  /* a size, or a product of sizes, is too large;
+                                cconv_eigh: an eigenvalue beyond the dtype's range */
     CCONV_ERR_OVERLAP = 8,   /* an output buffer overlaps an input buffer */
     CCONV_ERR_STRUCT = 9,    /* params->struct_size is too small: not initialised
                                 with its cconv_*_params_init function? */
