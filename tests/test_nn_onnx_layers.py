@@ -56,6 +56,51 @@ def test_resize_refuses_giant_interpolation_matrices():
         layer(np.zeros((1, 1, 64, 4), np.float32))
 
 
+def _bilinear_reference(x, out_h, out_w):
+    """Plain numpy bilinear resampling, torch's align_corners=False (pytorch_half_pixel)."""
+    n, c, h, w = x.shape
+    y = np.zeros((n, c, out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            sy = min(max((i + 0.5) * h / out_h - 0.5, 0.0), h - 1)
+            sx = min(max((j + 0.5) * w / out_w - 0.5, 0.0), w - 1)
+            y0, x0 = int(np.floor(sy)), int(np.floor(sx))
+            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+            fy, fx = sy - y0, sx - x0
+            y[:, :, i, j] = ((1 - fy) * ((1 - fx) * x[:, :, y0, x0] + fx * x[:, :, y0, x1])
+                             + fy * ((1 - fx) * x[:, :, y1, x0] + fx * x[:, :, y1, x1]))
+    return y
+
+
+@pytest.mark.parametrize("like_hw", [(7, 9), (3, 4), (5, 6)])
+def test_resize_as_follows_the_reference_size_at_every_call(like_hw, rng):
+    """ResizeAs (ONNX Resize with sizes = Shape(skip)[2:]): the output takes the second
+    input's spatial size whatever it is, and matches a numpy reference."""
+    layer = _built(nn.ResizeAs(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+                   (3, 5, 6), (8, 4, 4))
+    x = rng.standard_normal((2, 3, 5, 6))
+    like = rng.standard_normal((2, 8) + like_hw)
+    y = layer(x, like)
+    assert y.shape == (2, 3) + like_hw
+    np.testing.assert_allclose(y, _bilinear_reference(x, *like_hw), atol=1e-12)
+    nearest = nn.ResizeAs(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    ny = _built(nearest, (3, 5, 6), (8, 4, 4))(x, like)
+    rows = np.floor(np.arange(like_hw[0]) * 5 / like_hw[0]).astype(int)
+    cols = np.floor(np.arange(like_hw[1]) * 6 / like_hw[1]).astype(int)
+    np.testing.assert_array_equal(ny, x[:, :, rows][:, :, :, cols])
+
+
+def test_resize_as_backward_gives_the_reference_no_gradient(rng):
+    layer = _built(nn.ResizeAs(mode="linear"), (2, 3, 3), (1, 5, 4))
+    x, like = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 1, 5, 4))
+    layer.forward(x, like, training=True)
+    gx, glike = layer.backward(np.ones((1, 2, 5, 4)))
+    assert gx.shape == x.shape and np.allclose(gx.sum(), 2 * 5 * 4)
+    assert glike.shape == like.shape and not glike.any()
+    with pytest.raises(ValueError, match="one rank"):
+        layer.output_shape([(2, 3, 3), (1, 5)])
+
+
 @pytest.mark.parametrize("mode", ["reflect", "edge"])
 def test_pad_matches_numpy(mode, rng):
     x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)

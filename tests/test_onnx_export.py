@@ -132,6 +132,19 @@ def merge_net():
     return g.build({"x": (2, 5, 6), "v": (6,)}, seed=0)
 
 
+def resize_as_net():
+    """UNet's decoder: upsample to the skip connection's size (ResizeAs), concat."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("down", nn.Conv2d(2, 3, 3, stride=2, padding=1), inputs=["x"])
+    g.add("up", nn.ResizeAs(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+          inputs=["down", "x"])
+    g.add("near", nn.ResizeAs(nearest_mode="floor", coordinate_transformation_mode="asymmetric"),
+          inputs=["down", "x"])
+    g.add("cat", nn.Concat(axis=1), inputs=["up", "near", "x"])
+    g.set_outputs(["cat"])
+    return g.build({"x": (2, 5, 7)}, seed=0)
+
+
 def constant_net():
     g = cconv.Graph()
     g.add("scale", nn.ConstantOp("mul", value=np.linspace(0.5, 2, 3).reshape(3, 1, 1)))
@@ -265,6 +278,7 @@ CASES = {
     "resize_linear_pytorch_half_pixel_size_and_scale": lambda: seq(
         (2, 5, 4), nn.Resize(size=(7, 6), scale=(1.5, 1.5), mode="linear",
                              coordinate_transformation_mode="pytorch_half_pixel")),
+    "resize_as_skip": resize_as_net,
     "pad_constant_crop": lambda: seq((2, 5, 6), nn.Pad(((0, 1), (2, -1), (1, 3)), value=0.5)),
     "pad_reflect": lambda: seq((2, 5, 6), nn.Pad(((0, 0), (2, 1), (3, 2)), mode="reflect")),
     "pad_edge": lambda: seq((2, 5), nn.Pad(((1, 0), (2, 3)), mode="edge")),

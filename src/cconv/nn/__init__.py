@@ -18,7 +18,7 @@ from .norm import BatchNorm1d, BatchNorm2d
 from .pad import Pad
 from .pool import AvgPool1d, AvgPool2d, GlobalAvgPool, MaxPool1d, MaxPool2d
 from .reduce import Reduce
-from .resize import Resize
+from .resize import Resize, ResizeAs
 from .shape import Flatten, Reshape, Transpose
 from .unary import Unary
 
@@ -35,6 +35,7 @@ LAYER_CLASSES = {cls.type_name: cls for cls in (
     Linear, Flatten, Reshape, Transpose,
     BatchNorm1d, BatchNorm2d, Dropout, Add, Concat,
     ConvTranspose2d, Clip, BroadcastAdd, Sub, Mul, Div, ConstantOp, MatMul, Resize, Pad,
+    ResizeAs,
 ) + _VISION_OPS}
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
     "Linear", "Flatten", "Reshape", "Transpose",
     "BatchNorm1d", "BatchNorm2d", "Dropout", "Add", "Concat",
     "ConvTranspose2d", "Clip", "BroadcastAdd", "Sub", "Mul", "Div", "ConstantOp", "MatMul",
-    "Resize", "Pad",
+    "Resize", "ResizeAs", "Pad",
     "Unary", "LogSoftmax", "Nary", "Pow", "Compare", "Where", "Reduce", "LayerNorm",
     "GroupNorm", "InstanceNorm", "LRN", "Slice", "Gather", "Expand", "Tile", "DepthToSpace",
     "SpaceToDepth", "MoveBatchAxis",

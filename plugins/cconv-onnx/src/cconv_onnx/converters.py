@@ -495,6 +495,35 @@ def _same_floor(scale):
                                np.floor(sizes * float(s32))))
 
 
+def _sizes_like(im, node, x, sizes):
+    """The computed value whose spatial size Resize's `sizes` input is, or None.
+
+    That is: sizes[:2] are x's batch and channels (read from x's shape or
+    equal constants), sizes[2:] the sizes of axes 2.. of one value of x's rank,
+    read from its Shape (tracked by the importer, see Importer._track_shape).
+    """
+    track = im.shape_of.get(node.input[3]) if len(node.input) > 3 else None
+    ndim = len(x.shape)
+    if not track or len(track) != ndim or getattr(x, "batch_axis", 0):
+        return None
+    values = [int(v) for v in np.reshape(sizes, -1)]
+    for axis in (0, 1):
+        t = track[axis]
+        if t is None:
+            if values[axis] != x.shape[axis]:
+                return None
+        elif t[1] != axis or t[0].shape[axis] != x.shape[axis]:
+            return None
+    sources = {id(t[0]) for t in track[2:] if t is not None}
+    if len(sources) != 1 or any(t is None or t[1] != axis
+                                for axis, t in enumerate(track[2:], start=2)):
+        return None
+    like = track[2][0]
+    if len(like.shape) != ndim:
+        return None
+    return like
+
+
 def resize(im, node, attrs):
     x = im.dynamic(node)
     upsample = node.op_type == "Upsample"
@@ -522,6 +551,13 @@ def resize(im, node, attrs):
         _fail(node, f"coordinate_transformation_mode={coord!r} is not supported "
                     f"({', '.join(nn.resize.COORDINATE_MODES)})")
     ndim = len(x.shape)
+    like = _sizes_like(im, node, x, sizes) if sizes is not None else None
+    if like is not None:
+        # sizes = another value's spatial size (F.interpolate(size=skip.shape[2:])): the
+        # output follows that value at every input size
+        layer = nn.ResizeAs(mode=mode, coordinate_transformation_mode=coord,
+                            nearest_mode=nearest)
+        return im.add(node, layer, [x, like])
     if sizes is not None and np.size(sizes):
         sizes = [int(s) for s in np.reshape(sizes, -1)]
         if len(sizes) != ndim or sizes[:2] != list(x.shape[:2]):

@@ -254,6 +254,26 @@ def resize(ctx, node):
     ctx.add("Resize", [x, "", "", sizes], node.name, **attrs)
 
 
+def resize_as(ctx, node):
+    """Resize to the spatial size of input 1: batch and channels from x's Shape, the rest
+    from the reference's (free at any size, as torch's F.interpolate(size=t.shape[2:]))."""
+    layer = node.layer
+    x, like = node.inputs
+    def dims(value, start, end, hint):   # Shape + Slice: Shape's start/end need opset 15
+        shape = ctx.add("Shape", [value], ctx.fresh(f"{node.name}/{hint}_shape"))
+        return ctx.add("Slice", [shape, ctx.const([start], f"{node.name}/{hint}_start",
+                                                  np.int64),
+                                 ctx.const([end], f"{node.name}/{hint}_end", np.int64)],
+                       ctx.fresh(f"{node.name}/{hint}"))
+
+    lead = dims(x, 0, 2, "batch_channels")
+    rest = dims(like, 2, len(node.input_shapes[1]) + 1, "spatial")
+    sizes = ctx.add("Concat", [lead, rest], ctx.fresh(f"{node.name}/sizes"), axis=0)
+    ctx.add("Resize", [x, "", "", sizes], node.name, mode=layer.mode,
+            coordinate_transformation_mode=layer.coordinate_transformation_mode,
+            nearest_mode=layer.nearest_mode)
+
+
 def pad(ctx, node):
     layer = node.layer
     pads = ctx.const(_onnx_pads(((0, 0),) + layer.pads), f"{node.name}/pads", np.int64)
@@ -278,7 +298,7 @@ BUILTIN_EXPORTERS = {
     "BatchNorm1d": batch_norm, "BatchNorm2d": batch_norm,
     "Add": add, "Concat": concat, "BroadcastAdd": _binary("Add"), "Sub": _binary("Sub"),
     "Mul": _binary("Mul"), "Div": _binary("Div"), "MatMul": _binary("MatMul"),
-    "ConstantOp": constant_op, "Resize": resize, "Pad": pad,
+    "ConstantOp": constant_op, "Resize": resize, "ResizeAs": resize_as, "Pad": pad,
 }
 
 # the vision-model layers (and Softmax's opset < 13 flattening), in their own module

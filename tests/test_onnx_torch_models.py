@@ -1,0 +1,97 @@
+"""Torch-exported networks import without input shapes and match onnxruntime (issue 21).
+
+Each network of tests/torch_nets.py (text recognizer, ConvNeXt, EfficientNet,
+ResNet, MobileNetV3, SqueezeNet, ShuffleNetV2, DenseNet, Inception, UNet, FPN,
+1-D audio) is exported with torch.onnx.export (opset 17, TorchScript exporter,
+dynamic batch and spatial axes), imported with cconv_onnx.import_onnx with no
+input_shapes, and compared with onnxruntime at two sizes, batch 1 and 3, to
+1e-4 of the output scale. The imported net is then exported with
+cconv.export_onnx, and onnxruntime on that file equals cconv to 1e-5.
+Skips when torch or onnxruntime is missing.
+"""
+import io
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+import torch_nets  # noqa: E402  (imports torch)
+from plugin_helpers import plugin_on_path  # noqa: E402
+
+import cconv  # noqa: E402
+from cconv import plugins  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
+
+#: nets that do not import or match yet: name -> the reason (strict xfail)
+KNOWN_FAILURES = {}
+
+
+@pytest.fixture(scope="module")
+def cconv_onnx(tmp_path_factory):
+    """The cconv-onnx package, discoverable by entry point; not installed."""
+    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
+    plugins.reset()
+
+
+def _export(module, channels, spatial_rank):
+    x = torch.randn((2, channels) + (16,) * spatial_rank)
+    axes = {0: "N", **{2 + i: f"S{i}" for i in range(spatial_rank)}}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17,
+                              input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": axes})
+        except (ImportError, ModuleNotFoundError) as exc:
+            pytest.skip(f"torch.onnx.export is unavailable here: {exc}")
+    return buf.getvalue()
+
+
+def _session(model_bytes):
+    return ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+
+
+def _close(got, want, tol, what):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
+    scale = max(float(np.abs(want).max()), 1e-6)
+    err = float(np.abs(got - want).max())
+    assert err <= tol * scale, f"{what}: max error {err:.3g} > {tol:g} x scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("name", sorted(torch_nets.NETS))
+def test_torch_net_imports_and_matches(cconv_onnx, name, tmp_path):
+    if name in KNOWN_FAILURES:
+        pytest.xfail(KNOWN_FAILURES[name])
+    module, channels, sizes = torch_nets.build(name)
+    data = _export(module, channels, len(sizes[0]))
+    net = cconv_onnx.import_onnx(data)
+    assert all(d is None for d in net.input_spec["x"][1:] if d != channels), net.input_spec
+    sess = _session(data)
+    rng = np.random.default_rng(0)
+    cases = []
+    for size in sizes:
+        for batch in (1, 3):
+            x = rng.standard_normal((batch, channels) + size).astype(np.float32)
+            want = sess.run(None, {"x": x})[0]
+            got = net(x)
+            _close(got, want, 1e-4, f"{name} at {x.shape} against onnxruntime")
+            cases.append((x, got))
+
+    path = str(tmp_path / f"{name}.onnx")
+    cconv.export_onnx(net, path)
+    back = _session(path)
+    feed = back.get_inputs()[0].name
+    for x, got in cases:
+        _close(back.run(None, {feed: x})[0], got, 1e-5,
+               f"{name} at {x.shape}: cconv's export in onnxruntime against cconv")
