@@ -2,7 +2,7 @@
 
 Each network of tests/torch_nets.py (text recognizer, ConvNeXt, EfficientNet,
 ResNet, MobileNetV3, SqueezeNet, ShuffleNetV2, DenseNet, Inception, UNet, FPN,
-1-D audio) is exported with torch.onnx.export (opset 17, TorchScript exporter,
+1-D audio) is exported with torch.onnx.export (opsets 13 and 17, TorchScript exporter,
 dynamic batch and spatial axes), imported with cconv_onnx.import_onnx with no
 input_shapes, and compared with onnxruntime at two sizes, batch 1 and 3, to
 1e-4 of the output scale. The imported net is then exported with
@@ -42,14 +42,14 @@ def cconv_onnx(tmp_path_factory):
     plugins.reset()
 
 
-def _export(module, channels, spatial_rank):
+def _export(module, channels, spatial_rank, opset):
     x = torch.randn((2, channels) + (16,) * spatial_rank)
     axes = {0: "N", **{2 + i: f"S{i}" for i in range(spatial_rank)}}
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=17,
+            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=opset,
                               input_names=["x"], output_names=["y"],
                               dynamic_axes={"x": axes})
         except (ImportError, ModuleNotFoundError) as exc:
@@ -69,12 +69,13 @@ def _close(got, want, tol, what):
     assert err <= tol * scale, f"{what}: max error {err:.3g} > {tol:g} x scale {scale:.3g}"
 
 
+@pytest.mark.parametrize("opset", [13, 17])
 @pytest.mark.parametrize("name", sorted(torch_nets.NETS))
-def test_torch_net_imports_and_matches(cconv_onnx, name, tmp_path):
+def test_torch_net_imports_and_matches(cconv_onnx, name, opset, tmp_path):
     if name in KNOWN_FAILURES:
         pytest.xfail(KNOWN_FAILURES[name])
     module, channels, sizes = torch_nets.build(name)
-    data = _export(module, channels, len(sizes[0]))
+    data = _export(module, channels, len(sizes[0]), opset)
     net = cconv_onnx.import_onnx(data)
     assert all(d is None for d in net.input_spec["x"][1:] if d != channels), net.input_spec
     sess = _session(data)
