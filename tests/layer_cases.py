@@ -133,10 +133,15 @@ CASES = [
     Case("resize_as_nearest_1d_down",
          lambda: nn.ResizeAs(coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
          [(2, 9), (3, 4)]),
+    Case("pad_same_upper_s2", lambda: nn.PadSame((3, 3), 2, value=0.5), [(2, 5, 6)]),
+    Case("pad_same_lower_edge_1d",
+         lambda: nn.PadSame(4, 3, dilation=2, lower=True, mode="edge"), [(2, 7)]),
     Case("pad_constant_crop", lambda: nn.Pad(((0, 0), (1, 2), (2, -1)), value=1.5),
          [(2, 4, 5)]),
     Case("pad_reflect", lambda: nn.Pad(((0, 0), (2, 1), (1, 3)), "reflect"), [(2, 4, 5)]),
     Case("pad_edge", lambda: nn.Pad(((1, 0), (0, 2)), "edge"), [(2, 3)]),
+    Case("pad_as_constant", lambda: nn.PadAs(value=0.5), [(2, 3, 4), (1, 6, 5)]),
+    Case("pad_as_crop_edge", lambda: nn.PadAs("edge"), [(2, 5, 4), (3, 2, 7)]),
     # vision-model operators (nn/unary.py, broadcast.py, reduce.py, groupnorm.py, indexing.py)
     *[Case(f"unary_{fn}", (lambda fn=fn: nn.Unary(fn)), [(3, 4)], "kinks")
       for fn in ("neg", "abs", "exp", "erf", "softplus", "softsign", "mish", "gelu",

@@ -101,6 +101,66 @@ def test_resize_as_backward_gives_the_reference_no_gradient(rng):
         layer.output_shape([(2, 3, 3), (1, 5)])
 
 
+@pytest.mark.parametrize("n, k, s, d", [(7, 3, 2, 1), (8, 3, 2, 1), (9, 4, 3, 2), (5, 1, 2, 1),
+                                        (4, 5, 1, 1)])
+@pytest.mark.parametrize("lower", [False, True])
+def test_pad_same_gives_ceil_n_over_s_outputs_and_onnx_pads(n, k, s, d, lower, rng):
+    """ONNX's SAME rule, per call: total = max((ceil(n/s) - 1) s + (k - 1) d + 1 - n, 0),
+    the odd one at the end (SAME_UPPER) or the start (SAME_LOWER)."""
+    layer = nn.PadSame(k, s, d, lower=lower, value=2.0)
+    x = rng.standard_normal((2, 3, n))
+    y = layer(x)
+    total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+    before = total - total // 2 if lower else total // 2
+    np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (0, 0), (before, total - before)),
+                                            constant_values=2.0))
+    assert (y.shape[-1] - ((k - 1) * d + 1)) // s + 1 == -(-n // s)
+
+
+def test_pad_same_refuses_reflect_and_a_wrong_rank():
+    with pytest.raises(ValueError, match="reflect"):
+        nn.PadSame(3, 2, mode="reflect")
+    with pytest.raises(ValueError, match="2-D window"):
+        nn.PadSame((3, 3), 2)(np.zeros((1, 2, 5)))
+
+
+@pytest.mark.parametrize("like_hw", [(9, 6), (5, 6), (6, 5), (3, 8)])
+def test_pad_as_pads_or_crops_to_the_reference_size_at_every_call(like_hw, rng):
+    """PadAs (UNet's F.pad by skip.size() - x.size()): d = like - x per spatial axis, d / 2
+    rounded toward zero before (ONNX's integer Div), the rest after; one layer, any size."""
+    layer = _built(nn.PadAs(value=0.25), (3, 5, 6), (8, 5, 6))
+    x = rng.standard_normal((2, 3, 5, 6))
+    y = layer(x, rng.standard_normal((2, 8) + like_hw))
+    assert y.shape == (2, 3) + like_hw
+    want = x
+    for axis, (n, m) in enumerate(zip((5, 6), like_hw), start=2):
+        d = m - n
+        before = int(d / 2)   # toward zero
+        after = d - before
+        lo, hi = max(-before, 0), n - max(-after, 0)
+        want = np.take(want, range(lo, hi), axis=axis)
+        pad = [(0, 0)] * 4
+        pad[axis] = (max(before, 0), max(after, 0))
+        want = np.pad(want, pad, constant_values=0.25)
+    np.testing.assert_array_equal(y, want)
+
+
+def test_pad_as_backward_and_errors(rng):
+    layer = _built(nn.PadAs(), (2, 3, 3), (1, 5, 4))
+    x, like = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 1, 5, 4))
+    layer.forward(x, like, training=True)
+    gx, glike = layer.backward(np.ones((1, 2, 5, 4)))
+    np.testing.assert_array_equal(gx, np.ones_like(x))
+    assert glike.shape == like.shape and not glike.any()
+    assert layer.get_config() == {"mode": "constant", "value": 0.0}
+    with pytest.raises(ValueError, match="one rank"):
+        layer.output_shape([(2, 3, 3), (1, 5)])
+    with pytest.raises(ValueError, match="crops"):
+        nn.PadAs().output_shape([(2, 3, 3), (1, 5, 0)])
+    with pytest.raises(ValueError, match="reflect"):
+        nn.PadAs("reflect").output_shape([(2, 3, 3), (1, 9, 3)])
+
+
 @pytest.mark.parametrize("mode", ["reflect", "edge"])
 def test_pad_matches_numpy(mode, rng):
     x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)

@@ -50,6 +50,7 @@ def _onnxruntime():
 REFERENCE_GAPS = {
     "conv_transpose2d": "onnx.reference's ConvTranspose fails on group > 1",
     "pad_constant_crop": "onnx.reference's Pad fails on negative pads",
+    "pad_as_skip": "onnx.reference's Pad fails on negative pads (the crop)",
 }
 
 
@@ -143,6 +144,19 @@ def resize_as_net():
     g.add("cat", nn.Concat(axis=1), inputs=["up", "near", "x"])
     g.set_outputs(["cat"])
     return g.build({"x": (2, 5, 7)}, seed=0)
+
+
+def pad_as_net():
+    """UNet's size-difference pad (PadAs): ConvTranspose output padded to the skip's size
+    (constant), and the skip cropped to the upsampled size (edge mode, negative amounts)."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("down", nn.Conv2d(2, 3, 3, stride=2), inputs=["x"])
+    g.add("up", nn.ConvTranspose2d(3, 3, 2, stride=2), inputs=["down"])       # (3, 6, 8)
+    g.add("pad", nn.PadAs(value=0.5), inputs=["up", "x"])                    # (3, 7, 9)
+    g.add("crop", nn.PadAs("edge"), inputs=["x", "up"])                      # (2, 6, 8)
+    g.add("cat", nn.Concat(axis=1), inputs=["pad", "x"])
+    g.set_outputs(["cat", "crop"])
+    return g.build({"x": (2, 7, 9)}, seed=0)
 
 
 def constant_net():
@@ -279,6 +293,12 @@ CASES = {
         (2, 5, 4), nn.Resize(size=(7, 6), scale=(1.5, 1.5), mode="linear",
                              coordinate_transformation_mode="pytorch_half_pixel")),
     "resize_as_skip": resize_as_net,
+    "pad_as_skip": pad_as_net,
+    "pad_same_max_pool": lambda: seq((2, 7, 6), nn.PadSame((3, 3), (2, 2), mode="edge"),
+                                     nn.MaxPool2d(3, 2)),
+    "pad_same_lower_conv1d": lambda: seq((2, 9), nn.PadSame(4, 3, dilation=2, lower=True,
+                                                            value=-1.0),
+                                         nn.Conv1d(2, 3, 4, stride=3, dilation=2)),
     "pad_constant_crop": lambda: seq((2, 5, 6), nn.Pad(((0, 1), (2, -1), (1, 3)), value=0.5)),
     "pad_reflect": lambda: seq((2, 5, 6), nn.Pad(((0, 0), (2, 1), (3, 2)), mode="reflect")),
     "pad_edge": lambda: seq((2, 5), nn.Pad(((1, 0), (2, 3)), mode="edge")),

@@ -137,6 +137,9 @@ class Importer:
         # ONNX tensor name -> per element of a folded shape vector, (Dynamic, axis) when
         # it is that value's size along that axis (Shape -> Gather/Slice -> Concat)
         self.shape_of = {}
+        # ONNX tensor name -> the computed values whose Shape a folded value was made from
+        # (any arithmetic): converters try size rules on them (UNet's pad to a skip's size)
+        self.shape_deps = {}
         self.graph = None
         self.weights = {}             # cconv node name -> {param: array}
         self._names = set()
@@ -316,6 +319,19 @@ class Importer:
             if name:
                 self.values[name] = value
         self._track_shape(node, args, outs)
+        self._track_deps(node, args, outs)
+
+    def _track_deps(self, node, args, outs):
+        """Record, per folded output, the computed values whose shapes it came from."""
+        deps = {}
+        if node.op_type == "Shape" and isinstance(args[0], Dynamic):
+            deps[args[0].source] = args[0]
+        for name in node.input:
+            deps.update(self.shape_deps.get(name, {}) if name else {})
+        if deps:
+            for name, value in zip(node.output, outs):
+                if name and isinstance(value, np.ndarray):
+                    self.shape_deps[name] = deps
 
     def _track_shape(self, node, args, outs):
         """Record which folded shape entries are sizes of which computed value."""
