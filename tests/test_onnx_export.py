@@ -133,6 +133,18 @@ def merge_net():
     return g.build({"x": (2, 5, 6), "v": (6,)}, seed=0)
 
 
+def reshape_as_net():
+    """A hybrid block's tokens back to the feature map's (C, H, W) (ReshapeAs)."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("feat", nn.Conv2d(2, 4, 3, padding=1), inputs=["x"])
+    g.add("tokens", nn.Reshape((0, -1)), inputs=["feat"])                   # (4, H*W)
+    g.add("mix", nn.Tanh(), inputs=["tokens"])
+    g.add("map", nn.ReshapeAs([0, 1, 1], [None, 1, 2]), inputs=["mix", "feat"])
+    g.add("rest", nn.ReshapeAs([-1, 1], [None, 1]), inputs=["mix", "feat"])  # (4 W, H)
+    g.set_outputs(["map", "rest"])
+    return g.build({"x": (2, 5, 7)}, seed=0)
+
+
 def resize_as_net():
     """UNet's decoder: upsample to the skip connection's size (ResizeAs), concat."""
     g = cconv.Graph(inputs=["x"])
@@ -293,6 +305,7 @@ CASES = {
         (2, 5, 4), nn.Resize(size=(7, 6), scale=(1.5, 1.5), mode="linear",
                              coordinate_transformation_mode="pytorch_half_pixel")),
     "resize_as_skip": resize_as_net,
+    "reshape_as_tokens": reshape_as_net,
     "pad_as_skip": pad_as_net,
     "pad_same_max_pool": lambda: seq((2, 7, 6), nn.PadSame((3, 3), (2, 2), mode="edge"),
                                      nn.MaxPool2d(3, 2)),

@@ -447,6 +447,27 @@ class AudioNet(nn.Module):
         return self.fc(self.body(x).mean(dim=-1))
 
 
+# ------------------------------------------------------------------ hybrid CNN-transformer
+
+class HybridBlock(nn.Module):
+    """MobileViT-style: conv features as tokens, attention, and back to (N, C, H, W) with
+    h and w read from the feature map (Reshape to computed sizes)."""
+
+    def __init__(self, dim=16):
+        super().__init__()
+        self.stem = nn.Sequential(conv_bn(3, dim, 3, 2), conv_bn(dim, dim, 3, 1, dim))
+        self.norm, self.attn = nn.LayerNorm(dim), Attention(dim, 2)
+        self.fuse = conv_bn(2 * dim, dim, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        n, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)
+        t = t + self.attn(self.norm(t))
+        y = t.transpose(1, 2).reshape(n, c, h, w)
+        return self.fuse(torch.cat([x, y], 1))
+
+
 #: name -> (class, in_channels, two per-sample spatial sizes)
 NETS = {
     "text_recognizer": (TextRecognizer, 3, [(32, 64), (24, 100)]),
@@ -461,6 +482,7 @@ NETS = {
     "unet": (UNet, 3, [(16, 16), (22, 29)]),
     "fpn": (FPN, 3, [(32, 32), (36, 44)]),
     "mobilenetv2": (MobileNetV2, 3, [(32, 32), (37, 29)]),
+    "hybrid": (HybridBlock, 3, [(16, 16), (19, 26)]),
     "audio": (AudioNet, 1, [(400,), (257,)]),
 }
 
