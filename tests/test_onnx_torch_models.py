@@ -96,3 +96,69 @@ def test_torch_net_imports_and_matches(cconv_onnx, name, opset, tmp_path):
     for x, got in cases:
         _close(back.run(None, {feed: x})[0], got, 1e-5,
                f"{name} at {x.shape}: cconv's export in onnxruntime against cconv")
+
+
+class _SequenceFirstHead(torch.nn.Module):
+    """A (T, N, C) sequence head as seq2seq decoders write it: the batch axis moved to 1,
+    then a Linear (MatMul + bias Add), a (1, 1, C) position constant and a (C,) scale."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        self.proj = torch.nn.Linear(8, 8)
+        self.pos = torch.nn.Parameter(torch.linspace(-1, 1, 8).reshape(1, 1, 8))
+        self.scale = torch.nn.Parameter(torch.linspace(0.5, 2, 8))
+
+    def forward(self, x):
+        t = self.stem(x).mean(2).permute(2, 0, 1)           # (T, N, C)
+        t = (self.proj(t) + self.pos) * self.scale
+        return t.permute(1, 0, 2).log_softmax(-1)            # (N, T, C)
+
+
+class _PadToMultiple(torch.nn.Module):
+    """Pad the width to a multiple of 4 (Mod on the input's shape), fixed-size export."""
+
+    def forward(self, x):
+        return torch.nn.functional.pad(x, (0, (4 - x.shape[-1] % 4) % 4)) * 2
+
+
+def _onnx_of(module, x, opset=17, axes=None):
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.from_numpy(x),), buf, dynamo=False,
+                          opset_version=opset, input_names=["x"], output_names=["y"],
+                          dynamic_axes=None if axes is None else {"x": axes})
+    return buf.getvalue()
+
+
+def test_constants_broadcast_against_a_moved_batch_axis(cconv_onnx):
+    """(T, N, C) + bias (C,) and * (1, 1, C): the constants keep their axes after the
+    moved batch axis (a (1, 1, C) constant loses its size-1 batch slot)."""
+    torch.manual_seed(0)
+    module = _SequenceFirstHead()
+    x = np.random.default_rng(1).standard_normal((2, 3, 8, 12)).astype(np.float32)
+    data = _onnx_of(module, x, axes={0: "N", 2: "H", 3: "W"})
+    net = cconv_onnx.import_onnx(data)
+    for shape in ((1, 3, 8, 12), (3, 3, 10, 18)):
+        x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+        _close(net(x), _session(data).run(None, {"x": x})[0], 1e-4, f"sequence head {shape}")
+
+
+def test_a_constant_that_would_broadcast_over_a_moved_batch_axis_is_refused(cconv_onnx):
+    class Bad(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(2).permute(2, 0, 1) + torch.arange(6.0).reshape(1, 2, 3)
+    x = np.zeros((2, 3, 4, 5), np.float32)
+    with pytest.raises(cconv_onnx.OnnxImportError, match="broadcast over the batch axis"):
+        cconv_onnx.import_onnx(_onnx_of(Bad(), x, axes={2: "H", 3: "W"}))
+
+
+def test_mod_on_shapes_folds(cconv_onnx):
+    """x.shape[-1] % 4 (ONNX Mod on a shape) folds at import like the other shape arithmetic."""
+    x = np.random.default_rng(3).standard_normal((2, 3, 5, 7)).astype(np.float32)
+    data = _onnx_of(_PadToMultiple(), x)
+    assert "Mod" in {n.op_type for n in onnx.load_from_string(data).graph.node}
+    y = cconv_onnx.import_onnx(data)(x)
+    assert y.shape == (2, 3, 5, 8)
+    _close(y, _session(data).run(None, {"x": x})[0], 1e-6, "pad to a multiple of 4")
