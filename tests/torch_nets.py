@@ -411,7 +411,8 @@ class FPN(nn.Module):
 
     def __init__(self, width=8):
         super().__init__()
-        self.c1, self.c2, self.c3 = conv_bn(3, 8, 3, 2), conv_bn(8, 12, 3, 2), conv_bn(12, 16, 3, 2)
+        self.c1, self.c2 = conv_bn(3, 8, 3, 2), conv_bn(8, 12, 3, 2)
+        self.c3 = conv_bn(12, 16, 3, 2)
         self.lat = nn.ModuleList([nn.Conv2d(c, width, 1) for c in (8, 12, 16)])
         self.smooth = nn.ModuleList([nn.Conv2d(width, width, 3, padding=1) for _ in range(3)])
         # DBNet's probability head: conv, then two x2 ConvTranspose back to the input size
@@ -424,7 +425,9 @@ class FPN(nn.Module):
         f2 = self.c2(f1)
         f3 = self.c3(f2)
         p3 = self.lat[2](f3)
-        p2 = self.lat[1](f2) + F.interpolate(p3, size=f2.shape[-2:], mode="nearest")
+        # x2 upsample cropped to the lateral's size (odd sizes), as some FPN heads write it
+        up3 = F.interpolate(p3, scale_factor=2.0, mode="nearest")
+        p2 = self.lat[1](f2) + up3[:, :, :f2.shape[2], :f2.shape[3]]
         p1 = self.lat[0](f1) + F.interpolate(p2, size=f1.shape[-2:], mode="nearest")
         outs = [s(p) for s, p in zip(self.smooth, (p1, p2, p3))]
         fused = torch.cat([outs[0]] + [F.interpolate(o, size=outs[0].shape[2:], mode="bilinear",
