@@ -143,6 +143,8 @@ CASES = [
          [(2, 4, 5)]),
     Case("pad_reflect", lambda: nn.Pad(((0, 0), (2, 1), (1, 3)), "reflect"), [(2, 4, 5)]),
     Case("pad_edge", lambda: nn.Pad(((1, 0), (0, 2)), "edge"), [(2, 3)]),
+    Case("slice_as_crop", lambda: nn.SliceAs([0, 1], [2, 3], [2, 3]), [(2, 6, 7), (1, 4, 5)]),
+    Case("slice_as_clamp_1d", lambda: nn.SliceAs([1], [2], [1]), [(2, 5), (7, 3)]),
     Case("pad_as_constant", lambda: nn.PadAs(value=0.5), [(2, 3, 4), (1, 6, 5)]),
     Case("pad_as_crop_edge", lambda: nn.PadAs("edge"), [(2, 5, 4), (3, 2, 7)]),
     # vision-model operators (nn/unary.py, broadcast.py, reduce.py, groupnorm.py, indexing.py)

@@ -145,6 +145,32 @@ def test_pad_as_pads_or_crops_to_the_reference_size_at_every_call(like_hw, rng):
     np.testing.assert_array_equal(y, want)
 
 
+@pytest.mark.parametrize("like_hw", [(4, 5), (6, 3), (9, 9)])
+def test_slice_as_crops_to_the_reference_size_at_every_call(like_hw, rng):
+    """SliceAs (up[:, :, 1:skip.shape[2], :skip.shape[3]]): ends are the reference's sizes
+    on each call, clamped like ONNX Slice; the gradient goes back to the kept entries."""
+    layer = _built(nn.SliceAs([1, 0], [2, 3], [2, 3]), (3, 6, 7), (2, 4, 5))
+    x = rng.standard_normal((2, 3, 6, 7))
+    like = rng.standard_normal((2, 2) + like_hw)
+    y = layer.forward(x, like, training=True)
+    np.testing.assert_array_equal(y, x[:, :, 1:like_hw[0], :like_hw[1]])
+    gx, glike = layer.backward(np.ones_like(y))
+    want = np.zeros_like(x)
+    want[:, :, 1:like_hw[0], :like_hw[1]] = 1
+    np.testing.assert_array_equal(gx, want)
+    assert glike.shape == like.shape and not glike.any()
+    assert nn.SliceAs.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_slice_as_refuses_bad_axes():
+    with pytest.raises(ValueError, match="one entry per axis"):
+        nn.SliceAs([0], [2, 3], [2, 3])
+    with pytest.raises(ValueError, match="axes"):
+        nn.SliceAs([0], [0], [2])   # the batch axis
+    with pytest.raises(ValueError, match="do not fit"):
+        nn.SliceAs([0], [3], [2]).output_shape([(3, 6), (2, 4)])
+
+
 def test_pad_as_backward_and_errors(rng):
     layer = _built(nn.PadAs(), (2, 3, 3), (1, 5, 4))
     x, like = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 1, 5, 4))

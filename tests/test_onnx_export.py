@@ -171,6 +171,17 @@ def pad_as_net():
     return g.build({"x": (2, 7, 9)}, seed=0)
 
 
+def slice_as_net():
+    """An x2 upsample cropped to the skip's size (SliceAs), as FPN heads write it."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("down", nn.Conv2d(2, 3, 3, stride=2, padding=1), inputs=["x"])   # (3, 4, 5)
+    g.add("up", nn.Resize(scale=(2.0, 2.0)), inputs=["down"])              # (3, 8, 10)
+    g.add("crop", nn.SliceAs([0, 0], [2, 3], [2, 3]), inputs=["up", "x"])  # (3, 7, 9)
+    g.add("cat", nn.Concat(axis=1), inputs=["crop", "x"])
+    g.set_outputs(["cat"])
+    return g.build({"x": (2, 7, 9)}, seed=0)
+
+
 def constant_net():
     g = cconv.Graph()
     g.add("scale", nn.ConstantOp("mul", value=np.linspace(0.5, 2, 3).reshape(3, 1, 1)))
@@ -307,6 +318,7 @@ CASES = {
     "resize_as_skip": resize_as_net,
     "reshape_as_tokens": reshape_as_net,
     "pad_as_skip": pad_as_net,
+    "slice_as_skip": slice_as_net,
     "pad_same_max_pool": lambda: seq((2, 7, 6), nn.PadSame((3, 3), (2, 2), mode="edge"),
                                      nn.MaxPool2d(3, 2)),
     "pad_same_lower_conv1d": lambda: seq((2, 9), nn.PadSame(4, 3, dilation=2, lower=True,

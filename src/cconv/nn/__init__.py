@@ -10,7 +10,7 @@ from .convtranspose import ConvTranspose2d
 from .dropout import Dropout
 from .elementwise import BroadcastAdd, Clip, ConstantOp, Div, MatMul, Mul, Sub
 from .groupnorm import LRN, GroupNorm, InstanceNorm, LayerNorm
-from .indexing import DepthToSpace, Expand, Gather, Slice, SpaceToDepth, Tile
+from .indexing import DepthToSpace, Expand, Gather, Slice, SliceAs, SpaceToDepth, Tile
 from .linear import Linear
 from .losses import LOSSES, get_loss, mse, softmax_cross_entropy
 from .merge import Add, Concat
@@ -25,7 +25,7 @@ from .unary import Unary
 # the vision-model operators (ONNX importer): one class per family, table-driven inside
 _VISION_OPS = (Unary, LogSoftmax, Nary, Pow, Compare, Where, Reduce, LayerNorm, GroupNorm,
                InstanceNorm, LRN, Slice, Gather, Expand, Tile, DepthToSpace, SpaceToDepth,
-               MoveBatchAxis)
+               MoveBatchAxis, SliceAs)
 
 #: type_name -> class of every built-in layer (the plugin registry registers these).
 LAYER_CLASSES = {cls.type_name: cls for cls in (
@@ -50,7 +50,7 @@ __all__ = [
     "Resize", "ResizeAs", "Pad", "PadSame", "ReshapeAs", "PadAs",
     "Unary", "LogSoftmax", "Nary", "Pow", "Compare", "Where", "Reduce", "LayerNorm",
     "GroupNorm", "InstanceNorm", "LRN", "Slice", "Gather", "Expand", "Tile", "DepthToSpace",
-    "SpaceToDepth", "MoveBatchAxis",
+    "SpaceToDepth", "MoveBatchAxis", "SliceAs",
 ]
 
 
