@@ -4,13 +4,9 @@ Structural tests need only `onnx`; parity runs against onnxruntime and, so
 that CI without it still compares numbers, against onnx's own reference
 evaluator (onnx.reference), whichever are installed.
 """
-import importlib
-import importlib.metadata
 import io
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,39 +15,14 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper
 from onnx_models import Builder, assorted_ops, mobile_cnn
-from plugin_helpers import plugin_on_path
+from conftest import run_onnx_reference as _run_reference
+from conftest import run_onnxruntime as _run_onnxruntime
 
 import cconv
 from cconv import plugins
 from cconv.gradcheck import check_gradients
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
-
-
-@pytest.fixture(scope="module")
-def cconv_onnx(tmp_path_factory):
-    """The cconv-onnx package, discoverable by entry point; not installed."""
-    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
-        plugins.reset()
-        yield module
-    plugins.reset()
-
-
-def _run_onnxruntime(model, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def _run_reference(model, feeds):
-    reference = pytest.importorskip("onnx.reference")
-    return reference.ReferenceEvaluator(model).run(None, feeds)
-
-
-@pytest.fixture(params=["onnxruntime", "onnx_reference"])
-def oracle(request):
-    return _run_onnxruntime if request.param == "onnxruntime" else _run_reference
 
 
 def _compare(model, oracle, cconv_onnx, rng, batch=3, atol=1e-4):

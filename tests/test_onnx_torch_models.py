@@ -21,25 +21,13 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
 import torch_nets  # noqa: E402  (imports torch)
-from plugin_helpers import plugin_on_path  # noqa: E402
 
 import cconv  # noqa: E402
-from cconv import plugins  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
 
 #: nets that do not import or match yet: name -> the reason (strict xfail)
 KNOWN_FAILURES = {}
-
-
-@pytest.fixture(scope="module")
-def cconv_onnx(tmp_path_factory):
-    """The cconv-onnx package, discoverable by entry point; not installed."""
-    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
-        plugins.reset()
-        yield module
-    plugins.reset()
 
 
 def _export(module, channels, spatial_rank, opset):
