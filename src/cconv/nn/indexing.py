@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _util
 from .base import Layer
+from .shape import _ShapeLayer
 from .elementwise import _broadcast, _unbroadcast
 
 
@@ -17,20 +18,9 @@ def _int_list(name, values, minimum=None):
     return tuple(_util.check_int(name, v, minimum) for v in values)
 
 
-class _PerSample(Layer):
+class _PerSample(_ShapeLayer):
     type_name = None
-
-    def __init__(self):
-        super().__init__()
-        self._saved = None
-
-    def build(self, input_shapes, rng=None):
-        self.output_shape(input_shapes)
-        super().build(input_shapes, rng)
-
-    def _shape(self, input_shapes):
-        self.check_num_inputs(input_shapes)
-        return _util.as_shapes(input_shapes)[0]
+    _shape = _ShapeLayer._input_shape
 
     def output_shape(self, input_shapes):
         shape = self._shape(input_shapes)
