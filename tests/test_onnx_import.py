@@ -697,3 +697,27 @@ def test_nonsense_conv_attributes_are_import_errors(cconv_onnx, attrs, match):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(cconv_onnx.OnnxImportError, match=match):
         cconv_onnx.import_onnx(model.SerializeToString())
+
+
+def test_a_long_1d_input_imports_free_at_a_placeholder_it_fits(cconv_onnx, oracle, rng):
+    """An audio stem (80 taps, stride 16, then 4x pooling twice) takes no input below
+    ~1.3k samples: the importer keeps trying larger placeholder sizes (M5 needed it)."""
+    w = rng.standard_normal((4, 1, 80)).astype(np.float32) * 0.1
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], strides=[16], name="stem"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p1"], kernel_shape=[4], strides=[4],
+                              name="pool1"),
+             helper.make_node("MaxPool", ["p1"], ["p2"], kernel_shape=[4], strides=[4],
+                              name="pool2"),
+             helper.make_node("MaxPool", ["p2"], ["y"], kernel_shape=[4], strides=[4],
+                              name="pool3")]
+    graph = helper.make_graph(
+        nodes, "audio", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "t"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, "s"])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec["x"] == (None, 1, None)
+    for length in (1500, 4001):
+        x = rng.standard_normal((2, 1, length)).astype(np.float32)
+        np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)

@@ -35,7 +35,7 @@ __all__ = [
 #: the batch size a symbolic batch axis is traced with (see Importer._inputs)
 SYMBOLIC_BATCH = 7
 #: sizes an open (symbolic) per-sample dim is traced with, in order, until one imports
-PLACEHOLDER_SIZES = (64, 224, 32, 128, 512)
+PLACEHOLDER_SIZES = (64, 224, 32, 128, 512, 2048, 8192, 16384)   # long 1-D inputs last
 #: offsets from the traced size at which the import is repeated, to check that no
 #: layer depends on the size (parity, divisibility); two that import are enough
 CHECK_OFFSETS = (1, 2, 8, 32, 64)
