@@ -282,12 +282,14 @@ def main(argv=None):
     ap.add_argument("--only", default="", help=f"comma-separated nets of {', '.join(ZOO)}")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-train", action="store_true")
-    ap.add_argument("--out", default=str(results_dir() / "zoo.json"))
+    ap.add_argument("--out", default=None, help="default zoo.json (quick: zoo-quick.json) in "
+                    "bench/results/local, or bench/results with CCONV_BENCH_SAVE=1")
     ap.add_argument("--table", default=None, help="print the markdown table of a result file")
     args = ap.parse_args(argv)
     if args.table:
         print(table(json.loads(Path(args.table).read_text())["results"]))
         return
+    args.out = args.out or str(results_dir() / ("zoo-quick.json" if args.quick else "zoo.json"))
     threads = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in (args.batches or ("1" if args.quick else "1,8")).split(",")]
     rounds = args.rounds or (3 if args.quick else 5)
