@@ -13,7 +13,8 @@ import + accuracy check of the opset-13 files. A net that fails anywhere is a
 row with the first line of the error in `status`; a missing anchor is a row
 note with its install line.
 
-    python bench/zoo/bench_zoo.py --quick          # batch 1, small inputs, 3 rounds
+    python bench/zoo/bench_zoo.py --quick          # batch 1, small inputs, 3 rounds, no memory
+                                                   # runs or opset-13 checks (~10 min on 2 cores)
     python bench/zoo/bench_zoo.py                  # the full zoo (an hour on 2 cores)
     python bench/zoo/bench_zoo.py --only resnet18,unet --no-memory
     python bench/zoo/bench_zoo.py --table FILE.json   # the README table of a result file
@@ -97,15 +98,28 @@ def onnx_file(name, shape, opset, model):
         return None, f"export failed: {first_line(e)}"
 
 
-def import_cconv(path):
-    """(net, seconds, None) or (None, None, status)."""
+def import_cconv(path, shape=None):
+    """(net, seconds, None) or (None, None, status); or (net, seconds, note).
+
+    The file as exported (free batch and H/W); where cconv refuses the free
+    sizes and `shape` is given, again with input_shapes fixing them, the
+    refusal kept as a note in the row's status.
+    """
     import cconv_onnx
 
     t0 = time.perf_counter()
     try:
         return cconv_onnx.import_onnx(str(path)), time.perf_counter() - t0, None
     except Exception as e:  # noqa: BLE001
-        return None, None, f"cconv import failed: {first_line(e)}"
+        status = f"cconv import failed: {first_line(e)}"
+    if shape is None:
+        return None, None, status
+    t0 = time.perf_counter()
+    try:
+        net = cconv_onnx.import_onnx(str(path), input_shapes={"input": tuple(shape)})
+    except Exception:  # noqa: BLE001 - the first failure is the one to report
+        return None, None, status
+    return net, time.perf_counter() - t0, f"ok with input_shapes fixed (free H/W: {status})"
 
 
 # ---------------------------------------------------------------- inference
@@ -115,7 +129,9 @@ def bench_infer(name, shape, path, net, status, model, batch, threads, rounds):
     x = np.random.default_rng(batch).standard_normal((batch, *shape)).astype(np.float32)
     row = {"case": f"zoo_infer/{name}/b{batch}", "threads": threads, "input": list(shape),
            "status": status or "ok"}
-    fns, ref = {}, None
+    if path is not None:
+        row["onnx_free_axes"] = export.free_axes(path)
+    fns, ref, out = {}, None, None
     if net is not None:
         try:
             with cconv.threads(threads):
@@ -123,6 +139,7 @@ def bench_infer(name, shape, path, net, status, model, batch, threads, rounds):
             fns["cconv"] = lambda: net(x)
         except Exception as e:  # noqa: BLE001
             row["status"] = f"cconv run failed: {first_line(e)}"
+            out = None
     if ort is None:
         row["onnxruntime"] = INSTALL["onnxruntime"]
     elif path is not None:
@@ -142,9 +159,9 @@ def bench_infer(name, shape, path, net, status, model, batch, threads, rounds):
         if ref is not None:
             row["torch_rel_diff"] = rel_diff(torch_infer().numpy(), ref)
         fns["torch"] = torch_infer
-    if "cconv" in fns and ref is not None:
-        row["max_rel_diff"] = rel_diff(out, ref)
-        row["accuracy_ok"] = row["max_rel_diff"] <= TARGET_REL_DIFF
+    if out is not None and ref is not None:
+        row["max_rel_err"] = rel_diff(out, ref)
+        row["accuracy_ok"] = row["max_rel_err"] <= TARGET_REL_DIFF
     with cconv.threads(threads):
         for engine, t in interleaved(fns, rounds).items():
             row[f"{engine}_ms"] = t * 1e3
@@ -155,11 +172,11 @@ def bench_opset13(name, shape, model):
     """Import and accuracy of the opset-13 file, batch 1 (no timings)."""
     row = {"case": f"zoo_opset13/{name}/b1", "threads": 2, "input": list(shape), "status": "ok"}
     path, status = onnx_file(name, shape, 13, model)
-    net, seconds, status = (None, None, status) if path is None else import_cconv(path)
+    net, seconds, status = (None, None, status) if path is None else import_cconv(path, shape)
     if net is None:
         row["status"] = status
         return row
-    row["import_s"] = seconds
+    row["import_s"], row["status"] = seconds, status or "ok"
     x = np.random.default_rng(1).standard_normal((1, *shape)).astype(np.float32)
     try:
         with cconv.threads(2):
@@ -168,14 +185,20 @@ def bench_opset13(name, shape, model):
         row["status"] = f"cconv run failed: {first_line(e)}"
         return row
     if ort is not None:
-        row["max_rel_diff"] = rel_diff(out, ort_session(path, 2).run(None, {"input": x})[0])
-        row["accuracy_ok"] = row["max_rel_diff"] <= TARGET_REL_DIFF
+        row["max_rel_err"] = rel_diff(out, ort_session(path, 2).run(None, {"input": x})[0])
+        row["accuracy_ok"] = row["max_rel_err"] <= TARGET_REL_DIFF
     return row
 
 
 # ---------------------------------------------------------------- memory
 
 def bench_memory(name, shape, path, status, batch=1, threads=1):
+    """Peak MB of cconv and onnxruntime (load + 3 inferences), each in a fresh process."""
+    imported = status is None or status.startswith("ok")
+    return _bench_memory(name, shape, path, None if imported else status, batch, threads)
+
+
+def _bench_memory(name, shape, path, status, batch=1, threads=1):
     """Peak MB of cconv and onnxruntime (load + 3 inferences), each in a fresh process."""
     row = {"case": f"zoo_peak_memory/{name}/b{batch}", "threads": threads, "unit": "MB",
            "input": list(shape), "status": status or "ok"}
@@ -245,7 +268,7 @@ def table(rows):
         lines.append(f"| {r['case']} | {'x'.join(map(str, r.get('input', [])))} | {r['threads']} "
                      f"| {fmt(c, '.2f')} | {fmt(o, '.2f')} | {fmt(t, '.2f')} "
                      f"| {fmt(vo, '.2f')}{'x' if vo else ''} | {fmt(vt, '.2f')}{'x' if vt else ''} "
-                     f"| {fmt(r.get('max_rel_diff'), '.1e')} | {status} |")
+                     f"| {fmt(r.get('max_rel_err'), '.1e')} | {status} |")
     mem = [r for r in rows if r["case"].startswith(("zoo_peak_memory", "zoo_run_memory"))]
     if mem:
         lines += ["", "| memory (MB) | threads | cconv | onnxruntime | cconv / ort | status |",
@@ -258,14 +281,14 @@ def table(rows):
     if o13:
         lines += ["", "| opset 13 file | import s | max rel diff | status |", "|---|---|---|---|"]
         lines += [f"| {r['case']} | {fmt(r.get('import_s'), '.2f')} "
-                  f"| {fmt(r.get('max_rel_diff'), '.1e')} | {r['status']} |" for r in o13]
+                  f"| {fmt(r.get('max_rel_err'), '.1e')} | {r['status']} |" for r in o13]
     return "\n".join(lines)
 
 
 def print_row(r):
     c, o, t = (r.get(f"{e}_ms") for e in ("cconv", "onnxruntime", "torch"))
     ratios = "  ".join(f"vs {e} {a / c:.2f}x" for e, a in (("ort", o), ("torch", t)) if a and c)
-    diff = f"  diff {r['max_rel_diff']:.1e}" if "max_rel_diff" in r else ""
+    diff = f"  diff {r['max_rel_err']:.1e}" if "max_rel_err" in r else ""
     print(f"{r['case']:36s} {r['threads']}t  cconv {fmt(c, '9.2f')}  ort {fmt(o, '9.2f')}  "
           f"torch {fmt(t, '9.2f')}  {ratios}{diff}  [{r.get('status', 'ok')}]", flush=True)
 
@@ -305,16 +328,17 @@ def main(argv=None):
         path, status = onnx_file(name, shape, 17, model)
         net, seconds = None, None
         if path is not None:
-            net, seconds, status = import_cconv(path)
+            net, seconds, status = import_cconv(path, shape)
         for batch in batches:
             for t in threads:
                 rows.append(bench_infer(name, shape, path, net, status, model, batch, t, rounds))
                 rows[-1]["import_s"] = seconds   # cconv_onnx.import_onnx of the file, once
                 print_row(rows[-1])
         del net   # before the next net: its plan's buffers would add to the memory runs
-        rows.append(bench_opset13(name, shape, model))
-        print_row(rows[-1])
-        if not args.no_memory and path is not None:
+        if not args.quick:   # quick: the timed opset-17 files only
+            rows.append(bench_opset13(name, shape, model))
+            print_row(rows[-1])
+        if not (args.no_memory or args.quick) and path is not None:
             for r in bench_memory(name, shape, path, status):
                 rows.append(r)
                 print_row(r)
@@ -332,7 +356,7 @@ def main(argv=None):
                                  "status": status})
                 else:
                     rows.append(bench_train(
-                        name, shape, t, max(2, rounds - 2), lambda p=path: import_cconv_or_raise(p),
+                        name, shape, t, max(2, rounds - 2), lambda p=path, s=shape: import_cconv_or_raise(p, s),
                         (lambda n=name, s=shape: build(n, s)) if torch is not None else None))
                 print_row(rows[-1])
     info = describe(torch=torch.__version__ if torch else INSTALL["torch"],
@@ -348,8 +372,8 @@ def main(argv=None):
     print(f"wrote {out} in {info['seconds']} s", file=sys.stderr)
 
 
-def import_cconv_or_raise(path):
-    net, _, status = import_cconv(path)
+def import_cconv_or_raise(path, shape=None):
+    net, _, status = import_cconv(path, shape)
     if net is None:
         raise RuntimeError(status)
     return net

@@ -1,35 +1,37 @@
-"""One training step (forward, cross-entropy, backward, SGD with momentum), cconv vs torch.
+"""One training step (forward, softmax cross-entropy, backward, Adam), cconv vs torch.
 
 cconv trains the graph imported from the net's ONNX file with its own fit
-step, as cconv.fit does (forward(training=True), softmax_cross_entropy,
-backward without input gradients, optimizer step); torch trains the same
-model in train mode. Both start from the same seeded weights.
+step, as cconv.fit does (forward(training=True), the loss of
+cconv.train.get_loss("cross_entropy"), backward without input gradients, an
+Adam step); torch trains the same model in train mode with torch.optim.Adam.
+Both start from the same seeded weights.
 """
 import numpy as np
 
 from timing import interleaved
 
 
-def cconv_step(net, x, y, lr=0.01):
+def cconv_step(net, x, y, lr=1e-3):
     """A closure running one cconv training step on (x, y)."""
     import cconv
-    from cconv.nn import softmax_cross_entropy
+    from cconv.train import get_loss
 
-    opt = cconv.optim.SGD(net, lr=lr, momentum=0.9)
+    loss = get_loss("cross_entropy")
+    opt = cconv.optim.Adam(net, lr=lr)
 
     def step():
         out = net.forward(x, training=True)
-        _, grad = softmax_cross_entropy(out, y)
+        _, grad = loss(out, y)
         net.backward(grad, input_grads=False)
         opt.step()
     return step
 
 
-def torch_step(model, x, y, lr=0.01):
+def torch_step(model, x, y, lr=1e-3):
     import torch
 
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def step():
