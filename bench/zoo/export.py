@@ -20,7 +20,7 @@ def cache_path(name, shape, opset):
     h = hashlib.sha256()
     for src in SOURCES:
         h.update((HERE / src).read_bytes())
-    h.update(repr((name, tuple(shape), opset, "dynamic batch+spatial")).encode())
+    h.update(repr((name, tuple(shape), opset, "dynamic batch+spatial", _keeps_bn(name))).encode())
     dims = "x".join(map(str, shape))
     return CACHE / f"{name}-{dims}-op{opset}-{h.hexdigest()[:10]}.onnx"
 
@@ -44,17 +44,30 @@ def export(name, shape, opset, model=None):
     free = {"input": {0: "batch", **spatial},
             "output": {0: "batch", **({i: f"o{i}" for i in range(2, out_rank)})}}
     try:
-        _export(torch, model, x, tmp, opset, free)
+        _export(torch, model, x, tmp, opset, free, name)
     except Exception:  # noqa: BLE001 - e.g. AdaptiveAvgPool2d(7) needs static H/W
-        _export(torch, model, x, tmp, opset, {"input": {0: "batch"}, "output": {0: "batch"}})
+        _export(torch, model, x, tmp, opset, {"input": {0: "batch"}, "output": {0: "batch"}}, name)
     os.replace(tmp, path)
     return path
 
 
-def _export(torch, model, x, path, opset, axes):
+def _keeps_bn(name):
+    """The training nets (CIFAR forms) keep their BatchNormalization nodes.
+
+    In the default (EVAL) mode the exporter folds each BatchNorm into the conv
+    before it: fine for inference, but the net cconv trains would then lack
+    the BatchNorms torch trains. TrainingMode.PRESERVE of an eval-mode model
+    exports the same inference graph without that folding.
+    """
+    return name.endswith("_cifar")
+
+
+def _export(torch, model, x, path, opset, axes, name=""):
+    mode = torch.onnx.TrainingMode.PRESERVE if _keeps_bn(name) else torch.onnx.TrainingMode.EVAL
     with torch.no_grad():
         torch.onnx.export(model, (x,), str(path), opset_version=opset, input_names=["input"],
-                          output_names=["output"], dynamic_axes=axes, dynamo=False)
+                          output_names=["output"], dynamic_axes=axes, dynamo=False,
+                          training=mode)
 
 
 def free_axes(path):
