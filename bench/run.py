@@ -54,11 +54,14 @@ BENCHES = {
              + (["--quick", "--sizes", "500"] if q else [])),
     # the reliability helper's (3x32x32 LeNet, batch 64; writes results/memory.json)
     "memory": ("bench_memory.py", _common),
+    # real architectures exported from torch (issue 24); its own folder: models, cache, memory runs
+    "zoo": ("zoo/bench_zoo.py", _common),
 }
 # --quick leaves these out (the footprint's own digits measurement stays)
 QUICK_SKIPS = {"memory"}
 # per-bench time limits in seconds (quick, full); a bench past it is reported as timed out
-LIMITS = {"ops": (150, 1800), "eigh": (120, 1800), "filters": (90, 1200)}
+LIMITS = {"ops": (150, 1800), "eigh": (120, 1800), "filters": (90, 1200),
+          "zoo": (900, 7200)}   # quick: the first run also exports the zoo to ONNX (2 min)
 DEFAULT_LIMIT = (90, 900)
 
 # The issue's targets: (case regex, anchor, minimum ratio anchor/cconv).
@@ -77,6 +80,14 @@ TARGETS = [
     (r"^peak_memory/lenet_digits_train$", "torch", 1.0),
     (r"^peak_rss/lenet_digits_train$", "torch", 1.0),
     (r"^memory_(work|peak_rss)/lenet_train", "torch", 1.0),
+    # issue 24: every zoo net at >= 1x onnxruntime and >= 2x torch, geometric mean >= 1.2x;
+    # training steps >= 1.5x torch; peak inference memory <= onnxruntime's (geomean first:
+    # the first matching pattern wins)
+    (r"^zoo_infer_geomean/", "onnxruntime", 1.2),
+    (r"^zoo_infer", "onnxruntime", 1.0),
+    (r"^zoo_infer", "torch", 2.0),
+    (r"^zoo_train_step/", "torch", 1.5),
+    (r"^zoo_peak_memory/", "onnxruntime", 1.0),
 ]
 
 
@@ -344,9 +355,11 @@ def collect(bench, json_path):
     rows = data.get("results", data) if isinstance(data, dict) else data
     out = []
     for r in rows if isinstance(rows, list) else []:
-        if not isinstance(r, dict) or not isinstance(r.get("cconv_ms"), (int, float)):
+        if not isinstance(r, dict):
             continue
-        out.append(dict(r, suite=bench))
+        # a row that failed (the zoo's import errors) is kept for the summary's failure list
+        if isinstance(r.get("cconv_ms"), (int, float)) or r.get("status", "ok") != "ok":
+            out.append(dict(r, suite=bench))
     return out
 
 
@@ -390,6 +403,8 @@ def target_of(case, anchor):
 def summarise(rows):
     table = []
     for r in rows:
+        if not isinstance(r.get("cconv_ms"), (int, float)):
+            continue   # a failed row: listed apart by markdown()
         for anchor, ratio in sorted(ratios(r).items()):
             target = target_of(r["case"], anchor)
             table.append({"suite": r["suite"], "case": r["case"], "threads": r.get("threads"),
@@ -400,7 +415,7 @@ def summarise(rows):
     return table
 
 
-def markdown(info, runs, table):
+def markdown(info, runs, table, rows=()):
     lines = ["# cconv benchmark summary", "",
              f"{info['cpu']} ({', '.join(info['flags']) or 'no AVX2'}), "
              f"{info['cpus_available']} of {info['cpu_count']} CPUs available, threads "
@@ -422,6 +437,11 @@ def markdown(info, runs, table):
     missing = {a: v for a, v in info.get("anchors", {}).items() if v.startswith("not installed")}
     lines += [f"| all | {anchor}: every row against it | | | {anchor} | {why} | | | **missing** |"
               for anchor, why in missing.items()]
+    failed = [r for r in rows if r.get("status", "ok") != "ok"]
+    if failed:
+        lines += ["", "| suite | case | threads | status (not ok) |", "|---|---|---|---|"]
+        lines += [f"| {r['suite']} | {r['case']} | {r.get('threads')} | {r['status']} |"
+                  for r in failed]
     lines += ["", "| bench | status | seconds |", "|---|---|---|"]
     lines += [f"| {r['bench']} | {r['status']} | {r.get('seconds', '')} |" for r in runs]
     return "\n".join(lines) + "\n"
@@ -484,7 +504,7 @@ def main(argv=None):
         summary["ratios"] = table = summarise(summary["rows"])
         path.write_text(json.dumps(summary, indent=1) + "\n")
         (path.parent / "summary.md").write_text(markdown(summary["machine"], summary["benches"],
-                                                         table))
+                                                         table, summary["rows"]))
         if not args.no_plot:
             plot(table, path.parent / "summary.png")
         return
@@ -521,9 +541,9 @@ def main(argv=None):
     info["total_seconds"] = round(time.perf_counter() - t0, 1)
     summary = {"machine": info, "benches": runs, "rows": rows, "ratios": table}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (out_dir / "summary.md").write_text(markdown(info, runs, table))
+    (out_dir / "summary.md").write_text(markdown(info, runs, table, rows))
     png = None if args.no_plot else plot(table, out_dir / "summary.png")
-    print(markdown(info, runs, table))
+    print(markdown(info, runs, table, rows))
     print(f"wrote {out_dir / 'summary.json'}, summary.md{', summary.png' if png else ''} "
           f"in {info['total_seconds']} s", file=sys.stderr)
 
