@@ -38,7 +38,8 @@ LD_PRELOAD="$asan_lib $ubsan_lib" PYTHONPATH="$build/src" \
         tests/test_conv_paths.py::test_winograd_input_gradient_keeps_a_non_finite_grad_local \
         tests/test_conv_paths.py::test_huge_strides_cost_what_the_output_costs \
         tests/test_threads.py::test_conv_is_bit_identical_at_any_thread_count \
-        tests/test_capi.py::test_huge_strides_and_paddings_cost_what_the_output_costs
+        tests/test_capi.py::test_huge_strides_and_paddings_cost_what_the_output_costs \
+        tests/test_hostile_files.py
 
 # The public C API (include/cconv.h) from C: bad arguments -> status codes,
 # naive references for every operation, concurrent calls (tests/c/test_capi.c),

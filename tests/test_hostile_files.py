@@ -25,12 +25,17 @@ RSS_FACTOR, RSS_SLACK = 20, 64 << 20
 # the cap only has to stop a runaway: thread stacks and malloc arenas reserve
 # address space that is never touched, so it is far above the RSS target
 AS_CAP = 3 << 30
+# Under ASan (the CI sanitizer job) the shadow memory does not fit any address-space
+# cap and inflates RSS: there the children run uncapped and only the errors, signals
+# and time are checked (the budgets are checked by the plain run)
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 TIMEOUT = 60   # seconds per case; each takes about one (imports included)
 
 CHILD = r"""
 import json, resource, sys
 cap, target, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+if cap:
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 sys.path[:0] = json.loads(sys.argv[4])
 import cconv, cconv.io
 if target == "torch":
@@ -62,7 +67,8 @@ def _run_child(target, path):
     """(result dict or None, returncode or -signal, seconds, output)."""
     env = dict(os.environ, CCONV_DISABLE_PLUGIN_AUTOLOAD="1", OMP_NUM_THREADS="1")
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(AS_CAP), target, path,
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(0 if UNDER_ASAN else AS_CAP),
+                             target, path,
                              json.dumps(PLUGIN_SRC)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     status = None
@@ -110,7 +116,7 @@ def test_hostile_file_is_refused_within_budget(corpus_dir, entry):
     if case.target != "onnx":   # the file loaders' errors name the file
         assert path in result["message"]
     limit, rss = RSS_FACTOR * len(case.data) + RSS_SLACK, result["peak_rss"]
-    assert rss <= limit, (f"{case.name}: peak RSS {rss >> 20} MiB for a {len(case.data)}-byte "
+    assert UNDER_ASAN or rss <= limit, (f"{case.name}: peak RSS {rss >> 20} MiB for a {len(case.data)}-byte "
                           f"file (limit {limit >> 20} MiB)")
 
 
@@ -134,4 +140,6 @@ def test_child_reports_a_crash_as_a_failure(tmp_path):
         result, code, _, _ = _run_child("torch", str(path))
     finally:
         CHILD = old
-    assert code == -signal.SIGSEGV and result is None
+    # ASan's handler turns the SIGSEGV into an abort (abort_on_error=1)
+    killed = (-signal.SIGSEGV, -signal.SIGABRT) if UNDER_ASAN else (-signal.SIGSEGV,)
+    assert code in killed and result is None
