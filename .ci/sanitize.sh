@@ -17,7 +17,7 @@ gcc -O1 -g $flags -fopenmp -Isrc/cconv/_core src/cconv/_core/gemm.c \
 
 # The extension, built out of tree with the sanitizers (the build tools are not
 # in the environment when the package was installed with build isolation)
-python -m pip install -q "Cython>=3.0" "setuptools>=64" wheel
+python -m pip install -q "Cython>=3.0" "setuptools>=77"   # >=77: the SPDX licence string
 cp -r setup.py pyproject.toml README.md src "$build/"
 (cd "$build" && CCONV_EXTRA_CFLAGS="$flags -O1 -g" python setup.py -q build_ext --inplace 2>&1 | tail -n 3)
 asan_lib=$(gcc -print-file-name=libasan.so)

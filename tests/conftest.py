@@ -114,3 +114,37 @@ def check_numeric_grad(f, x, analytic, rng=None, n_coords=None, eps=1e-6, tol=1e
     for idx in coords:
         assert abs(num[idx] - analytic[idx]) <= tol * max(1.0, abs(num[idx])), (
             f"at {idx}: numeric {num[idx]!r} vs analytic {analytic[idx]!r}")
+
+
+# ---------------------------------------------------------------- ONNX plugin tests
+ONNX_PLUGIN_DIR = os.path.join(os.path.dirname(TESTS_DIR), "plugins", "cconv-onnx")
+
+
+@pytest.fixture(scope="module")
+def cconv_onnx(tmp_path_factory):
+    """The cconv-onnx package, discoverable by entry point; not installed."""
+    from plugin_helpers import plugin_on_path
+
+    from cconv import plugins
+
+    with plugin_on_path(ONNX_PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
+        plugins.reset()
+        yield module
+    plugins.reset()
+
+
+def run_onnxruntime(model, feeds):
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def run_onnx_reference(model, feeds):
+    reference = pytest.importorskip("onnx.reference")
+    return reference.ReferenceEvaluator(model).run(None, feeds)
+
+
+@pytest.fixture(params=["onnxruntime", "onnx_reference"])
+def oracle(request):
+    """A function (model, feeds) -> outputs: onnxruntime, then onnx's reference evaluator."""
+    return run_onnxruntime if request.param == "onnxruntime" else run_onnx_reference

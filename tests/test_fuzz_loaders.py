@@ -136,7 +136,9 @@ def test_coverage_guided_fuzzing_for_a_bounded_time(tmp_path, target):
     runs = [int(line.split()[1]) for line in out.splitlines() if line.startswith("Done ")]
     runs += [json.loads(line)["runs"] for line in out.splitlines()
              if line.startswith('{"target"')]
-    assert runs and runs[-1] > 100, out[-2000:]
+    # how many inputs fit in the time depends on the machine's load (13/s were seen on a
+    # loaded 2-core CI box); the fixed-count check is the byte-mutation test above
+    assert runs and runs[-1] > 0, out[-2000:]
 
 
 def test_fuzz_harness_reports_an_undocumented_error(tmp_path, monkeypatch):

@@ -56,6 +56,137 @@ def test_resize_refuses_giant_interpolation_matrices():
         layer(np.zeros((1, 1, 64, 4), np.float32))
 
 
+def _bilinear_reference(x, out_h, out_w):
+    """Plain numpy bilinear resampling, torch's align_corners=False (pytorch_half_pixel)."""
+    n, c, h, w = x.shape
+    y = np.zeros((n, c, out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            sy = min(max((i + 0.5) * h / out_h - 0.5, 0.0), h - 1)
+            sx = min(max((j + 0.5) * w / out_w - 0.5, 0.0), w - 1)
+            y0, x0 = int(np.floor(sy)), int(np.floor(sx))
+            y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+            fy, fx = sy - y0, sx - x0
+            y[:, :, i, j] = ((1 - fy) * ((1 - fx) * x[:, :, y0, x0] + fx * x[:, :, y0, x1])
+                             + fy * ((1 - fx) * x[:, :, y1, x0] + fx * x[:, :, y1, x1]))
+    return y
+
+
+@pytest.mark.parametrize("like_hw", [(7, 9), (3, 4), (5, 6)])
+def test_resize_as_follows_the_reference_size_at_every_call(like_hw, rng):
+    """ResizeAs (ONNX Resize with sizes = Shape(skip)[2:]): the output takes the second
+    input's spatial size whatever it is, and matches a numpy reference."""
+    layer = _built(nn.ResizeAs(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+                   (3, 5, 6), (8, 4, 4))
+    x = rng.standard_normal((2, 3, 5, 6))
+    like = rng.standard_normal((2, 8) + like_hw)
+    y = layer(x, like)
+    assert y.shape == (2, 3) + like_hw
+    np.testing.assert_allclose(y, _bilinear_reference(x, *like_hw), atol=1e-12)
+    nearest = nn.ResizeAs(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    ny = _built(nearest, (3, 5, 6), (8, 4, 4))(x, like)
+    rows = np.floor(np.arange(like_hw[0]) * 5 / like_hw[0]).astype(int)
+    cols = np.floor(np.arange(like_hw[1]) * 6 / like_hw[1]).astype(int)
+    np.testing.assert_array_equal(ny, x[:, :, rows][:, :, :, cols])
+
+
+def test_resize_as_backward_gives_the_reference_no_gradient(rng):
+    layer = _built(nn.ResizeAs(mode="linear"), (2, 3, 3), (1, 5, 4))
+    x, like = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 1, 5, 4))
+    layer.forward(x, like, training=True)
+    gx, glike = layer.backward(np.ones((1, 2, 5, 4)))
+    assert gx.shape == x.shape and np.allclose(gx.sum(), 2 * 5 * 4)
+    assert glike.shape == like.shape and not glike.any()
+    with pytest.raises(ValueError, match="one rank"):
+        layer.output_shape([(2, 3, 3), (1, 5)])
+
+
+@pytest.mark.parametrize("n, k, s, d", [(7, 3, 2, 1), (8, 3, 2, 1), (9, 4, 3, 2), (5, 1, 2, 1),
+                                        (4, 5, 1, 1)])
+@pytest.mark.parametrize("lower", [False, True])
+def test_pad_same_gives_ceil_n_over_s_outputs_and_onnx_pads(n, k, s, d, lower, rng):
+    """ONNX's SAME rule, per call: total = max((ceil(n/s) - 1) s + (k - 1) d + 1 - n, 0),
+    the odd one at the end (SAME_UPPER) or the start (SAME_LOWER)."""
+    layer = nn.PadSame(k, s, d, lower=lower, value=2.0)
+    x = rng.standard_normal((2, 3, n))
+    y = layer(x)
+    total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+    before = total - total // 2 if lower else total // 2
+    np.testing.assert_array_equal(y, np.pad(x, ((0, 0), (0, 0), (before, total - before)),
+                                            constant_values=2.0))
+    assert (y.shape[-1] - ((k - 1) * d + 1)) // s + 1 == -(-n // s)
+
+
+def test_pad_same_refuses_reflect_and_a_wrong_rank():
+    with pytest.raises(ValueError, match="reflect"):
+        nn.PadSame(3, 2, mode="reflect")
+    with pytest.raises(ValueError, match="2-D window"):
+        nn.PadSame((3, 3), 2)(np.zeros((1, 2, 5)))
+
+
+@pytest.mark.parametrize("like_hw", [(9, 6), (5, 6), (6, 5), (3, 8)])
+def test_pad_as_pads_or_crops_to_the_reference_size_at_every_call(like_hw, rng):
+    """PadAs (UNet's F.pad by skip.size() - x.size()): d = like - x per spatial axis, d / 2
+    rounded toward zero before (ONNX's integer Div), the rest after; one layer, any size."""
+    layer = _built(nn.PadAs(value=0.25), (3, 5, 6), (8, 5, 6))
+    x = rng.standard_normal((2, 3, 5, 6))
+    y = layer(x, rng.standard_normal((2, 8) + like_hw))
+    assert y.shape == (2, 3) + like_hw
+    want = x
+    for axis, (n, m) in enumerate(zip((5, 6), like_hw), start=2):
+        d = m - n
+        before = int(d / 2)   # toward zero
+        after = d - before
+        lo, hi = max(-before, 0), n - max(-after, 0)
+        want = np.take(want, range(lo, hi), axis=axis)
+        pad = [(0, 0)] * 4
+        pad[axis] = (max(before, 0), max(after, 0))
+        want = np.pad(want, pad, constant_values=0.25)
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.parametrize("like_hw", [(4, 5), (6, 3), (9, 9)])
+def test_slice_as_crops_to_the_reference_size_at_every_call(like_hw, rng):
+    """SliceAs (up[:, :, 1:skip.shape[2], :skip.shape[3]]): ends are the reference's sizes
+    on each call, clamped like ONNX Slice; the gradient goes back to the kept entries."""
+    layer = _built(nn.SliceAs([1, 0], [2, 3], [2, 3]), (3, 6, 7), (2, 4, 5))
+    x = rng.standard_normal((2, 3, 6, 7))
+    like = rng.standard_normal((2, 2) + like_hw)
+    y = layer.forward(x, like, training=True)
+    np.testing.assert_array_equal(y, x[:, :, 1:like_hw[0], :like_hw[1]])
+    gx, glike = layer.backward(np.ones_like(y))
+    want = np.zeros_like(x)
+    want[:, :, 1:like_hw[0], :like_hw[1]] = 1
+    np.testing.assert_array_equal(gx, want)
+    assert glike.shape == like.shape and not glike.any()
+    assert nn.SliceAs.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def test_slice_as_refuses_bad_axes():
+    with pytest.raises(ValueError, match="one entry per axis"):
+        nn.SliceAs([0], [2, 3], [2, 3])
+    with pytest.raises(ValueError, match="axes"):
+        nn.SliceAs([0], [0], [2])   # the batch axis
+    with pytest.raises(ValueError, match="do not fit"):
+        nn.SliceAs([0], [3], [2]).output_shape([(3, 6), (2, 4)])
+
+
+def test_pad_as_backward_and_errors(rng):
+    layer = _built(nn.PadAs(), (2, 3, 3), (1, 5, 4))
+    x, like = rng.standard_normal((1, 2, 3, 3)), rng.standard_normal((1, 1, 5, 4))
+    layer.forward(x, like, training=True)
+    gx, glike = layer.backward(np.ones((1, 2, 5, 4)))
+    np.testing.assert_array_equal(gx, np.ones_like(x))
+    assert glike.shape == like.shape and not glike.any()
+    assert layer.get_config() == {"mode": "constant", "value": 0.0}
+    with pytest.raises(ValueError, match="one rank"):
+        layer.output_shape([(2, 3, 3), (1, 5)])
+    with pytest.raises(ValueError, match="crops"):
+        nn.PadAs().output_shape([(2, 3, 3), (1, 5, 0)])
+    with pytest.raises(ValueError, match="reflect"):
+        nn.PadAs("reflect").output_shape([(2, 3, 3), (1, 9, 3)])
+
+
 @pytest.mark.parametrize("mode", ["reflect", "edge"])
 def test_pad_matches_numpy(mode, rng):
     x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)

@@ -1,28 +1,15 @@
 """The ONNX backend test cases shipped inside the onnx package (pytorch-converted,
 pytorch-operator): every case in scope imports and matches its expected outputs; the
 out-of-scope ones (onnx_conformance.OUT_OF_SCOPE, docs/onnx.md) are refused up front."""
-import os
 
 import pytest
 
 pytest.importorskip("onnx")
 
 from onnx_conformance import OUT_OF_SCOPE, cases, run_case
-from plugin_helpers import plugin_on_path
-
-from cconv import plugins
-
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "plugins", "cconv-onnx")
 
 
-@pytest.fixture(scope="module")
-def cconv_onnx(tmp_path_factory):
-    """The cconv-onnx package, discoverable by entry point; not installed."""
-    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
-        plugins.reset()
-        yield module
-    plugins.reset()
+
 
 CASES = cases()
 IN_SCOPE = [c for c in CASES if c[1] not in OUT_OF_SCOPE]

@@ -50,6 +50,7 @@ def _onnxruntime():
 REFERENCE_GAPS = {
     "conv_transpose2d": "onnx.reference's ConvTranspose fails on group > 1",
     "pad_constant_crop": "onnx.reference's Pad fails on negative pads",
+    "pad_as_skip": "onnx.reference's Pad fails on negative pads (the crop)",
 }
 
 
@@ -130,6 +131,55 @@ def merge_net():
     g.add("mm", nn.MatMul(), inputs=["div", "t"])                    # (8, 5, 5)
     g.set_outputs(["mm", "cat"])
     return g.build({"x": (2, 5, 6), "v": (6,)}, seed=0)
+
+
+def reshape_as_net():
+    """A hybrid block's tokens back to the feature map's (C, H, W) (ReshapeAs)."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("feat", nn.Conv2d(2, 4, 3, padding=1), inputs=["x"])
+    g.add("tokens", nn.Reshape((0, -1)), inputs=["feat"])                   # (4, H*W)
+    g.add("mix", nn.Tanh(), inputs=["tokens"])
+    g.add("map", nn.ReshapeAs([0, 1, 1], [None, 1, 2]), inputs=["mix", "feat"])
+    g.add("rest", nn.ReshapeAs([-1, 1], [None, 1]), inputs=["mix", "feat"])  # (4 W, H)
+    g.set_outputs(["map", "rest"])
+    return g.build({"x": (2, 5, 7)}, seed=0)
+
+
+def resize_as_net():
+    """UNet's decoder: upsample to the skip connection's size (ResizeAs), concat."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("down", nn.Conv2d(2, 3, 3, stride=2, padding=1), inputs=["x"])
+    g.add("up", nn.ResizeAs(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"),
+          inputs=["down", "x"])
+    g.add("near", nn.ResizeAs(nearest_mode="floor", coordinate_transformation_mode="asymmetric"),
+          inputs=["down", "x"])
+    g.add("cat", nn.Concat(axis=1), inputs=["up", "near", "x"])
+    g.set_outputs(["cat"])
+    return g.build({"x": (2, 5, 7)}, seed=0)
+
+
+def pad_as_net():
+    """UNet's size-difference pad (PadAs): ConvTranspose output padded to the skip's size
+    (constant), and the skip cropped to the upsampled size (edge mode, negative amounts)."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("down", nn.Conv2d(2, 3, 3, stride=2), inputs=["x"])
+    g.add("up", nn.ConvTranspose2d(3, 3, 2, stride=2), inputs=["down"])       # (3, 6, 8)
+    g.add("pad", nn.PadAs(value=0.5), inputs=["up", "x"])                    # (3, 7, 9)
+    g.add("crop", nn.PadAs("edge"), inputs=["x", "up"])                      # (2, 6, 8)
+    g.add("cat", nn.Concat(axis=1), inputs=["pad", "x"])
+    g.set_outputs(["cat", "crop"])
+    return g.build({"x": (2, 7, 9)}, seed=0)
+
+
+def slice_as_net():
+    """An x2 upsample cropped to the skip's size (SliceAs), as FPN heads write it."""
+    g = cconv.Graph(inputs=["x"])
+    g.add("down", nn.Conv2d(2, 3, 3, stride=2, padding=1), inputs=["x"])   # (3, 4, 5)
+    g.add("up", nn.Resize(scale=(2.0, 2.0)), inputs=["down"])              # (3, 8, 10)
+    g.add("crop", nn.SliceAs([0, 0], [2, 3], [2, 3]), inputs=["up", "x"])  # (3, 7, 9)
+    g.add("cat", nn.Concat(axis=1), inputs=["crop", "x"])
+    g.set_outputs(["cat"])
+    return g.build({"x": (2, 7, 9)}, seed=0)
 
 
 def constant_net():
@@ -265,6 +315,15 @@ CASES = {
     "resize_linear_pytorch_half_pixel_size_and_scale": lambda: seq(
         (2, 5, 4), nn.Resize(size=(7, 6), scale=(1.5, 1.5), mode="linear",
                              coordinate_transformation_mode="pytorch_half_pixel")),
+    "resize_as_skip": resize_as_net,
+    "reshape_as_tokens": reshape_as_net,
+    "pad_as_skip": pad_as_net,
+    "slice_as_skip": slice_as_net,
+    "pad_same_max_pool": lambda: seq((2, 7, 6), nn.PadSame((3, 3), (2, 2), mode="edge"),
+                                     nn.MaxPool2d(3, 2)),
+    "pad_same_lower_conv1d": lambda: seq((2, 9), nn.PadSame(4, 3, dilation=2, lower=True,
+                                                            value=-1.0),
+                                         nn.Conv1d(2, 3, 4, stride=3, dilation=2)),
     "pad_constant_crop": lambda: seq((2, 5, 6), nn.Pad(((0, 1), (2, -1), (1, 3)), value=0.5)),
     "pad_reflect": lambda: seq((2, 5, 6), nn.Pad(((0, 0), (2, 1), (3, 2)), mode="reflect")),
     "pad_edge": lambda: seq((2, 5), nn.Pad(((1, 0), (2, 3)), mode="edge")),

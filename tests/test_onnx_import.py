@@ -4,13 +4,9 @@ Structural tests need only `onnx`; parity runs against onnxruntime and, so
 that CI without it still compares numbers, against onnx's own reference
 evaluator (onnx.reference), whichever are installed.
 """
-import importlib
-import importlib.metadata
 import io
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,39 +15,14 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper
 from onnx_models import Builder, assorted_ops, mobile_cnn
-from plugin_helpers import plugin_on_path
+from conftest import run_onnx_reference as _run_reference
+from conftest import run_onnxruntime as _run_onnxruntime
 
 import cconv
 from cconv import plugins
 from cconv.gradcheck import check_gradients
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLUGIN_DIR = os.path.join(REPO, "plugins", "cconv-onnx")
-
-
-@pytest.fixture(scope="module")
-def cconv_onnx(tmp_path_factory):
-    """The cconv-onnx package, discoverable by entry point; not installed."""
-    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
-        plugins.reset()
-        yield module
-    plugins.reset()
-
-
-def _run_onnxruntime(model, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def _run_reference(model, feeds):
-    reference = pytest.importorskip("onnx.reference")
-    return reference.ReferenceEvaluator(model).run(None, feeds)
-
-
-@pytest.fixture(params=["onnxruntime", "onnx_reference"])
-def oracle(request):
-    return _run_onnxruntime if request.param == "onnxruntime" else _run_reference
 
 
 def _compare(model, oracle, cconv_onnx, rng, batch=3, atol=1e-4):
@@ -497,6 +468,46 @@ def test_dynamic_hw_imports_without_flags_and_matches_at_every_size(head, oracle
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+def _strided_same(rng):
+    """TF-style strided SAME windows on open H, W: MaxPool SAME_UPPER, Conv SAME_LOWER,
+    AveragePool SAME_UPPER counting the padding, each with stride 2."""
+    b = Builder(rng)
+    h = b.op("Relu", [b.conv("x", 3, 6, 3)])
+    h = b.op("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER")
+    h = b.conv(h, 6, 6, 4, stride=2, auto_pad="SAME_LOWER")
+    h = b.op("AveragePool", [h], kernel_shape=[3, 2], strides=[2, 2], auto_pad="SAME_UPPER",
+             count_include_pad=1)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info(h, TensorProto.FLOAT, ["N", 6, None, None])
+    graph = helper.make_graph(b.nodes, "g", [x], [y], initializer=b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_strided_same_windows_import_for_any_size(oracle, cconv_onnx, rng, tmp_path):
+    """Their pads depend on the size: PadSame works them out per call, so no input_shapes,
+    and the net exports back with the rule intact (onnxruntime at other sizes)."""
+    model = _strided_same(rng)
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec == {"x": (None, 3, None, None)}
+    assert sum(layer.type_name == "PadSame" for _, layer in net.layers()) == 3
+    sizes = [(2, (16, 16)), (1, (13, 11)), (3, (24, 21)), (2, (9, 10))]
+    outs = {}
+    for batch, hw in sizes:
+        x = rng.standard_normal((batch, 3) + hw).astype(np.float32)
+        want = oracle(model, {"x": x})[0]
+        got = outs[hw] = (x, net(x))
+        assert got[1].shape == want.shape, hw
+        np.testing.assert_allclose(got[1], want, atol=1e-4, rtol=1e-4)
+    ort = pytest.importorskip("onnxruntime")
+    path = tmp_path / "same.onnx"
+    cconv.export_onnx(net, str(path))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x, got in outs.values():
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], got, atol=1e-5, rtol=1e-5)
+
+
 def test_dynamic_import_saves_loads_and_runs_through_the_cli(cconv_onnx, rng, tmp_path,
                                                             capsys):
     from cconv.cli import main
@@ -525,9 +536,10 @@ def _open_model(nodes, inits=(), out_shape=None):
     return _model(nodes, inits, x_shape=("N", 2, "H", "W"), out_shape=out_shape)
 
 
-def _shape_product_reshape(unflatten):
+def _shape_product_reshape(unflatten, scaled=False):
     """x (N, 2, H, W) -> Reshape to [0, 0, H*W] with H*W computed from Shape, as exporters
-    write x.view(n, c, h * w); unflatten: then back to [0, 0, H, W] the same way."""
+    write x.view(n, c, h * w); unflatten: then back to [0, 0, H, W] the same way (scaled:
+    to [0, 0, 2 H, W / 2], sizes that are arithmetic on the input's)."""
     def gather(i, out):
         return helper.make_node("Gather", ["s", i], [out], name=f"gather_{out}", axis=0)
 
@@ -538,15 +550,21 @@ def _shape_product_reshape(unflatten):
              helper.make_node("Reshape", ["x", "t"], ["r"], name="flat"),
              helper.make_node("Relu", ["r"], ["y" if not unflatten else "f"], name="relu")]
     if unflatten:
-        nodes += [helper.make_node("Unsqueeze", ["h", "ax"], ["h1"], name="unsq_h"),
-                  helper.make_node("Unsqueeze", ["w", "ax"], ["w1"], name="unsq_w"),
+        h, w = "h", "w"
+        if scaled:
+            nodes += [helper.make_node("Mul", ["h", "two"], ["h2"], name="twice"),
+                      helper.make_node("Div", ["w", "two"], ["w2"], name="half")]
+            h, w = "h2", "w2"
+        nodes += [helper.make_node("Unsqueeze", [h, "ax"], ["h1"], name="unsq_h"),
+                  helper.make_node("Unsqueeze", [w, "ax"], ["w1"], name="unsq_w"),
                   helper.make_node("Concat", ["zero", "h1", "w1"], ["t2"], name="cat2",
                                    axis=0),
                   helper.make_node("Reshape", ["f", "t2"], ["y"], name="unflat")]
     inits = [onnx.numpy_helper.from_array(np.int64(2), "i2"),
              onnx.numpy_helper.from_array(np.int64(3), "i3"),
              onnx.numpy_helper.from_array(np.int64([0]), "ax"),
-             onnx.numpy_helper.from_array(np.int64([0, 0]), "zero")]
+             onnx.numpy_helper.from_array(np.int64([0, 0]), "zero"),
+             onnx.numpy_helper.from_array(np.int64(2), "two")]
     return _open_model(nodes, inits)
 
 
@@ -561,8 +579,21 @@ def test_a_reshape_target_computed_from_the_size_is_made_size_free(cconv_onnx, r
         np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], rtol=1e-6)
 
 
+def test_a_reshape_back_to_sizes_read_from_shape_follows_them(cconv_onnx, rng):
+    """[0, 0, H, W] with H and W gathered from x's Shape: ReshapeAs reads them from x at
+    every size (a hybrid block's tokens back to the feature map)."""
+    model = _shape_product_reshape(unflatten=True)
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec == {"x": (None, 2, None, None)}
+    assert [layer.like_axes for _, layer in net.layers()
+            if layer.type_name == "ReshapeAs"] == [(None, 1, 2)]
+    for hw in [(5, 4), (3, 7)]:
+        x = rng.standard_normal((3, 2) + hw).astype(np.float32)
+        np.testing.assert_allclose(net(x), _run_reference(model, {"x": x})[0], rtol=1e-6)
+
+
 def test_a_reshape_cconv_cannot_follow_asks_for_the_size(cconv_onnx, rng):
-    model = _shape_product_reshape(unflatten=True)   # two sizes computed: H and W
+    model = _shape_product_reshape(unflatten=True, scaled=True)   # 2 H and W / 2
     with pytest.raises(cconv_onnx.OnnxImportError,
                        match=r"node 'unflat'.*fixes the size.*input_shapes"):
         cconv_onnx.import_onnx(model)
@@ -666,3 +697,27 @@ def test_nonsense_conv_attributes_are_import_errors(cconv_onnx, attrs, match):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     with pytest.raises(cconv_onnx.OnnxImportError, match=match):
         cconv_onnx.import_onnx(model.SerializeToString())
+
+
+def test_a_long_1d_input_imports_free_at_a_placeholder_it_fits(cconv_onnx, oracle, rng):
+    """An audio stem (80 taps, stride 16, then 4x pooling twice) takes no input below
+    ~1.3k samples: the importer keeps trying larger placeholder sizes (M5 needed it)."""
+    w = rng.standard_normal((4, 1, 80)).astype(np.float32) * 0.1
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], strides=[16], name="stem"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("MaxPool", ["r"], ["p1"], kernel_shape=[4], strides=[4],
+                              name="pool1"),
+             helper.make_node("MaxPool", ["p1"], ["p2"], kernel_shape=[4], strides=[4],
+                              name="pool2"),
+             helper.make_node("MaxPool", ["p2"], ["y"], kernel_shape=[4], strides=[4],
+                              name="pool3")]
+    graph = helper.make_graph(
+        nodes, "audio", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, "t"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, "s"])],
+        [onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    net = cconv_onnx.import_onnx(model)
+    assert net.input_spec["x"] == (None, 1, None)
+    for length in (1500, 4001):
+        x = rng.standard_normal((2, 1, length)).astype(np.float32)
+        np.testing.assert_allclose(net(x), oracle(model, {"x": x})[0], rtol=1e-4, atol=1e-5)

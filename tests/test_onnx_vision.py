@@ -1,6 +1,5 @@
 """The vision-model operators through the ONNX importer, against onnxruntime and onnx's
 reference evaluator (whichever are installed), and the one report of every obstacle."""
-import os
 
 import numpy as np
 import pytest
@@ -9,38 +8,10 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper
 from onnx_models import Builder
-from plugin_helpers import plugin_on_path
+from conftest import run_onnx_reference as _run_reference
 
 import cconv
-from cconv import plugins
 
-PLUGIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "plugins", "cconv-onnx")
-
-
-@pytest.fixture(scope="module")
-def cconv_onnx(tmp_path_factory):
-    """The cconv-onnx package, discoverable by entry point; not installed."""
-    with plugin_on_path(PLUGIN_DIR, tmp_path_factory.mktemp("site")) as module:
-        plugins.reset()
-        yield module
-    plugins.reset()
-
-
-def _run_onnxruntime(model, feeds):
-    ort = pytest.importorskip("onnxruntime")
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
-
-
-def _run_reference(model, feeds):
-    reference = pytest.importorskip("onnx.reference")
-    return reference.ReferenceEvaluator(model).run(None, feeds)
-
-
-@pytest.fixture(params=["onnxruntime", "onnx_reference"])
-def oracle(request):
-    return _run_onnxruntime if request.param == "onnxruntime" else _run_reference
 
 
 def _model(build, x_shape, opset=17, positive=False):

@@ -10,22 +10,22 @@ from .convtranspose import ConvTranspose2d
 from .dropout import Dropout
 from .elementwise import BroadcastAdd, Clip, ConstantOp, Div, MatMul, Mul, Sub
 from .groupnorm import LRN, GroupNorm, InstanceNorm, LayerNorm
-from .indexing import DepthToSpace, Expand, Gather, Slice, SpaceToDepth, Tile
+from .indexing import DepthToSpace, Expand, Gather, Slice, SliceAs, SpaceToDepth, Tile
 from .linear import Linear
 from .losses import LOSSES, get_loss, mse, softmax_cross_entropy
 from .merge import Add, Concat
 from .norm import BatchNorm1d, BatchNorm2d
-from .pad import Pad
+from .pad import Pad, PadAs, PadSame
 from .pool import AvgPool1d, AvgPool2d, GlobalAvgPool, MaxPool1d, MaxPool2d
 from .reduce import Reduce
-from .resize import Resize
-from .shape import Flatten, Reshape, Transpose
+from .resize import Resize, ResizeAs
+from .shape import Flatten, Reshape, ReshapeAs, Transpose
 from .unary import Unary
 
 # the vision-model operators (ONNX importer): one class per family, table-driven inside
 _VISION_OPS = (Unary, LogSoftmax, Nary, Pow, Compare, Where, Reduce, LayerNorm, GroupNorm,
                InstanceNorm, LRN, Slice, Gather, Expand, Tile, DepthToSpace, SpaceToDepth,
-               MoveBatchAxis)
+               MoveBatchAxis, SliceAs)
 
 #: type_name -> class of every built-in layer (the plugin registry registers these).
 LAYER_CLASSES = {cls.type_name: cls for cls in (
@@ -35,6 +35,7 @@ LAYER_CLASSES = {cls.type_name: cls for cls in (
     Linear, Flatten, Reshape, Transpose,
     BatchNorm1d, BatchNorm2d, Dropout, Add, Concat,
     ConvTranspose2d, Clip, BroadcastAdd, Sub, Mul, Div, ConstantOp, MatMul, Resize, Pad,
+    ResizeAs, PadSame, ReshapeAs, PadAs,
 ) + _VISION_OPS}
 
 __all__ = [
@@ -46,10 +47,10 @@ __all__ = [
     "Linear", "Flatten", "Reshape", "Transpose",
     "BatchNorm1d", "BatchNorm2d", "Dropout", "Add", "Concat",
     "ConvTranspose2d", "Clip", "BroadcastAdd", "Sub", "Mul", "Div", "ConstantOp", "MatMul",
-    "Resize", "Pad",
+    "Resize", "ResizeAs", "Pad", "PadSame", "ReshapeAs", "PadAs",
     "Unary", "LogSoftmax", "Nary", "Pow", "Compare", "Where", "Reduce", "LayerNorm",
     "GroupNorm", "InstanceNorm", "LRN", "Slice", "Gather", "Expand", "Tile", "DepthToSpace",
-    "SpaceToDepth", "MoveBatchAxis",
+    "SpaceToDepth", "MoveBatchAxis", "SliceAs",
 ]
 
 

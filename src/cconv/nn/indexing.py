@@ -1,4 +1,4 @@
-"""Per-sample indexing and rearranging: Slice, Gather, Expand, Tile, DepthToSpace, SpaceToDepth.
+"""Per-sample indexing and rearranging: Slice, SliceAs, Gather, Expand, Tile, DepthToSpace, SpaceToDepth.
 
 Axes are batch-inclusive (axis 1 is the first per-sample axis) and every
 size is resolved from the input's actual shape on each call, so the layers
@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _util
 from .base import Layer
+from .shape import _ShapeLayer
 from .elementwise import _broadcast, _unbroadcast
 
 
@@ -17,20 +18,9 @@ def _int_list(name, values, minimum=None):
     return tuple(_util.check_int(name, v, minimum) for v in values)
 
 
-class _PerSample(Layer):
+class _PerSample(_ShapeLayer):
     type_name = None
-
-    def __init__(self):
-        super().__init__()
-        self._saved = None
-
-    def build(self, input_shapes, rng=None):
-        self.output_shape(input_shapes)
-        super().build(input_shapes, rng)
-
-    def _shape(self, input_shapes):
-        self.check_num_inputs(input_shapes)
-        return _util.as_shapes(input_shapes)[0]
+    _shape = _ShapeLayer._input_shape
 
     def output_shape(self, input_shapes):
         shape = self._shape(input_shapes)
@@ -86,6 +76,66 @@ class Slice(_PerSample):
         gx = np.zeros(shape, g.dtype)
         gx[self._index(len(shape))] = g
         return gx
+
+
+class SliceAs(Layer):
+    """x[..., starts:like_n, ...] on batch-inclusive axes, like_n the size of input 1 (its
+    values unused) on like_axes: torch's up[:, :, :skip.shape[2], :skip.shape[3]], which
+    crops an upsampled map to a skip tensor's size at every input size. Bounds clamp as
+    ONNX Slice's do; no gradient flows to input 1.
+    """
+    num_inputs = 2
+
+    def __init__(self, starts, axes, like_axes):
+        super().__init__()
+        self.starts = _int_list("starts", starts)
+        self.axes = _int_list("axes", axes, 1)
+        self.like_axes = _int_list("like_axes", like_axes, 1)
+        if not len(self.starts) == len(self.axes) == len(self.like_axes):
+            raise ValueError(f"starts, axes and like_axes must have one entry per axis, got "
+                             f"{self.starts}, {self.axes}, {self.like_axes}")
+        if len(set(self.axes)) != len(self.axes):
+            raise ValueError(f"axes {self.axes} name an axis twice")
+        self._saved = None
+
+    def get_config(self):
+        return {"starts": list(self.starts), "axes": list(self.axes),
+                "like_axes": list(self.like_axes)}
+
+    def _index(self, shape, like):
+        """The per-call index of x (batch-inclusive shapes shape and like)."""
+        index = [slice(None)] * len(shape)
+        for s, a, la in zip(self.starts, self.axes, self.like_axes):
+            if a >= len(shape) or la >= len(like):
+                raise ValueError(f"SliceAs axes {self.axes} / like_axes {self.like_axes} do "
+                                 f"not fit inputs of {len(shape)} and {len(like)} axes")
+            index[a] = slice(s, like[la])
+        return tuple(index)
+
+    def output_shape(self, input_shapes):
+        self.check_num_inputs(input_shapes)
+        shape, like = _util.as_shapes(input_shapes)
+        index = self._index((1,) + tuple(shape), (1,) + tuple(like))
+        out = tuple(len(range(*index[i + 1].indices(n))) for i, n in enumerate(shape))
+        return out
+
+    def build(self, input_shapes, rng=None):
+        self.output_shape(input_shapes)
+        super().build(input_shapes, rng)
+
+    def forward(self, x, like, training=False):
+        x, like = np.asarray(x), np.asarray(like)
+        index = self._index(x.shape, like.shape)
+        if training:
+            self._saved = (index, x.shape, like.shape, like.dtype)
+        return np.ascontiguousarray(x[index])
+
+    def backward(self, grad_out):
+        index, shape, like_shape, like_dtype = _util.saved(self)
+        g = np.asarray(grad_out)
+        gx = np.zeros(shape, g.dtype)
+        gx[index] = g
+        return gx, np.zeros(like_shape, like_dtype if like_dtype.kind == "f" else np.float64)
 
 
 class Gather(_PerSample):

@@ -155,3 +155,68 @@ class Resize(Layer):
     def backward(self, grad_out):
         (mats,) = _util.saved(self)
         return self._apply(np.asarray(grad_out), mats, True)
+
+
+class ResizeAs(Resize):
+    """Resample the spatial axes of input 0 to the spatial size of input 1 (its values unused).
+
+    ONNX Resize with `sizes` read from another tensor's Shape, as torch exports
+    F.interpolate(x, size=skip.shape[2:]) (UNet, FPN): the output size follows
+    that tensor at every input size. Coordinates map with scale = out / in, as
+    ONNX does for sizes. No gradient flows to the reference input.
+    """
+    num_inputs = 2
+
+    def __init__(self, mode="nearest", coordinate_transformation_mode="half_pixel",
+                 nearest_mode="round_prefer_floor"):
+        super().__init__(size=(1,), mode=mode,
+                         coordinate_transformation_mode=coordinate_transformation_mode,
+                         nearest_mode=nearest_mode)
+        self.size = None
+
+    def get_config(self):
+        config = super().get_config()
+        del config["size"], config["scale"]
+        return config
+
+    def output_shape(self, input_shapes):
+        self.check_num_inputs(input_shapes)
+        shape, like = _util.as_shapes(input_shapes)
+        if len(shape) < 2 or len(like) != len(shape):
+            raise ValueError(f"ResizeAs needs per-sample inputs (C, spatial...) of one rank, "
+                             f"got {shape} and {like}")
+        return shape[:1] + like[1:]
+
+    def _axis_matrices(self, spatial_in, dtype, spatial_out=None):
+        key = (spatial_in, spatial_out, np.dtype(dtype).str)
+        mats = self._matrices.get(key)
+        if mats is None:
+            for o, i in zip(spatial_out, spatial_in):
+                if o * i > MAX_MATRIX_ENTRIES:
+                    raise ValueError(f"ResizeAs from {spatial_in} to {spatial_out}: a {o} x "
+                                     f"{i} interpolation matrix exceeds {MAX_MATRIX_ENTRIES} "
+                                     f"entries")
+            mats = [interpolation_matrix(o, i, o / i, self.mode,
+                                         self.coordinate_transformation_mode,
+                                         self.nearest_mode).astype(dtype)
+                    for o, i in zip(spatial_out, spatial_in)]
+            if len(self._matrices) > 8:
+                self._matrices.clear()
+            self._matrices[key] = mats
+        return mats
+
+    def forward(self, x, like, training=False):
+        x = np.asarray(x)
+        if x.dtype.kind != "f":
+            x = x.astype(np.float64)
+        like = np.asarray(like)
+        self.output_shape([x.shape[1:], like.shape[1:]])
+        mats = self._axis_matrices(tuple(x.shape[2:]), x.dtype, tuple(like.shape[2:]))
+        if training:
+            self._saved = (mats, like.shape, like.dtype)
+        return self._apply(x, mats, False)
+
+    def backward(self, grad_out):
+        mats, like_shape, like_dtype = _util.saved(self)
+        return (self._apply(np.asarray(grad_out), mats, True),
+                np.zeros(like_shape, like_dtype if like_dtype.kind == "f" else np.float64))

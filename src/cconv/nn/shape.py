@@ -89,6 +89,71 @@ class Reshape(_ShapeLayer):
         return np.asarray(grad_out).reshape(shape)
 
 
+class ReshapeAs(_ShapeLayer):
+    """Reshape input 0 to a per-sample shape that reads sizes of input 1 (values unused).
+
+    Entry i of the target is input 1's per-sample size on axis like_axes[i] where
+    that is not None, else shape[i] (-1: the rest, 0: input 0's size on axis i).
+    A hybrid CNN-transformer block's tokens.transpose(1, 2).reshape(n, c, h, w),
+    h and w read from the feature map, thus holds at every input size. No
+    gradient flows to input 1.
+    """
+    num_inputs = 2
+
+    def __init__(self, shape, like_axes):
+        super().__init__()
+        if not isinstance(shape, (tuple, list)) or not isinstance(like_axes, (tuple, list)) \
+                or len(shape) != len(like_axes):
+            raise ValueError(f"shape and like_axes must be lists of one length, got {shape!r} "
+                             f"and {like_axes!r}")
+        self.shape = tuple(_util.check_int("shape", d, -1) for d in shape)
+        self.like_axes = tuple(None if a is None else _util.check_int("like_axes", a, 0)
+                               for a in like_axes)
+        if [d for d, a in zip(self.shape, self.like_axes) if a is None].count(-1) > 1:
+            raise ValueError(f"shape may hold one -1, got {shape}")
+
+    def get_config(self):
+        return {"shape": list(self.shape), "like_axes": list(self.like_axes)}
+
+    def output_shape(self, input_shapes):
+        self.check_num_inputs(input_shapes)
+        shape, like = _util.as_shapes(input_shapes)
+        target = []
+        for i, (d, a) in enumerate(zip(self.shape, self.like_axes)):
+            if a is not None:
+                if a >= len(like):
+                    raise ValueError(f"ReshapeAs reads axis {a} of a per-sample {like}")
+                target.append(like[a])
+            elif d == 0:
+                if i >= len(shape):
+                    raise ValueError(f"ReshapeAs: a 0 copies axis {i} of {shape}, which has "
+                                     f"too few axes")
+                target.append(shape[i])
+            else:
+                target.append(d)
+        size, known = math.prod(shape), math.prod(d for d in target if d != -1)
+        if -1 in target:
+            if known == 0 or size % known:
+                raise ValueError(f"cannot reshape per-sample shape {shape} to {target}")
+            return tuple(size // known if d == -1 else d for d in target)
+        if known != size:
+            raise ValueError(f"cannot reshape per-sample shape {shape} ({size} elements) to "
+                             f"{tuple(target)} ({known} elements)")
+        return tuple(target)
+
+    def forward(self, x, like, training=False):
+        x, like = np.asarray(x), np.asarray(like)
+        target = self.output_shape([x.shape[1:], like.shape[1:]])
+        if training:
+            self._saved = (x.shape, like.shape, like.dtype)
+        return x.reshape((x.shape[0],) + target)
+
+    def backward(self, grad_out):
+        shape, like_shape, like_dtype = _util.saved(self)
+        return (np.asarray(grad_out).reshape(shape),
+                np.zeros(like_shape, like_dtype if like_dtype.kind == "f" else np.float64))
+
+
 class Transpose(_ShapeLayer):
     """Permute each sample's axes: axes is a permutation of range(per-sample ndim)."""
 

@@ -91,6 +91,11 @@ def conv(im, node, attrs):
         _fail(node, f"{len(kernel)}-D convolution is not supported (1-D and 2-D are)")
     if attrs.get("auto_pad") == "SAME_UPPER" and any(s > 1 for s in strides):
         padding = "same"   # cconv's "same" is SAME_UPPER at every input size, not this one's pads
+    elif attrs.get("auto_pad") == "SAME_LOWER" and any(s > 1 for s in strides):
+        # the pads depend on the input size: a PadSame layer works them out at each call
+        x = im.add(node, nn.PadSame(kernel, strides, dilations, lower=True), [x],
+                   suffix="_pad")
+        padding = 0 if len(kernel) == 1 else (0, 0)
     layer = cls(in_ch, out_ch, kernel, stride=strides, padding=padding, dilation=dilations,
                 groups=groups, bias=b is not None)
     params = {"weight": w} if b is None else {"weight": w, "bias": b}
@@ -290,7 +295,16 @@ def _pool(im, node, attrs, kind):
     if kind == "avg" and any(d != 1 for d in dilations):
         _fail(node, f"dilations={dilations} in AveragePool are not supported")
     native = all(b == a and b <= k // 2 for (b, a), k in zip(pads, kernel))
-    if native:
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER") and any(s > 1 for s in strides) and (
+            kind == "max" or include_pad):
+        # strided SAME: the pads depend on the input size, so a PadSame layer works them
+        # out at each call ("edge" is exact for max, zeros for an average counting them)
+        x = im.add(node, nn.PadSame(kernel, strides, dilations, lower=auto == "SAME_LOWER",
+                                    mode="edge" if kind == "max" else "constant"), [x],
+                   suffix="_pad")
+        padding = 0
+    elif native:
         padding = tuple(b for b, _ in pads)
     else:
         # Asymmetric (SAME) or large padding as an explicit Pad layer first: "edge"
@@ -364,6 +378,31 @@ def _size_free(out, source):
     return tuple(target)
 
 
+def _reshape_like(im, node, x, raw, attrs):
+    """(ref, per-sample like_axes) when the Reshape target's entries after the batch read
+    sizes of another computed value ref through its Shape (a hybrid block's
+    reshape(n, c, h, w) with h, w from the feature map); else None."""
+    track = im.shape_of.get(node.input[1]) if len(node.input) > 1 else None
+    if not track or len(track) != len(raw) or attrs.get("allowzero", 0) or \
+            getattr(x, "batch_axis", 0):
+        return None
+    refs = {t[0].source: t[0] for t in track[1:] if t is not None and t[1] >= 1}
+    if len(refs) != 1 or x.source in refs:
+        return None
+    (ref,) = refs.values()
+    if getattr(ref, "batch_axis", 0):
+        return None
+    like_axes = []
+    for t in track[1:]:
+        if t is not None and t[0].source == ref.source and t[1] >= 1:
+            like_axes.append(t[1] - 1)
+        elif t is not None:
+            return None   # the batch size of some value inside the per-sample target
+        else:
+            like_axes.append(None)
+    return ref, like_axes
+
+
 def reshape(im, node, attrs):
     x = im.dynamic(node)
     raw = [int(d) for d in im.const(node, 1, "shape").reshape(-1)]
@@ -377,6 +416,13 @@ def reshape(im, node, attrs):
         if known == 0 or math.prod(x.shape) % known:
             _fail(node, f"cannot reshape {x.shape} to {target}")
         target = [math.prod(x.shape) // known if d == -1 else d for d in target]
+    like = _reshape_like(im, node, x, raw, attrs)
+    if like is not None:
+        if len(target) < 1 or target[0] != x.shape[0]:
+            _fail(node, f"reshaping {x.shape} to {target} would change the batch axis")
+        ref, like_axes = like
+        shape = [1 if a is not None else d for d, a in zip(raw[1:], like_axes)]
+        return im.add(node, nn.ReshapeAs(shape, like_axes), [x, ref])
     # The file's own 0 (copy) and -1 (the rest) stay in the layer, as onnxruntime
     # resolves them per input size; a -1 in the batch slot leaves the others literal.
     layer_shape = None
@@ -495,6 +541,35 @@ def _same_floor(scale):
                                np.floor(sizes * float(s32))))
 
 
+def _sizes_like(im, node, x, sizes):
+    """The computed value whose spatial size Resize's `sizes` input is, or None.
+
+    That is: sizes[:2] are x's batch and channels (read from x's shape or
+    equal constants), sizes[2:] the sizes of axes 2.. of one value of x's rank,
+    read from its Shape (tracked by the importer, see Importer._track_shape).
+    """
+    track = im.shape_of.get(node.input[3]) if len(node.input) > 3 else None
+    ndim = len(x.shape)
+    if not track or len(track) != ndim or getattr(x, "batch_axis", 0):
+        return None
+    values = [int(v) for v in np.reshape(sizes, -1)]
+    for axis in (0, 1):
+        t = track[axis]
+        if t is None:
+            if values[axis] != x.shape[axis]:
+                return None
+        elif t[1] != axis or t[0].shape[axis] != x.shape[axis]:
+            return None
+    sources = {id(t[0]) for t in track[2:] if t is not None}
+    if len(sources) != 1 or any(t is None or t[1] != axis
+                                for axis, t in enumerate(track[2:], start=2)):
+        return None
+    like = track[2][0]
+    if len(like.shape) != ndim:
+        return None
+    return like
+
+
 def resize(im, node, attrs):
     x = im.dynamic(node)
     upsample = node.op_type == "Upsample"
@@ -522,6 +597,13 @@ def resize(im, node, attrs):
         _fail(node, f"coordinate_transformation_mode={coord!r} is not supported "
                     f"({', '.join(nn.resize.COORDINATE_MODES)})")
     ndim = len(x.shape)
+    like = _sizes_like(im, node, x, sizes) if sizes is not None else None
+    if like is not None:
+        # sizes = another value's spatial size (F.interpolate(size=skip.shape[2:])): the
+        # output follows that value at every input size
+        layer = nn.ResizeAs(mode=mode, coordinate_transformation_mode=coord,
+                            nearest_mode=nearest)
+        return im.add(node, layer, [x, like])
     if sizes is not None and np.size(sizes):
         sizes = [int(s) for s in np.reshape(sizes, -1)]
         if len(sizes) != ndim or sizes[:2] != list(x.shape[:2]):
@@ -569,9 +651,31 @@ def pad(im, node, attrs):
     if pads[0] or pads[ndim]:
         _fail(node, "padding the batch axis is not supported")
     per_sample = tuple((int(pads[i]), int(pads[i + ndim])) for i in range(1, ndim))
+    like = _pad_like(im, node, x, per_sample)
+    if like is not None:
+        # pads computed from another value's shape (F.pad by skip.size() - x.size()):
+        # the layer works them out from that value at every input size
+        return im.add(node, nn.PadAs(mode, value), [x, like])
     if not any(b or a for b, a in per_sample):
         return x
     return im.add(node, nn.Pad(per_sample, mode, value), [x])
+
+
+def _pad_like(im, node, x, per_sample):
+    """The computed value whose spatial size per_sample takes x to, split as nn.PadAs does
+    (UNet's d // 2 before, the rest after), where the pads are folded from that value's
+    Shape (see Importer._track_deps); else None."""
+    deps = im.shape_deps.get(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    for like in (deps or {}).values():
+        if like.source == x.source or len(like.shape) != len(x.shape) or \
+                getattr(like, "batch_axis", 0):
+            continue
+        try:
+            if nn.PadAs.pairs(x.shape[1:], like.shape[1:]) == per_sample:
+                return like
+        except ValueError:
+            continue
+    return None
 
 
 CONVERTERS = {

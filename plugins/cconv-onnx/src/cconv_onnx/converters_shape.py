@@ -141,7 +141,32 @@ def _slice_layer(im, node, x, starts, ends, axes, steps, suffix=""):
 
 def slice_(im, node, attrs):
     x = im.dynamic(node)
-    return _slice_layer(im, node, x, *_slice_args(im, node, attrs))
+    args = _slice_args(im, node, attrs)
+    like = _slice_like(im, node, x, *args)
+    if like is not None:
+        # ends read from another value's Shape (up[:, :, :skip.shape[2]]): the layer
+        # reads them from that value at every input size
+        ref, starts, axes, like_axes = like
+        return im.add(node, nn.SliceAs(starts, axes, like_axes), [x, ref])
+    return _slice_layer(im, node, x, *args)
+
+
+def _slice_like(im, node, x, starts, ends, axes, steps):
+    """(ref, starts, batch-inclusive axes, like_axes) when every `ends` entry of a step-1
+    Slice is the size of one other computed value ref on some axis, read through its
+    Shape (Importer.shape_of); else None."""
+    track = im.shape_of.get(node.input[2]) if im.opset >= 10 and len(node.input) > 2 else None
+    if not track or len(track) != len(axes) or any(t is None for t in track) or \
+            any(st != 1 for st in steps) or batch_axis(im, x):
+        return None
+    refs = {t[0].source: t[0] for t in track}
+    if len(refs) != 1 or x.source in refs:
+        return None
+    (ref,) = refs.values()
+    axes = [a % len(x.shape) for a in axes]
+    if batch_axis(im, ref) or 0 in axes or any(t[1] == 0 for t in track):
+        return None
+    return ref, starts, axes, [t[1] for t in track]
 
 
 def split(im, node, attrs):

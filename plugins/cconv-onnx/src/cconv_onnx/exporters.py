@@ -170,6 +170,27 @@ def reshape(ctx, node):
     ctx.add("Reshape", [node.inputs[0], target], node.name)
 
 
+def reshape_as(ctx, node):
+    """Reshape with a target read at run time: 0 (the batch), the layer's constants and
+    Shape(like)[axis + 1] for each entry taken from the reference."""
+    layer, (x, like) = node.layer, node.inputs
+    like_shape = ctx.add("Shape", [like], ctx.fresh(f"{node.name}/like_shape"))
+    pieces, run = [], [0]
+    for i, (d, a) in enumerate(zip(layer.shape, layer.like_axes)):
+        if a is None:
+            run.append(d)
+            continue
+        if run:
+            pieces.append(ctx.const(run, f"{node.name}/part{i}", np.int64))
+            run = []
+        pieces.append(ctx.add("Gather", [like_shape, ctx.const([a + 1], f"{node.name}/axis{i}",
+                                                               np.int64)], axis=0))
+    if run:
+        pieces.append(ctx.const(run, f"{node.name}/tail", np.int64))
+    target = ctx.add("Concat", pieces, ctx.fresh(f"{node.name}/shape"), axis=0)
+    ctx.add("Reshape", [x, target], node.name)
+
+
 def transpose(ctx, node):
     ctx.add("Transpose", [node.inputs[0]], node.name,
             perm=[0] + [a + 1 for a in node.layer.axes])
@@ -254,6 +275,26 @@ def resize(ctx, node):
     ctx.add("Resize", [x, "", "", sizes], node.name, **attrs)
 
 
+def resize_as(ctx, node):
+    """Resize to the spatial size of input 1: batch and channels from x's Shape, the rest
+    from the reference's (free at any size, as torch's F.interpolate(size=t.shape[2:]))."""
+    layer = node.layer
+    x, like = node.inputs
+    def dims(value, start, end, hint):   # Shape + Slice: Shape's start/end need opset 15
+        shape = ctx.add("Shape", [value], ctx.fresh(f"{node.name}/{hint}_shape"))
+        return ctx.add("Slice", [shape, ctx.const([start], f"{node.name}/{hint}_start",
+                                                  np.int64),
+                                 ctx.const([end], f"{node.name}/{hint}_end", np.int64)],
+                       ctx.fresh(f"{node.name}/{hint}"))
+
+    lead = dims(x, 0, 2, "batch_channels")
+    rest = dims(like, 2, len(node.input_shapes[1]) + 1, "spatial")
+    sizes = ctx.add("Concat", [lead, rest], ctx.fresh(f"{node.name}/sizes"), axis=0)
+    ctx.add("Resize", [x, "", "", sizes], node.name, mode=layer.mode,
+            coordinate_transformation_mode=layer.coordinate_transformation_mode,
+            nearest_mode=layer.nearest_mode)
+
+
 def pad(ctx, node):
     layer = node.layer
     pads = ctx.const(_onnx_pads(((0, 0),) + layer.pads), f"{node.name}/pads", np.int64)
@@ -261,6 +302,60 @@ def pad(ctx, node):
     if layer.mode == "constant":
         inputs.append(ctx.const(layer.value, f"{node.name}/value"))
     ctx.add("Pad", inputs, node.name, mode=layer.mode)
+
+
+def pad_same(ctx, node):
+    """PadSame as ONNX ops on the input's Shape (any size): out = ceil(n / s), total =
+    max((out - 1) s + (k - 1) d + 1 - n, 0), the odd one at the end (SAME_UPPER)."""
+    layer, x, name = node.layer, node.inputs[0], node.name
+    nd = len(layer.kernel_size)
+
+    def const(value, hint):
+        return ctx.const(list(value), f"{name}/{hint}", np.int64)
+
+    shape = ctx.add("Shape", [x], ctx.fresh(f"{name}/shape"))
+    n = ctx.add("Slice", [shape, const([2], "start"), const([2 + nd], "end")],
+                ctx.fresh(f"{name}/spatial"))
+    stride = const(layer.stride, "stride")
+    out = ctx.add("Div", [ctx.add("Add", [n, const([s - 1 for s in layer.stride], "s_1")]),
+                          stride])
+    span = [(k - 1) * d + 1 for k, d in zip(layer.kernel_size, layer.dilation)]
+    need = ctx.add("Sub", [ctx.add("Add", [ctx.add("Mul", [ctx.add(
+        "Sub", [out, const([1] * nd, "one")]), stride]), const(span, "span")]), n])
+    total = ctx.add("Max", [need, const([0] * nd, "zero")])
+    small = ctx.add("Div", [total, const([2] * nd, "two")])
+    big = ctx.add("Sub", [total, small])
+    before, after = (big, small) if layer.lower else (small, big)
+    pads = ctx.add("Concat", [const([0, 0], "lead"), before, const([0, 0], "lead_end"), after],
+                   ctx.fresh(f"{name}/pads"), axis=0)
+    inputs = [x, pads]
+    if layer.mode == "constant":
+        inputs.append(ctx.const(layer.value, f"{name}/value"))
+    ctx.add("Pad", inputs, name, mode=layer.mode)
+
+
+def pad_as(ctx, node):
+    """PadAs as ONNX ops on both inputs' Shapes (any size): d = like - x per spatial axis,
+    d / 2 (ONNX's integer Div, toward zero) before, d - d / 2 after."""
+    layer, (x, like), name = node.layer, node.inputs, node.name
+    rank = len(node.input_shapes[0]) + 1
+
+    def spatial(value, hint):   # Shape + Slice: Shape's start/end need opset 15
+        shape = ctx.add("Shape", [value], ctx.fresh(f"{name}/{hint}_shape"))
+        return ctx.add("Slice", [shape, ctx.const([2], f"{name}/{hint}_start", np.int64),
+                                 ctx.const([rank], f"{name}/{hint}_end", np.int64)],
+                       ctx.fresh(f"{name}/{hint}_spatial"))
+
+    diff = ctx.add("Sub", [spatial(like, "like"), spatial(x, "x")], ctx.fresh(f"{name}/diff"))
+    before = ctx.add("Div", [diff, ctx.const([2] * (rank - 2), f"{name}/two", np.int64)],
+                     ctx.fresh(f"{name}/before"))
+    after = ctx.add("Sub", [diff, before], ctx.fresh(f"{name}/after"))
+    lead = ctx.const([0, 0], f"{name}/lead", np.int64)
+    pads = ctx.add("Concat", [lead, before, lead, after], ctx.fresh(f"{name}/pads"), axis=0)
+    inputs = [x, pads]
+    if layer.mode == "constant":
+        inputs.append(ctx.const(layer.value, f"{name}/value"))
+    ctx.add("Pad", inputs, name, mode=layer.mode)
 
 
 #: built-in layer type_name -> exporter (exporter.py registers them in EXPORTERS)
@@ -274,11 +369,13 @@ BUILTIN_EXPORTERS = {
     "HardSigmoid": _unary("HardSigmoid", alpha=lambda layer: 1 / 6, beta=lambda layer: 0.5),
     "Softmax": _unary("Softmax", axis=lambda layer: layer.axis),
     "PReLU": prelu, "HardSwish": hard_swish, "Clip": clip,
-    "Flatten": flatten, "Reshape": reshape, "Transpose": transpose, "Dropout": identity,
+    "Flatten": flatten, "Reshape": reshape, "ReshapeAs": reshape_as, "Transpose": transpose,
+    "Dropout": identity,
     "BatchNorm1d": batch_norm, "BatchNorm2d": batch_norm,
     "Add": add, "Concat": concat, "BroadcastAdd": _binary("Add"), "Sub": _binary("Sub"),
     "Mul": _binary("Mul"), "Div": _binary("Div"), "MatMul": _binary("MatMul"),
-    "ConstantOp": constant_op, "Resize": resize, "Pad": pad,
+    "ConstantOp": constant_op, "Resize": resize, "ResizeAs": resize_as, "Pad": pad,
+    "PadSame": pad_same, "PadAs": pad_as,
 }
 
 # the vision-model layers (and Softmax's opset < 13 flattening), in their own module

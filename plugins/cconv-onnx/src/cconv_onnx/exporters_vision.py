@@ -203,6 +203,16 @@ def slice_(ctx, node):
     ctx.add("Slice", ins, node.name)
 
 
+def slice_as(ctx, node):
+    """Slice whose ends are input 1's sizes, read through its Shape at run time."""
+    layer, (x, like) = node.layer, node.inputs
+    shape = ctx.add("Shape", [like], ctx.fresh(f"{node.name}/like_shape"))
+    ends = ctx.add("Gather", [shape, ctx.const(list(layer.like_axes), f"{node.name}/like_axes",
+                                               np.int64)], ctx.fresh(f"{node.name}/ends"), axis=0)
+    ctx.add("Slice", [x, ctx.const(list(layer.starts), f"{node.name}/starts", np.int64), ends,
+                      ctx.const(list(layer.axes), f"{node.name}/axes", np.int64)], node.name)
+
+
 def gather(ctx, node):
     layer = node.layer
     ctx.add("Gather", [node.inputs[0], ctx.const(layer.indices, f"{node.name}/indices",
@@ -243,7 +253,7 @@ def move_batch_axis(ctx, node):
 VISION_EXPORTERS = {
     "Unary": unary, "Softmax": softmax, "LogSoftmax": softmax, "Nary": nary, "Pow": power,
     "Compare": compare, "Where": where, "Reduce": reduce, "LayerNorm": layer_norm,
-    "GroupNorm": group_norm, "InstanceNorm": instance_norm, "LRN": lrn, "Slice": slice_,
+    "GroupNorm": group_norm, "InstanceNorm": instance_norm, "LRN": lrn, "Slice": slice_, "SliceAs": slice_as,
     "Gather": gather, "Expand": expand, "Tile": tile, "DepthToSpace": depth_to_space,
     "SpaceToDepth": space_to_depth, "MoveBatchAxis": move_batch_axis,
 }

@@ -119,6 +119,15 @@ _CAST_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32,
                13: np.uint64}
 
 
+def _mod(node, args, attrs, opset):
+    a, b = np.asarray(args[0]), np.asarray(args[1])
+    if attrs.get("fmod", 0):
+        return np.fmod(a, b)   # C's fmod: the dividend's sign
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        raise OnnxImportError(f"Mod node {node.name!r}: fmod=0 on floats is invalid ONNX")
+    return np.mod(a, b)   # integer Mod: the divisor's sign, as Python's %
+
+
 def _cast(node, args, attrs, opset):
     to = int(attrs["to"])
     if to not in _CAST_TYPES:
@@ -254,6 +263,7 @@ FOLDERS = {
     "Sub": lambda node, args, attrs, opset: np.asarray(args[0]) - np.asarray(args[1]),
     "Mul": lambda node, args, attrs, opset: np.asarray(args[0]) * np.asarray(args[1]),
     "Div": _div,
+    "Mod": _mod,   # nn.MultiheadAttention's shape checks
     "Floor": lambda node, args, attrs, opset: np.floor(args[0]),
     "Ceil": lambda node, args, attrs, opset: np.ceil(args[0]),
     "Sqrt": lambda node, args, attrs, opset: np.sqrt(args[0]),
@@ -263,7 +273,7 @@ FOLDERS = {
 
 #: ops that only make sense on constants (shape arithmetic), never on activations
 CONSTANT_ONLY = {"Constant", "Gather", "Slice", "ConstantOfShape", "Range", "Floor",
-                 "Ceil", "Sqrt"}
+                 "Ceil", "Sqrt", "Mod"}
 
 
 def fold(node, args, opset, budget=None):

@@ -35,7 +35,7 @@ __all__ = [
 #: the batch size a symbolic batch axis is traced with (see Importer._inputs)
 SYMBOLIC_BATCH = 7
 #: sizes an open (symbolic) per-sample dim is traced with, in order, until one imports
-PLACEHOLDER_SIZES = (64, 224, 32, 128, 512)
+PLACEHOLDER_SIZES = (64, 224, 32, 128, 512, 2048, 8192, 16384)   # long 1-D inputs last
 #: offsets from the traced size at which the import is repeated, to check that no
 #: layer depends on the size (parity, divisibility); two that import are enough
 CHECK_OFFSETS = (1, 2, 8, 32, 64)
@@ -134,6 +134,12 @@ class Importer:
         self.onnx_node_of = {}   # cconv node -> the ONNX node it came from
         self.opset = _opset(model)
         self.values = {}              # ONNX tensor name -> np.ndarray | Dynamic
+        # ONNX tensor name -> per element of a folded shape vector, (Dynamic, axis) when
+        # it is that value's size along that axis (Shape -> Gather/Slice -> Concat)
+        self.shape_of = {}
+        # ONNX tensor name -> the computed values whose Shape a folded value was made from
+        # (any arithmetic): converters try size rules on them (UNet's pad to a skip's size)
+        self.shape_deps = {}
         self.graph = None
         self.weights = {}             # cconv node name -> {param: array}
         self._names = set()
@@ -312,6 +318,56 @@ class Importer:
         for name, value in zip(node.output, outs):
             if name:
                 self.values[name] = value
+        self._track_shape(node, args, outs)
+        self._track_deps(node, args, outs)
+
+    def _track_deps(self, node, args, outs):
+        """Record, per folded output, the computed values whose shapes it came from."""
+        deps = {}
+        if node.op_type == "Shape" and isinstance(args[0], Dynamic):
+            deps[args[0].source] = args[0]
+        for name in node.input:
+            deps.update(self.shape_deps.get(name, {}) if name else {})
+        if deps:
+            for name, value in zip(node.output, outs):
+                if name and isinstance(value, np.ndarray):
+                    self.shape_deps[name] = deps
+
+    def _track_shape(self, node, args, outs):
+        """Record which folded shape entries are sizes of which computed value."""
+        op, out = node.op_type, node.output[0] if node.output else ""
+        if not out or not isinstance(outs[0], np.ndarray) or outs[0].ndim > 1:
+            return
+        n = int(outs[0].size)
+        src = [self.shape_of.get(name) if name else None for name in node.input]
+        track = None
+        if op == "Shape" and isinstance(args[0], Dynamic) and not getattr(args[0],
+                                                                            "batch_axis", 0):
+            attrs = attributes(node)
+            axes = list(range(len(args[0].shape)))[attrs.get("start", 0):
+                                                    attrs.get("end", len(args[0].shape))]
+            track = [(args[0], a) for a in axes]
+        elif op in ("Cast", "Identity", "Squeeze", "Unsqueeze", "Reshape") and src[0]:
+            track = src[0]
+        elif op == "Gather" and src[0] and int(attributes(node).get("axis", 0)) == 0 and \
+                isinstance(args[1], np.ndarray):
+            idx = [int(i) for i in np.reshape(args[1], -1)]
+            if all(-len(src[0]) <= i < len(src[0]) for i in idx):
+                track = [src[0][i] for i in idx]
+        elif op == "Slice" and src[0] and all(isinstance(a, np.ndarray) for a in args[1:]
+                                              if a is not None):
+            positions = np.arange(len(src[0]))
+            try:
+                picked = fold(node, [positions] + list(args[1:]), self.opset, self.fold_budget)
+                track = [src[0][int(i)] for i in np.reshape(picked[0], -1)]
+            except Exception:   # noqa: BLE001 - no provenance, the folded value stands
+                track = None
+        elif op == "Concat" and any(src):
+            track = []
+            for a, t in zip(args, src):
+                track += t if t else [None] * int(np.size(a))
+        if track is not None and len(track) == n and any(track):
+            self.shape_of[out] = track
 
     def _shape(self, node, x):
         if x is None:

@@ -117,23 +117,39 @@ def same_layout(convert):
         b = bs.pop()
         consts = [i for i in range(len(node.input)) if node.input[i]
                   and not hasattr(im.value(node, i), "source")]
-        if any(np.size(im.value(node, i)) > 1 for i in consts if node.op_type not in
-               ("MatMul", "Clip", "PRelu", "Reshape", "Pad")):
-            _fail(node, "a constant operand of a value whose batch axis moved")
+        ndim = len(xs[0].shape)
+        moved_consts = {node.input[i]: _per_sample_const(node, im.value(node, i), ndim, b)
+                        for i in consts if np.size(im.value(node, i)) > 1 and node.op_type
+                        not in ("MatMul", "Clip", "PRelu", "Reshape", "Pad")}
         # a constant right operand is a Linear on the last axis: rows may hold the batch
         matrix_axes = 2 if len(xs) == 2 else 1
         if node.op_type == "MatMul" and b >= len(xs[0].shape) - matrix_axes:
             _fail(node, f"the batch axis {b} is a matrix axis of {xs[0].shape}")
         values = im.values
         saved = {n: values[n] for n in node.input if n and hasattr(values[n], "source")}
+        saved.update({n: values[n] for n in moved_consts})
         for n, v in saved.items():
-            values[n] = _physical(im, v)
+            values[n] = moved_consts[n] if n in moved_consts else _physical(im, v)
         try:
             out = convert(im, node, attrs)
         finally:
             values.update(saved)
         return _logical(im, type(out)(out.source, out.shape), b)
     return converted
+
+
+def _per_sample_const(node, c, ndim, b):
+    """Constant operand c of a value of ndim axes whose batch axis is at b, as it broadcasts
+    against the batch-first array: axes after b keep their place on the right (a bias of
+    (C,) on (T, N, C)); a longer c needs size 1 at b, and loses that axis."""
+    c = np.asarray(c)
+    if c.ndim < ndim - b:
+        return c
+    full = c.reshape((1,) * (ndim - c.ndim) + c.shape)
+    if full.shape[b] != 1:
+        _fail(node, f"a constant operand of shape {c.shape} would broadcast over the batch "
+                    f"axis {b} of the {ndim}-D input")
+    return full.reshape(full.shape[:b] + full.shape[b + 1:])
 
 
 def batch_first_or(original, convert):
