@@ -40,14 +40,16 @@ import numpy as np  # noqa: E402
 import cconv  # noqa: E402
 import export  # noqa: E402
 from _machine import describe, results_dir  # noqa: E402
-from models import TRAIN_ZOO, ZOO, build  # noqa: E402
+from shapes import SHAPES, TRAIN_SHAPES  # noqa: E402
 from timing import interleaved  # noqa: E402
 from training import bench_train  # noqa: E402
 
 try:
     import torch
-except ImportError:
-    torch = None
+
+    from models import build
+except ImportError:   # the ONNX files already in .cache still run
+    torch = build = None
 try:
     import onnxruntime as ort
 except ImportError:
@@ -306,7 +308,7 @@ def main(argv=None):
                     help="batch 1, smaller inputs where the net allows, 3 rounds")
     ap.add_argument("--batches", default=None, help="default 1,8 (quick: 1)")
     ap.add_argument("--rounds", type=int, default=None, help="default 5 (quick: 3)")
-    ap.add_argument("--only", default="", help=f"comma-separated nets of {', '.join(ZOO)}")
+    ap.add_argument("--only", default="", help=f"comma-separated nets of {', '.join(SHAPES)}")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--out", default=None, help="default zoo.json (quick: zoo-quick.json) in "
@@ -320,14 +322,14 @@ def main(argv=None):
     threads = [int(t) for t in args.threads.split(",")]
     batches = [int(b) for b in (args.batches or ("1" if args.quick else "1,8")).split(",")]
     rounds = args.rounds or (3 if args.quick else 5)
-    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(ZOO)
-    unknown = set(names) - set(ZOO) - set(TRAIN_ZOO)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SHAPES)
+    unknown = set(names) - set(SHAPES) - set(TRAIN_SHAPES)
     if unknown:
-        ap.error(f"unknown nets {sorted(unknown)}; known: {list(ZOO)}, {list(TRAIN_ZOO)}")
+        ap.error(f"unknown nets {sorted(unknown)}; known: {list(SHAPES)}, {list(TRAIN_SHAPES)}")
     t_start = time.perf_counter()
     rows = []
-    for name in [n for n in names if n in ZOO]:
-        shape = ZOO[name][2 if args.quick else 1]
+    for name in [n for n in names if n in SHAPES]:
+        shape = SHAPES[name][1 if args.quick else 0]
         model = build(name, shape) if torch is not None else None
         path, status = onnx_file(name, shape, 17, model)
         net, seconds = None, None
@@ -348,10 +350,10 @@ def main(argv=None):
                 print_row(r)
     rows += geomean_rows(rows)
     if not args.no_train:
-        train_names = [n for n in TRAIN_ZOO if not args.only or n in names
+        train_names = [n for n in TRAIN_SHAPES if not args.only or n in names
                        or n.replace("_cifar", "") in names]
         for name in train_names:
-            shape = TRAIN_ZOO[name][1]
+            shape = TRAIN_SHAPES[name]
             model = build(name, shape) if torch is not None else None
             path, status = onnx_file(name, shape, 17, model)
             for t in threads:

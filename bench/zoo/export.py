@@ -13,7 +13,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
-SOURCES = ("models.py", "models_classic.py", "models_mobile.py", "models_dense.py")
+SOURCES = ("shapes.py", "models.py", "models_classic.py", "models_mobile.py", "models_dense.py")
 
 
 def cache_path(name, shape, opset):

@@ -12,28 +12,25 @@ import models_classic as classic
 import models_dense as dense
 import models_mobile as mobile
 
-# name -> (constructor, per-sample input shape, --quick input shape, family)
-ZOO = {
-    "resnet18": (classic.resnet18, (3, 224, 224), (3, 112, 112), "image"),
-    "resnet50": (classic.resnet50, (3, 224, 224), (3, 112, 112), "image"),
-    "mobilenet_v2": (mobile.mobilenet_v2, (3, 224, 224), (3, 112, 112), "image"),
-    "mobilenet_v3_large": (mobile.mobilenet_v3_large, (3, 224, 224), (3, 112, 112), "image"),
-    "efficientnet_b0": (mobile.efficientnet_b0, (3, 224, 224), (3, 112, 112), "image"),
-    "squeezenet1_1": (classic.squeezenet1_1, (3, 224, 224), (3, 112, 112), "image"),
-    "shufflenet_v2": (mobile.shufflenet_v2, (3, 224, 224), (3, 112, 112), "image"),
-    "densenet121": (classic.densenet121, (3, 224, 224), (3, 112, 112), "image"),
-    "googlenet": (classic.googlenet, (3, 224, 224), (3, 112, 112), "image"),
-    # AdaptiveAvgPool2d(7) exports only where the map divides: 224 in both modes
-    "vgg16": (classic.vgg16, (3, 224, 224), (3, 224, 224), "image"),
-    "unet": (dense.UNet, (3, 256, 256), (3, 128, 128), "dense"),
-    "dbnet_mv3": (dense.DBNet, (3, 640, 640), (3, 320, 320), "dense"),
-    "m5_audio": (dense.m5, (1, 16000), (1, 16000), "audio"),
+from shapes import SHAPES, TRAIN_SHAPES  # noqa: E402  (names and shapes, torch-free)
+
+CONSTRUCTORS = {
+    "resnet18": classic.resnet18, "resnet50": classic.resnet50,
+    "mobilenet_v2": mobile.mobilenet_v2, "mobilenet_v3_large": mobile.mobilenet_v3_large,
+    "efficientnet_b0": mobile.efficientnet_b0, "squeezenet1_1": classic.squeezenet1_1,
+    "shufflenet_v2": mobile.shufflenet_v2, "densenet121": classic.densenet121,
+    "googlenet": classic.googlenet, "vgg16": classic.vgg16, "unet": dense.UNet,
+    "dbnet_mv3": dense.DBNet, "m5_audio": dense.m5,
 }
+# name -> (constructor, per-sample input shape, --quick input shape, family)
+ZOO = {name: (CONSTRUCTORS[name], *SHAPES[name]) for name in SHAPES}
 
 # CIFAR forms for the training-step comparison (32x32, 10 classes)
 TRAIN_ZOO = {
-    "resnet18_cifar": (lambda: classic.resnet18(classes=10, cifar=True), (3, 32, 32)),
-    "mobilenet_v2_cifar": (lambda: mobile.mobilenet_v2(classes=10, cifar=True), (3, 32, 32)),
+    "resnet18_cifar": (lambda: classic.resnet18(classes=10, cifar=True),
+                       TRAIN_SHAPES["resnet18_cifar"]),
+    "mobilenet_v2_cifar": (lambda: mobile.mobilenet_v2(classes=10, cifar=True),
+                           TRAIN_SHAPES["mobilenet_v2_cifar"]),
 }
 
 
