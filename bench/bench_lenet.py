@@ -94,6 +94,12 @@ def compare(fns, repeats, min_time=0.03):
     engine's idle threads stop spinning.
     """
     loops = {name: _calibrate(fn, min_time) for name, fn in fns.items()}
+    return sample_rounds(fns, loops, repeats)
+
+
+def sample_rounds(fns, loops, repeats):
+    """{name: median seconds per call}: `repeats` rounds of one sample per function
+    (loops[name] calls each), round-robin, each after wait_until_quiet()."""
     samples = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():

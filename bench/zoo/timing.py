@@ -5,10 +5,9 @@ burns CPU, so one engine's idle spinning pool does not slow the next). Its
 calibration (10 calls per engine) is too slow for a VGG-16 batch or a
 training step; here one warm call sets the loops per sample.
 """
-import statistics
 import time
 
-from bench_lenet import wait_until_quiet  # bench/ is on sys.path (bench_zoo.py puts it there)
+from bench_lenet import sample_rounds, wait_until_quiet  # bench/ is on sys.path (bench_zoo.py)
 
 
 def interleaved(fns, rounds, warmup=1, min_time=0.05):
@@ -21,12 +20,4 @@ def interleaved(fns, rounds, warmup=1, min_time=0.05):
         t0 = time.perf_counter()
         fn()
         loops[name] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            wait_until_quiet()
-            t0 = time.perf_counter()
-            for _ in range(loops[name]):
-                fn()
-            samples[name].append((time.perf_counter() - t0) / loops[name])
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return sample_rounds(fns, loops, rounds)

@@ -403,19 +403,26 @@ def _reshape_like(im, node, x, raw, attrs):
     return ref, like_axes
 
 
-def reshape(im, node, attrs):
-    x = im.dynamic(node)
-    raw = [int(d) for d in im.const(node, 1, "shape").reshape(-1)]
+def reshape_target(node, shape, raw, attrs):
+    """ONNX Reshape's target for an input of `shape`: 0 copies (unless allowzero), one
+    -1 takes the rest; refused (naming the node) where the sizes do not fit."""
     target = list(raw)
     if not attrs.get("allowzero", 0):
-        target = [x.shape[i] if d == 0 and i < len(x.shape) else d for i, d in enumerate(target)]
+        target = [shape[i] if d == 0 and i < len(shape) else d for i, d in enumerate(target)]
     if target.count(-1) > 1:
         _fail(node, f"shape {target} has more than one -1")
     if -1 in target:
         known = math.prod(d for d in target if d != -1)
-        if known == 0 or math.prod(x.shape) % known:
-            _fail(node, f"cannot reshape {x.shape} to {target}")
-        target = [math.prod(x.shape) // known if d == -1 else d for d in target]
+        if known == 0 or math.prod(shape) % known:
+            _fail(node, f"cannot reshape {shape} to {target}")
+        target = [math.prod(shape) // known if d == -1 else d for d in target]
+    return target
+
+
+def reshape(im, node, attrs):
+    x = im.dynamic(node)
+    raw = [int(d) for d in im.const(node, 1, "shape").reshape(-1)]
+    target = reshape_target(node, x.shape, raw, attrs)
     like = _reshape_like(im, node, x, raw, attrs)
     if like is not None:
         if len(target) < 1 or target[0] != x.shape[0]:

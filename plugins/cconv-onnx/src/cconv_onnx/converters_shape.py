@@ -53,16 +53,10 @@ def reshape_to(im, node, x, target):
 
 def reshape(im, node, attrs):
     x = im.dynamic(node)
-    target = [int(d) for d in im.const(node, 1, "shape").reshape(-1)]
-    if not attrs.get("allowzero", 0):
-        target = [x.shape[i] if d == 0 and i < len(x.shape) else d for i, d in enumerate(target)]
-    if target.count(-1) > 1:
-        _fail(node, f"shape {target} has more than one -1")
-    if -1 in target:
-        known = math.prod(d for d in target if d != -1)
-        if known == 0 or math.prod(x.shape) % known:
-            _fail(node, f"cannot reshape {x.shape} to {target}")
-        target = [math.prod(x.shape) // known if d == -1 else d for d in target]
+    from .converters import reshape_target   # converters imports this module at its end
+
+    target = reshape_target(node, x.shape, [int(d) for d in im.const(node, 1, "shape")
+                                            .reshape(-1)], attrs)
     if math.prod(target) != math.prod(x.shape):
         _fail(node, f"cannot reshape {x.shape} to {target}")
     return reshape_to(im, node, x, target)
